@@ -1,0 +1,31 @@
+//! Generated gRPC code for TraceTrack's services, plus the file descriptor set for reflection.
+
+/// Every TraceTrack proto file, encoded as one `FileDescriptorSet` (for gRPC reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tracetrack_descriptor.bin"));
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+pub mod auth {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.auth.v1");
+    }
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.events.v1");
+    }
+}
+
+pub use prost_types::Timestamp;

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL and Redis under .local/ (git-ignored) on loopback ports.
+# Installs them with apt when missing; idempotent; works as root (Postgres then runs as the
+# 'postgres' system user) or as a normal user; stopped by pid.
+#
+#   scripts/stack.sh up      start what is not running (prints STARTED=pg,redis for callers)
+#   scripts/stack.sh down    stop both
+#   scripts/stack.sh status
+#   scripts/stack.sh env     print the connection settings
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOCAL="$ROOT/.local"
+PG_PORT=${TT_PG_PORT:-55432}
+REDIS_PORT=${TT_REDIS_PORT:-56379}
+PG_DIR="$LOCAL/pg"
+REDIS_DIR="$LOCAL/redis"
+
+log() { echo "[stack] $*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@";
+  elif command -v sudo >/dev/null; then sudo "$@";
+  else log "need root to run: $*"; return 1; fi
+}
+
+APT_UPDATED=""
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    log "apt-get not found: install $* yourself"; return 1
+  fi
+  if [[ -z $APT_UPDATED ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+  # policy-rc.d keeps the packages' own services from starting; we run our own instances.
+  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+  as_root rm -f /usr/sbin/policy-rc.d
+}
+
+pg_bindir() {
+  local d
+  if command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]]; then
+    pg_config --bindir; return
+  fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return; }
+  done
+  return 1
+}
+
+ensure_pg_installed() {
+  if ! pg_bindir >/dev/null; then
+    log "installing PostgreSQL"
+    apt_install postgresql postgresql-contrib
+  fi
+  PGBIN=$(pg_bindir)
+}
+
+ensure_redis_installed() {
+  if ! command -v redis-server >/dev/null; then
+    log "installing Redis"
+    apt_install redis-server
+  fi
+}
+
+# Postgres refuses to run as root: use the postgres system user then.
+pg_user() {
+  if [[ $(id -u) -eq 0 ]]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    echo postgres
+  else
+    id -un
+  fi
+}
+
+as_pg() {
+  local u; u=$(pg_user)
+  if [[ $u == "$(id -un)" ]]; then "$@"; else runuser -u "$u" -- "$@"; fi
+}
+
+pg_running() {
+  [[ -f $PG_DIR/data/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1
+}
+
+pg_up() {
+  ensure_pg_installed
+  mkdir -p "$PG_DIR/run"
+  if [[ $(id -u) -eq 0 ]]; then chown -R "$(pg_user)" "$PG_DIR"; fi
+  if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+    log "initialising a cluster in $PG_DIR/data"
+    as_pg "$PGBIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null \
+      || as_pg "$PGBIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+    cat >> "$PG_DIR/data/postgresql.conf" <<CONF
+# TraceTrack local cluster
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR/run'
+max_connections = 600
+shared_buffers = 256MB
+timezone = 'UTC'
+log_min_messages = warning
+CONF
+  fi
+  if pg_running; then return 1; fi
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 start >/dev/null
+  return 0
+}
+
+redis_running() {
+  [[ -f $REDIS_DIR/redis.pid ]] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null
+}
+
+redis_up() {
+  ensure_redis_installed
+  mkdir -p "$REDIS_DIR"
+  if redis_running; then return 1; fi
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+    --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" \
+    --save "" --appendonly no --maxclients 2000 >/dev/null
+  for _ in $(seq 1 100); do
+    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  log "Redis did not answer"; exit 1
+}
+
+case ${1:-up} in
+  up)
+    started=()
+    if pg_up; then started+=(pg); fi
+    if redis_up; then started+=(redis); fi
+    as_pg "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || { log "PostgreSQL not ready"; exit 1; }
+    echo "STARTED=$(IFS=,; echo "${started[*]:-}")"
+    ;;
+  down)
+    PGBIN=$(pg_bindir || true)
+    if [[ -n ${PGBIN:-} ]] && pg_running; then
+      log "stopping PostgreSQL"; as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+    fi
+    if redis_running; then
+      log "stopping Redis"; kill "$(cat "$REDIS_DIR/redis.pid")"
+      for _ in $(seq 1 50); do redis_running || break; sleep 0.1; done
+    fi
+    ;;
+  down-redis)
+    if redis_running; then kill "$(cat "$REDIS_DIR/redis.pid")"; fi
+    ;;
+  down-pg)
+    PGBIN=$(pg_bindir); pg_running && as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
+    ;;
+  status)
+    PGBIN=$(pg_bindir || true)
+    if [[ -n ${PGBIN:-} ]] && pg_running; then echo "postgres: running on $PG_PORT"; else echo "postgres: stopped"; fi
+    if redis_running; then echo "redis: running on $REDIS_PORT"; else echo "redis: stopped"; fi
+    ;;
+  env)
+    echo "TRACETRACK_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    echo "TRACETRACK_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT"
+    ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,118 @@
+//! Auth's settings: the common ones plus sessions, lockout, argon2, the bootstrap admin and the
+//! service accounts.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use tracetrack_common::config::CommonSettings;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub common: CommonSettings,
+    pub session: SessionSettings,
+    pub lockout: LockoutSettings,
+    pub argon2: Argon2Settings,
+    /// Creates the user `admin` with this password once, when no such user exists; never
+    /// overwrites. No default exists in code.
+    pub bootstrap_admin_password: Option<SecretString>,
+    /// Service-account name → its token (`TRACETRACK_SERVICE_TOKENS__SCAN=…`). Only hashes are
+    /// stored; accounts missing here are removed at start-up.
+    pub service_tokens: BTreeMap<String, SecretString>,
+    /// Dispatch areas a dispatcher may belong to.
+    pub areas: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            common: CommonSettings::default(),
+            session: SessionSettings::default(),
+            lockout: LockoutSettings::default(),
+            argon2: Argon2Settings::default(),
+            bootstrap_admin_password: None,
+            service_tokens: BTreeMap::new(),
+            areas: default_areas(),
+        }
+    }
+}
+
+pub fn default_areas() -> Vec<String> {
+    [
+        "lucknow",
+        "indore",
+        "jaipur",
+        "hisar",
+        "sri_ganganagar",
+        "sangaria",
+        "bathinda",
+        "raipur",
+        "ranchi",
+        "akola",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionSettings {
+    pub idle_timeout_secs: u64,
+    pub absolute_timeout_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LockoutSettings {
+    /// Failures in a row that lock an account name.
+    pub max_failures: i32,
+    pub lock_secs: u64,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lock_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Argon2Settings {
+    /// OWASP minimum for argon2id: m = 19 MiB, t = 2, p = 1.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once (each holds `memory_kib`); the rest wait.
+    pub max_concurrent: usize,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 2,
+        }
+    }
+}
+
+/// Defaults of a local run: fixed ports.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("grpc_addr", "127.0.0.1:50051"),
+    ("admin_addr", "127.0.0.1:9101"),
+];

@@ -1,0 +1,152 @@
+//! Build, then run: `Application::build` binds the listeners (port 0 works), prepares the pool,
+//! migrates when configured, syncs service accounts and the bootstrap admin; `run_until_stopped`
+//! serves until the shutdown future resolves. Tests use the same entry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tonic::service::Routes;
+use tracetrack_common::caller::CallerResolver;
+use tracetrack_common::server::ServiceRuntime;
+use tracetrack_proto::auth::v1 as pb;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::grpc::{Auth, Inner, LocalVerifier, SCHEMA, SERVICE};
+use crate::password::{self, Hasher};
+use crate::store;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/auth");
+
+pub struct Application {
+    runtime: ServiceRuntime,
+    auth: Auth,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let runtime =
+            ServiceRuntime::build(SERVICE, SCHEMA, settings.common.clone(), &MIGRATOR).await?;
+        let pool = runtime.pool.clone();
+        if settings.common.database.migrate_on_start {
+            // The database answered during migration: set up what start-up owns.
+            prepare(&pool, &settings).await?;
+        } else {
+            let pool = pool.clone();
+            let settings = settings.clone();
+            // Production: the schema comes from the migrate Job; retry until the database answers.
+            tokio::spawn(async move {
+                loop {
+                    match prepare(&pool, &settings).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "start-up preparation failed, retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        }
+                    }
+                }
+            });
+        }
+        let hasher = Hasher::new(&settings.argon2)?;
+        let verifier = LocalVerifier {
+            pool: pool.clone(),
+            idle_secs: settings.session.idle_timeout_secs,
+        };
+        let auth = Auth(Arc::new(Inner {
+            pool,
+            hasher,
+            callers: CallerResolver::new(Arc::new(verifier)),
+            settings,
+        }));
+        Ok(Self { runtime, auth })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.runtime.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.runtime.pool.clone()
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let routes = Routes::new(pb::auth_service_server::AuthServiceServer::new(
+            self.auth.clone(),
+        ))
+        .add_service(pb::user_admin_service_server::UserAdminServiceServer::new(
+            self.auth,
+        ));
+        self.runtime
+            .serve(
+                routes,
+                &[
+                    "tracetrack.auth.v1.AuthService",
+                    "tracetrack.auth.v1.UserAdminService",
+                ],
+                shutdown,
+            )
+            .await
+    }
+}
+
+/// Service accounts from configuration, and the bootstrap admin.
+async fn prepare(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
+    let accounts: Vec<(String, Vec<u8>)> = settings
+        .service_tokens
+        .iter()
+        .filter(|(_, t)| !t.expose_secret().is_empty())
+        .map(|(name, t)| (name.clone(), store::token_hash(t.expose_secret())))
+        .collect();
+    store::sync_service_accounts(pool, &accounts).await?;
+    if let Some(pw) = &settings.bootstrap_admin_password {
+        if !pw.expose_secret().is_empty() {
+            let hasher = Hasher::new(&settings.argon2)?;
+            create_admin(pool, &hasher, "admin", pw, false).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates an admin once; an existing user of that name is never touched. Returns whether one
+/// was created.
+pub async fn create_admin(
+    pool: &PgPool,
+    hasher: &Hasher,
+    username: &str,
+    password: &SecretString,
+    must_change_password: bool,
+) -> anyhow::Result<bool> {
+    password::check_policy(username, password.expose_secret())
+        .map_err(|e| anyhow::anyhow!("the admin password is too weak: {}", e.message))?;
+    if store::user_by_username(pool, &username.to_lowercase())
+        .await?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let hash = hasher.hash(password).await?;
+    let r = sqlx::query(
+        r#"INSERT INTO auth.users (id, username, password_hash, role, must_change_password)
+           VALUES ($1, $2, $3, 'admin', $4) ON CONFLICT DO NOTHING"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(username)
+    .bind(hash)
+    .bind(must_change_password)
+    .execute(pool)
+    .await?;
+    if r.rows_affected() > 0 {
+        tracing::info!(username, "created admin user");
+    }
+    Ok(r.rows_affected() > 0)
+}

@@ -1,0 +1,70 @@
+//! Outgoing gRPC: one shared, lazily connected `Channel` per upstream (cheap to clone, multiplexed),
+//! and an interceptor that adds the caller's service token and the current W3C trace context.
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::metadata::{AUTHORIZATION, IDEMPOTENCY_KEY, SERVICE_TOKEN};
+
+/// A channel that connects on first use and reconnects by itself; every call gets `timeout` as
+/// its deadline unless the request sets a shorter one.
+pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Adds `x-service-token` and `traceparent` to every outgoing request.
+#[derive(Clone)]
+pub struct Outgoing {
+    service_token: Option<MetadataValue<Ascii>>,
+}
+
+impl Outgoing {
+    pub fn new(service_token: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            service_token: service_token.map(MetadataValue::try_from).transpose()?,
+        })
+    }
+}
+
+impl tonic::service::Interceptor for Outgoing {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        crate::telemetry::inject_into_metadata(req.metadata_mut());
+        if let Some(token) = &self.service_token {
+            req.metadata_mut().insert(SERVICE_TOKEN, token.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Intercepted = InterceptedService<Channel, Outgoing>;
+
+/// Wraps a message with the end user's token and an idempotency key.
+pub fn request<T>(
+    message: T,
+    user_token: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Request<T> {
+    let mut req = Request::new(message);
+    if let Some(t) = user_token {
+        if let Ok(v) = MetadataValue::try_from(format!("Bearer {t}")) {
+            req.metadata_mut().insert(AUTHORIZATION, v);
+        }
+    }
+    if let Some(k) = idempotency_key {
+        if let Ok(v) = MetadataValue::try_from(k) {
+            req.metadata_mut().insert(IDEMPOTENCY_KEY, v);
+        }
+    }
+    req
+}

@@ -1,0 +1,201 @@
+//! Layered, typed configuration: struct defaults → `config/<env>.yaml` (optional; `TRACETRACK_ENV`,
+//! default `local`, in `TRACETRACK_CONFIG_DIR`, default `config`) → environment variables with the
+//! `TRACETRACK_` prefix and `__` for nesting (`TRACETRACK_DATABASE__URL`).
+
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Loads a service's settings. `defaults` are (key, value) pairs applied before the file and
+/// the environment, for the service's own ports and names.
+pub fn load<T: DeserializeOwned>(defaults: &[(&str, &str)]) -> anyhow::Result<T> {
+    let env = std::env::var("TRACETRACK_ENV").unwrap_or_else(|_| "local".into());
+    let dir = std::env::var("TRACETRACK_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+    let mut builder = config::Config::builder();
+    for (k, v) in defaults {
+        builder = builder.set_default(*k, *v)?;
+    }
+    let settings = builder
+        .add_source(config::File::with_name(&format!("{dir}/{env}")).required(false))
+        .add_source(
+            config::Environment::with_prefix("TRACETRACK")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("areas")
+                .try_parsing(true),
+        )
+        .build()?;
+    Ok(settings.try_deserialize()?)
+}
+
+/// What every service has. Services embed it with `#[serde(flatten)]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CommonSettings {
+    /// gRPC listener, `host:port` (port 0 picks a free one).
+    pub grpc_addr: String,
+    /// Admin listener for `/metrics` and `/healthz`, never the public port.
+    pub admin_addr: String,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub telemetry: TelemetrySettings,
+    pub auth: AuthClientSettings,
+    pub shutdown: ShutdownSettings,
+    pub events: EventSettings,
+}
+
+impl Default for CommonSettings {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:0".into(),
+            admin_addr: "127.0.0.1:0".into(),
+            database: DatabaseSettings::default(),
+            redis: RedisSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            auth: AuthClientSettings::default(),
+            shutdown: ShutdownSettings::default(),
+            events: EventSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    /// Per-statement limit set on every connection.
+    pub statement_timeout_ms: u64,
+    /// Run migrations at start-up (local runs, tests); production runs the `migrate` subcommand.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:55432/tracetrack"),
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout_ms: 3000,
+            statement_timeout_ms: 10_000,
+            migrate_on_start: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    pub url: String,
+    pub response_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:56379".into(),
+            response_timeout_ms: 2000,
+            connect_timeout_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// `RUST_LOG`-style filter.
+    pub log_filter: String,
+    /// One JSON object per line instead of human-readable logs.
+    pub log_json: bool,
+    /// OTLP/gRPC endpoint (e.g. `http://otel-collector:4317`); traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_filter: "info,sqlx=warn,h2=warn,tower=warn,hyper=warn".into(),
+            log_json: false,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthClientSettings {
+    /// The auth service's gRPC endpoint.
+    pub url: String,
+    /// This service's own service-account token, sent as `x-service-token` on every call.
+    pub service_token: Option<SecretString>,
+    /// How long a verified token is trusted locally (capped at 30 s).
+    pub cache_ttl_secs: u64,
+    /// Deadline of calls to auth.
+    pub timeout_ms: u64,
+}
+
+impl Default for AuthClientSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:50051".into(),
+            service_token: None,
+            cache_ttl_secs: 30,
+            timeout_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ShutdownSettings {
+    /// After SIGTERM, report NOT_SERVING this long before refusing new RPCs (lets load balancers
+    /// notice).
+    pub grace_ms: u64,
+    /// Longest wait for in-flight RPCs to finish.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace_ms: 0,
+            drain_timeout_ms: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EventSettings {
+    /// Prefix of every Redis key (streams, relay epoch); tests give each run its own.
+    pub key_prefix: String,
+    /// How often the relay looks for unpublished rows.
+    pub poll_interval_ms: u64,
+    pub batch_size: i64,
+    /// Approximate cap of each stream (XADD MAXLEN ~).
+    pub stream_max_len: usize,
+    /// On finding Redis restarted empty, re-publish the events of this last window.
+    pub republish_window_secs: u64,
+    /// Published outbox rows are deleted after this long.
+    pub retention_secs: u64,
+    /// Run the relay in this process (one leader per service is elected among replicas).
+    pub relay_enabled: bool,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            key_prefix: "tracetrack".into(),
+            poll_interval_ms: 100,
+            batch_size: 500,
+            stream_max_len: 1_000_000,
+            republish_window_secs: 24 * 3600,
+            retention_secs: 7 * 24 * 3600,
+            relay_enabled: true,
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! One Postgres pool per service schema. Every connection's `search_path` is the service's own
+//! schema (so sqlx's migration table lives there too) and carries a statement timeout. SQL in the
+//! services is schema-qualified all the same.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::DatabaseSettings;
+use crate::error::{AppError, AppResult};
+use tracetrack_domain::ErrorCode;
+
+/// Builds the pool without connecting: a service starts (NOT_SERVING) while its database is down
+/// and comes back by itself when it answers.
+pub fn pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(settings.url.expose_secret())?
+        .application_name(&format!("tracetrack-{schema}"))
+        .options([
+            ("search_path", schema.to_owned()),
+            (
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            ),
+            ("idle_in_transaction_session_timeout", "60000".to_owned()),
+        ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(false)
+        .connect_lazy_with(options))
+}
+
+/// Waits (up to `deadline`) until the database answers.
+pub async fn wait_until_ready(pool: &PgPool, deadline: Duration) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match sqlx::query("SELECT 1").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() < deadline => {
+                tracing::info!(error = %e, "waiting for the database");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The kit's own tables (outbox, idempotency keys, applied events) in the service's schema.
+const KIT_DDL: &str = include_str!("kit.sql");
+
+/// Creates the schema, the kit's tables and runs the service's migrations, serialised across
+/// replicas by an advisory lock.
+pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('tracetrack.migrate'))")
+        .execute(&mut *conn)
+        .await?;
+    let result = async {
+        sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::raw_sql(&KIT_DDL.replace("{schema}", schema))
+            .execute(&mut *conn)
+            .await?;
+        migrator.run(&mut *conn).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('tracetrack.migrate'))")
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+/// Serialization failures and deadlocks: the transaction can simply run again.
+pub fn is_retryable(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40001" || c == "40P01")
+}
+
+/// The constraint (or unique index) a unique violation hit, to map it to a stable code.
+pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
+    let db = err.as_database_error()?;
+    if db.code().as_deref() == Some("23505") {
+        db.constraint()
+    } else {
+        None
+    }
+}
+
+/// The constraint a CHECK violation hit.
+pub fn check_violation(err: &sqlx::Error) -> Option<&str> {
+    let db = err.as_database_error()?;
+    if db.code().as_deref() == Some("23514") {
+        db.constraint()
+    } else {
+        None
+    }
+}
+
+/// Runs `op` again (up to 5 times, with a short jittered pause) while it fails with a
+/// serialization failure or deadlock (`conflict`).
+pub async fn retry<T, F, Fut>(mut op: F) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Err(e) if e.code == ErrorCode::Conflict && attempt < 4 => {
+                attempt += 1;
+                let ms = 2u64.pow(attempt) + rand::random::<u64>() % 5;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl AppError {
+    /// Maps a unique violation by constraint name through `map` (constraint, code, message);
+    /// anything else as usual.
+    pub fn from_unique(err: sqlx::Error, map: &[(&str, ErrorCode, &str)]) -> AppError {
+        if let Some(name) = unique_violation(&err) {
+            if let Some((_, code, message)) = map.iter().find(|(c, _, _)| *c == name) {
+                return AppError::new(*code, *message);
+            }
+        }
+        AppError::from(err)
+    }
+}

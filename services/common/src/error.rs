@@ -1,0 +1,212 @@
+//! One error type for service code. Its code comes from the shared table in `tracetrack-domain`;
+//! it converts to a `tonic::Status` carrying `google.rpc.ErrorInfo { reason: code, domain:
+//! "tracetrack", metadata: details }`. The source error is logged, never sent.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tracetrack_domain::error::{GrpcCode, ERROR_DOMAIN};
+use tracetrack_domain::ErrorCode;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[derive(Debug)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Vec<(String, String)>,
+    source: Option<anyhow::Error>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl ToString) -> Self {
+        self.details.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn detail(&self, key: &str) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An unexpected failure: the caller sees `internal`, the log sees `source`.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: "internal error".into(),
+            details: Vec::new(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn unavailable(what: &str, source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: ErrorCode::Unavailable,
+            message: format!("{what} is unavailable, try again"),
+            details: Vec::new(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            ErrorCode::Unauthenticated,
+            "not logged in or session expired",
+        )
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
+    }
+
+    /// Reads a TraceTrack error back out of a `Status` (client side).
+    pub fn from_status(status: &Status) -> Self {
+        let details = status.get_error_details();
+        if let Some(info) = details.error_info() {
+            if let Some(code) = ErrorCode::parse(&info.reason) {
+                let mut details: Vec<(String, String)> = info
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                details.sort();
+                return Self {
+                    code,
+                    message: status.message().to_owned(),
+                    details,
+                    source: None,
+                };
+            }
+        }
+        let code = match status.code() {
+            Code::InvalidArgument => ErrorCode::InvalidArgument,
+            Code::Unauthenticated => ErrorCode::Unauthenticated,
+            Code::PermissionDenied => ErrorCode::PermissionDenied,
+            Code::NotFound => ErrorCode::NotFound,
+            Code::ResourceExhausted => ErrorCode::Overloaded,
+            Code::Unavailable => ErrorCode::Unavailable,
+            Code::DeadlineExceeded | Code::Cancelled => ErrorCode::DeadlineExceeded,
+            Code::Aborted => ErrorCode::Conflict,
+            _ => ErrorCode::Internal,
+        };
+        let message = if code == ErrorCode::Internal {
+            "internal error".to_owned()
+        } else {
+            status.message().to_owned()
+        };
+        Self::new(code, message)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+pub fn grpc_code(code: GrpcCode) -> Code {
+    match code {
+        GrpcCode::InvalidArgument => Code::InvalidArgument,
+        GrpcCode::DeadlineExceeded => Code::DeadlineExceeded,
+        GrpcCode::NotFound => Code::NotFound,
+        GrpcCode::AlreadyExists => Code::AlreadyExists,
+        GrpcCode::PermissionDenied => Code::PermissionDenied,
+        GrpcCode::ResourceExhausted => Code::ResourceExhausted,
+        GrpcCode::FailedPrecondition => Code::FailedPrecondition,
+        GrpcCode::Aborted => Code::Aborted,
+        GrpcCode::Internal => Code::Internal,
+        GrpcCode::Unavailable => Code::Unavailable,
+        GrpcCode::Unauthenticated => Code::Unauthenticated,
+    }
+}
+
+impl From<AppError> for Status {
+    fn from(err: AppError) -> Self {
+        if let Some(source) = &err.source {
+            if err.code == ErrorCode::Internal {
+                tracing::error!(code = %err.code, error = ?source, "request failed");
+            } else {
+                tracing::warn!(code = %err.code, error = %source, "request failed");
+            }
+        }
+        let metadata: HashMap<String, String> = err.details.into_iter().collect();
+        Status::with_error_details(
+            grpc_code(err.code.grpc_code()),
+            err.message,
+            ErrorDetails::with_error_info(err.code.as_str(), ERROR_DOMAIN, metadata),
+        )
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                AppError::unavailable("the database", err)
+            }
+            _ if crate::db::is_retryable(&err) => {
+                let mut e = AppError::new(ErrorCode::Conflict, "a concurrent change won, retry");
+                e.source = Some(err.into());
+                e
+            }
+            _ => AppError::internal(err),
+        }
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(err: redis::RedisError) -> Self {
+        AppError::unavailable("redis", err)
+    }
+}
+
+impl From<Status> for AppError {
+    fn from(status: Status) -> Self {
+        AppError::from_status(&status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip_keeps_code_and_details() {
+        let e = AppError::new(
+            ErrorCode::ChildLinkedElsewhere,
+            "child is in another parent",
+        )
+        .with_detail("other_parent_qr", "SB00001");
+        let status: Status = e.into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let back = AppError::from_status(&status);
+        assert_eq!(back.code, ErrorCode::ChildLinkedElsewhere);
+        assert_eq!(back.detail("other_parent_qr"), Some("SB00001"));
+    }
+
+    #[test]
+    fn internal_hides_its_source() {
+        let status: Status =
+            AppError::internal(anyhow::anyhow!("relation auth.users secret")).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("auth.users"));
+    }
+}

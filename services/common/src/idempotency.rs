@@ -1,0 +1,158 @@
+//! Idempotency keys, stored with the answer in the same transaction as the change.
+//!
+//! ```text
+//! let mut tx = pool.begin().await?;
+//! if let Replay(answer) = idempotency::begin(&mut tx, SCHEMA, &scope, key, "Rpc", &req).await? {
+//!     return Ok(answer);            // the first answer, byte for byte
+//! }
+//! ... the change ...
+//! idempotency::finish(&mut tx, SCHEMA, &scope, key, &answer).await?;
+//! tx.commit().await?;
+//! ```
+//! A second request with the same key waits on the first one's row lock, then sees its answer.
+//! The same key with a different request is `idempotency_key_reused`. Keys live 24 hours.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use tonic::metadata::MetadataMap;
+use tracetrack_domain::ErrorCode;
+
+use crate::error::{AppError, AppResult};
+use crate::metadata::{self, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LEN};
+
+pub const TTL_HOURS: i32 = 24;
+
+pub enum Begin<M> {
+    /// First time: make the change and call [`finish`].
+    New,
+    /// Seen before with the same request: answer this.
+    Replay(M),
+}
+
+/// The idempotency key of a request, if any (validated).
+pub fn key_from(md: &MetadataMap) -> AppResult<Option<String>> {
+    match metadata::get_str(md, IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_LEN || k.chars().any(char::is_control) => Err(
+            AppError::invalid("idempotency-key must be 1-200 printable characters"),
+        ),
+        Some(k) => Ok(Some(k.to_owned())),
+    }
+}
+
+/// The key a service uses for its call downstream: deterministic in the caller's key, the
+/// scope (who asked) and the purpose, so a retried request makes the same downstream call.
+pub fn derive_key(parent_key: &str, scope: &str, purpose: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [parent_key, scope, purpose] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("d-{}", hex::encode(&h.finalize()[..16]))
+}
+
+fn request_hash(rpc: &str, request: &impl Message) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(rpc.as_bytes());
+    h.update([0]);
+    h.update(request.encode_to_vec());
+    h.finalize().to_vec()
+}
+
+/// Claims `key` for this request inside the caller's transaction, or returns the stored answer.
+pub async fn begin<M: Message + Default>(
+    conn: &mut PgConnection,
+    schema: &str,
+    scope: &str,
+    key: &str,
+    rpc: &str,
+    request: &impl Message,
+) -> AppResult<Begin<M>> {
+    let hash = request_hash(rpc, request);
+    // Claim the key, or take over one older than the TTL. A concurrent first request holds the
+    // row lock until it commits, so this waits and then sees its stored answer.
+    let claimed: Option<(i32,)> = sqlx::query_as(&format!(
+        r#"INSERT INTO "{schema}".idempotency_keys AS k (scope, key, request_hash)
+           VALUES ($1, $2, $3)
+           ON CONFLICT (scope, key) DO UPDATE
+              SET request_hash = EXCLUDED.request_hash, response = NULL, created_at = now()
+              WHERE k.created_at < now() - make_interval(hours => {TTL_HOURS})
+           RETURNING 1"#
+    ))
+    .bind(scope)
+    .bind(key)
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if claimed.is_some() {
+        return Ok(Begin::New);
+    }
+    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(&format!(
+        r#"SELECT request_hash, response FROM "{schema}".idempotency_keys WHERE scope = $1 AND key = $2"#
+    ))
+    .bind(scope)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stored_hash != hash {
+        return Err(AppError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this idempotency key was used for a different request",
+        ));
+    }
+    let bytes = response.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::Conflict,
+            "the first request with this key is still running",
+        )
+    })?;
+    M::decode(bytes.as_slice())
+        .map(Begin::Replay)
+        .map_err(AppError::internal)
+}
+
+/// Stores the answer with the key, in the same transaction as the change.
+pub async fn finish(
+    conn: &mut PgConnection,
+    schema: &str,
+    scope: &str,
+    key: &str,
+    response: &impl Message,
+) -> AppResult<()> {
+    sqlx::query(&format!(
+        r#"UPDATE "{schema}".idempotency_keys SET response = $3 WHERE scope = $1 AND key = $2"#
+    ))
+    .bind(scope)
+    .bind(key)
+    .bind(response.encode_to_vec())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes keys past their TTL; run periodically.
+pub async fn purge_expired(pool: &sqlx::PgPool, schema: &str) -> AppResult<u64> {
+    let r = sqlx::query(&format!(
+        r#"DELETE FROM "{schema}".idempotency_keys WHERE created_at < now() - make_interval(hours => {TTL_HOURS})"#
+    ))
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_are_deterministic_and_separate() {
+        let a = derive_key("k1", "user:1", "link");
+        assert_eq!(a, derive_key("k1", "user:1", "link"));
+        assert_ne!(a, derive_key("k1", "user:2", "link"));
+        assert_ne!(a, derive_key("k1", "user:1", "unlink"));
+        // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(derive_key("ab", "c", "x"), derive_key("a", "bc", "x"));
+        assert!(a.len() <= MAX_IDEMPOTENCY_KEY_LEN);
+    }
+}

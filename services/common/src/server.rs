@@ -1,0 +1,213 @@
+//! Running a service: listeners bound at build time (port 0 works), a lazily connected pool,
+//! migrations when configured, then `serve`: health (NOT_SERVING until the database answers),
+//! reflection, trace-context extraction, RED metrics, the admin port, the outbox relay, and a
+//! graceful shutdown (NOT_SERVING → drain in-flight RPCs → bounded stop → flush telemetry).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
+
+use crate::config::CommonSettings;
+use crate::metrics::RedLayer;
+use crate::outbox::Relay;
+
+pub struct ServiceRuntime {
+    /// Short name: "auth", "bag-registry", …
+    pub service: &'static str,
+    /// The Postgres schema the service owns.
+    pub schema: &'static str,
+    pub settings: CommonSettings,
+    pub pool: PgPool,
+    grpc_listener: TcpListener,
+    admin_listener: TcpListener,
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl ServiceRuntime {
+    pub async fn build(
+        service: &'static str,
+        schema: &'static str,
+        settings: CommonSettings,
+        migrator: &Migrator,
+    ) -> anyhow::Result<Self> {
+        crate::metrics::handle();
+        let pool = crate::db::pool(&settings.database, schema)?;
+        if settings.database.migrate_on_start {
+            crate::db::wait_until_ready(&pool, Duration::from_secs(60)).await?;
+            crate::db::migrate(&pool, schema, migrator).await?;
+        }
+        let grpc_listener = TcpListener::bind(&settings.grpc_addr).await?;
+        let admin_listener = TcpListener::bind(&settings.admin_addr).await?;
+        Ok(Self {
+            service,
+            schema,
+            grpc_addr: grpc_listener.local_addr()?,
+            admin_addr: admin_listener.local_addr()?,
+            settings,
+            pool,
+            grpc_listener,
+            admin_listener,
+        })
+    }
+
+    /// Serves `routes` (plus health and reflection) until `shutdown` resolves, then drains.
+    /// `service_names` are the fully qualified gRPC names whose health follows the database.
+    pub async fn serve(
+        self,
+        routes: Routes,
+        service_names: &[&str],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let mut names: Vec<String> = vec![String::new()];
+        names.extend(service_names.iter().map(|s| (*s).to_owned()));
+        set_all(&reporter, &names, ServingStatus::NotServing).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tracetrack_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tracetrack_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let admin = tokio::spawn(crate::metrics::serve_admin(self.admin_listener, {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }));
+        let readiness = tokio::spawn(readiness_loop(
+            self.pool.clone(),
+            reporter.clone(),
+            names.clone(),
+            stop_rx.clone(),
+        ));
+        let relay = self.settings.events.relay_enabled.then(|| {
+            tokio::spawn(
+                Relay {
+                    pool: self.pool.clone(),
+                    schema: self.schema.to_owned(),
+                    service: self.service.to_owned(),
+                    events: self.settings.events.clone(),
+                    redis: self.settings.redis.clone(),
+                }
+                .run(stop_rx.clone()),
+            )
+        });
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
+        let server = grpc_server()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = drain_rx.await;
+            });
+        tokio::pin!(server);
+        tracing::info!(service = self.service, grpc = %self.grpc_addr, admin = %self.admin_addr, "serving");
+
+        let result = tokio::select! {
+            r = &mut server => r.map_err(anyhow::Error::from),
+            _ = shutdown => {
+                // Stop the readiness loop first so it cannot flip us back to SERVING.
+                let _ = stop_tx.send(true);
+                let _ = readiness.await;
+                set_all(&reporter, &names, ServingStatus::NotServing).await;
+                tokio::time::sleep(Duration::from_millis(self.settings.shutdown.grace_ms)).await;
+                let _ = drain_tx.send(());
+                let drain = Duration::from_millis(self.settings.shutdown.drain_timeout_ms);
+                match tokio::time::timeout(drain, &mut server).await {
+                    Ok(r) => r.map_err(anyhow::Error::from),
+                    Err(_) => {
+                        tracing::warn!(?drain, "in-flight RPCs did not finish in time; stopping");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let _ = stop_tx.send(true);
+        if let Some(relay) = relay {
+            let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
+        self.pool.close().await;
+        crate::telemetry::shutdown();
+        tracing::info!(service = self.service, "stopped");
+        result
+    }
+}
+
+/// The tonic server every service uses: each request runs in a span parented to the caller's
+/// W3C trace context, and RED metrics are recorded per RPC.
+pub fn grpc_server() -> tonic::transport::Server<Stack<RedLayer, Identity>> {
+    tonic::transport::Server::builder()
+        .trace_fn(crate::telemetry::grpc_request_span)
+        .layer(RedLayer)
+}
+
+async fn set_all(reporter: &HealthReporter, names: &[String], status: ServingStatus) {
+    for n in names {
+        reporter.set_service_status(n, status).await;
+    }
+}
+
+/// SERVING exactly while the database answers within a second.
+async fn readiness_loop(
+    pool: PgPool,
+    reporter: HealthReporter,
+    names: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: Option<bool> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                sqlx::query("SELECT 1").execute(&pool)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if *stop.borrow() {
+            return;
+        }
+        if last != Some(ok) {
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if !ok {
+                tracing::warn!("database not answering: NOT_SERVING");
+            } else {
+                tracing::info!("database answering: SERVING");
+            }
+            set_all(&reporter, &names, status).await;
+            last = Some(ok);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(if ok { 1000 } else { 250 })) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Test harness: real services on port 0 against the local Postgres and Redis started by
+//! `scripts/stack.sh` (via `make test`), each test in its own database and Redis key prefix.
+//! Readiness is polled through gRPC health, never slept on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod proxy;
+pub mod redis_server;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::auth::v1 as pb;
+
+pub use tracetrack_common::AppError;
+
+/// The bootstrap admin's password in tests.
+pub const ADMIN_PASSWORD: &str = "Kisan-Root-2024!";
+/// The password `AuthServer::create_user` gives every user.
+pub const USER_PASSWORD: &str = "Green-Seed-42x";
+/// Service tokens every test auth knows.
+pub const SERVICE_TOKENS: &[(&str, &str)] = &[
+    ("gateway", "svc-token-gateway-0123456789"),
+    ("scan", "svc-token-scan-0123456789"),
+    ("billing", "svc-token-billing-0123456789"),
+    ("bag-registry", "svc-token-registry-0123456789"),
+    ("stats", "svc-token-stats-0123456789"),
+];
+
+pub fn service_token(name: &str) -> &'static str {
+    SERVICE_TOKENS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .unwrap()
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test` (it starts Postgres and Redis)")
+    })
+}
+
+pub fn pg_admin_url() -> String {
+    env("TRACETRACK_TEST_PG")
+}
+
+pub fn redis_url() -> String {
+    env("TRACETRACK_TEST_REDIS")
+}
+
+/// A fresh database on the test cluster; its URL.
+pub async fn fresh_database() -> String {
+    let admin = pg_admin_url();
+    let name = format!("tt_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    with_database(&admin, &name)
+}
+
+/// The same server URL, another database.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{db}")
+}
+
+pub fn unique_prefix() -> String {
+    format!("tt-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Auth settings for a test: port 0, migrations at start, small pool, known service tokens.
+pub fn auth_settings(db_url: &str, redis_url: &str, prefix: &str) -> tracetrack_auth::Settings {
+    let mut s = tracetrack_auth::Settings::default();
+    s.common.database.url = SecretString::from(db_url.to_owned());
+    s.common.database.max_connections = 5;
+    s.common.database.migrate_on_start = true;
+    s.common.redis.url = redis_url.to_owned();
+    s.common.events.key_prefix = prefix.to_owned();
+    s.common.events.poll_interval_ms = 20;
+    s.common.shutdown.drain_timeout_ms = 5000;
+    s.bootstrap_admin_password = Some(SecretString::from(ADMIN_PASSWORD));
+    s.service_tokens = SERVICE_TOKENS
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), SecretString::from(*t)))
+        .collect();
+    s
+}
+
+/// A running auth service.
+pub struct AuthServer {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub pool: sqlx::PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl AuthServer {
+    pub async fn start(settings: tracetrack_auth::Settings) -> Self {
+        let _ = tracetrack_common::telemetry::init("test", &settings.common.telemetry);
+        let app = tracetrack_auth::Application::build(settings).await.unwrap();
+        let addr = app.grpc_addr();
+        let admin_addr = app.admin_addr();
+        let pool = app.pool();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        wait_serving(addr, "").await;
+        Self {
+            addr,
+            admin_addr,
+            pool,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A fresh database, the shared Redis with a unique prefix, default settings.
+    pub async fn fresh() -> Self {
+        let db = fresh_database().await;
+        Self::start(auth_settings(&db, &redis_url(), &unique_prefix())).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect_lazy()
+    }
+
+    pub fn auth(&self) -> pb::auth_service_client::AuthServiceClient<Channel> {
+        pb::auth_service_client::AuthServiceClient::new(self.channel())
+    }
+
+    pub fn users(&self) -> pb::user_admin_service_client::UserAdminServiceClient<Channel> {
+        pb::user_admin_service_client::UserAdminServiceClient::new(self.channel())
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<pb::LoginResponse, AppError> {
+        self.auth()
+            .login(pb::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| AppError::from_status(&s))
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await.unwrap().token
+    }
+
+    /// Creates a user through the API as `admin_token`; returns (user, token after login).
+    pub async fn create_user(
+        &self,
+        admin_token: &str,
+        username: &str,
+        role: pb::Role,
+        area: &str,
+    ) -> (pb::User, String) {
+        let password = USER_PASSWORD.to_owned();
+        let user = self
+            .users()
+            .create_user(authed(
+                pb::CreateUserRequest {
+                    username: username.into(),
+                    email: format!("{username}@example.in"),
+                    password: password.clone(),
+                    role: role as i32,
+                    dispatch_area: area.into(),
+                },
+                admin_token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        let token = self.login(username, &password).await.unwrap().token;
+        (user, token)
+    }
+
+    /// Scrapes the admin port's /metrics and returns the value of one series (0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(self.admin_addr, series).await
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A request carrying a session token.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    tracetrack_common::client::request(message, Some(token), None)
+}
+
+/// The stable error code of a failed call.
+pub fn code_of<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> ErrorCode {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => AppError::from_status(&s).code,
+    }
+}
+
+pub async fn health(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(resp.into_inner().status).ok()
+}
+
+/// Polls gRPC health until `want` (bounded: panics after 30 s).
+pub async fn wait_health(addr: SocketAddr, service: &str, want: ServingStatus) {
+    let start = Instant::now();
+    loop {
+        if health(addr, service).await == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{addr} did not become {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_serving(addr: SocketAddr, service: &str) {
+    wait_health(addr, service, ServingStatus::Serving).await;
+}
+
+/// Reads one series from a Prometheus text page (exact match of name and labels).
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let body = http_get(admin, "/metrics").await;
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket (the admin port speaks plain HTTP).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 50 ms until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Path of a workspace binary built next to the test executable (`make test` builds them).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}

@@ -1,0 +1,192 @@
+//! The service kit through auth: outbox to Redis (and Redis restarted empty), health following
+//! the database, graceful drain on SIGTERM, and trace context crossing a hop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tracetrack_proto::auth::v1 as pb;
+use tracetrack_tests::proxy::Proxy;
+use tracetrack_tests::redis_server::RedisServer;
+use tracetrack_tests::*;
+
+async fn stream_event_types(redis_url: &str, stream: &str) -> Vec<String> {
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return vec![];
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return vec![];
+    };
+    let entries: redis::streams::StreamRangeReply = match conn.xrange_all(stream).await {
+        Ok(e) => e,
+        Err(_) => return vec![],
+    };
+    entries
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("type"))
+        .collect()
+}
+
+#[tokio::test]
+async fn outbox_events_reach_the_stream_and_survive_redis_restarting_empty() {
+    let mut redis = RedisServer::start();
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let auth = AuthServer::start(auth_settings(&db, &redis.url(), &prefix)).await;
+    let stream = format!("{prefix}:events:auth");
+
+    auth.login("admin", ADMIN_PASSWORD).await.unwrap();
+    let url = redis.url();
+    eventually(
+        Duration::from_secs(10),
+        "login event in the stream",
+        || async {
+            stream_event_types(&url, &stream)
+                .await
+                .contains(&"auth.login_succeeded".to_owned())
+        },
+    )
+    .await;
+    let envelope: Vec<u8> = {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let r: redis::streams::StreamRangeReply = c.xrange_all(&stream).await.unwrap();
+        r.ids
+            .iter()
+            .find(|e| e.get::<String>("type").as_deref() == Some("auth.login_succeeded"))
+            .unwrap()
+            .get("envelope")
+            .unwrap()
+    };
+    let env = tracetrack_common::outbox::decode_envelope(&envelope).unwrap();
+    assert_eq!(env.source, "auth");
+    assert_eq!(env.actor.unwrap().username, "admin");
+
+    // Redis dies and comes back empty; an event written while it was down is kept in the outbox.
+    redis.kill();
+    auth.login("admin", "wrong-password").await.unwrap_err();
+    redis.restart();
+    eventually(
+        Duration::from_secs(20),
+        "events re-published after the restart",
+        || async {
+            let types = stream_event_types(&url, &stream).await;
+            types.contains(&"auth.login_succeeded".to_owned())
+                && types.contains(&"auth.login_failed".to_owned())
+        },
+    )
+    .await;
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth.outbox WHERE published_at IS NULL")
+            .fetch_one(&auth.pool)
+            .await
+            .unwrap();
+    assert_eq!(unpublished, 0);
+}
+
+#[tokio::test]
+async fn health_is_not_serving_while_the_database_is_cut() {
+    let db = fresh_database().await;
+    // Migrate directly, then run auth through a proxy the test controls.
+    let target: SocketAddr = {
+        let rest = db.split_once('@').unwrap().1;
+        let hostport = rest.split_once('/').unwrap().0;
+        tokio::net::lookup_host(hostport)
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = Proxy::start(target).await;
+    let via_proxy = db.replacen(&target.to_string(), &proxy.addr.to_string(), 1);
+    let mut s = auth_settings(&via_proxy, &redis_url(), &unique_prefix());
+    s.common.database.acquire_timeout_ms = 500;
+    let auth = AuthServer::start(s).await;
+    let svc = "tracetrack.auth.v1.AuthService";
+    assert_eq!(health(auth.addr, svc).await, Some(ServingStatus::Serving));
+
+    proxy.cut();
+    wait_health(auth.addr, svc, ServingStatus::NotServing).await;
+    wait_health(auth.addr, "", ServingStatus::NotServing).await;
+    // Calls fail cleanly meanwhile: unavailable, not internal.
+    let e = auth.login("admin", ADMIN_PASSWORD).await.unwrap_err();
+    assert_eq!(e.code, tracetrack_domain::ErrorCode::Unavailable, "{e:?}");
+
+    proxy.restore();
+    wait_health(auth.addr, svc, ServingStatus::Serving).await;
+    auth.login("admin", ADMIN_PASSWORD).await.unwrap();
+}
+
+/// A real auth process: SIGTERM while logins are in flight lets them finish, then exits 0.
+#[tokio::test]
+async fn sigterm_drains_in_flight_rpcs() {
+    let db = fresh_database().await;
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(workspace_bin("tracetrack-auth"))
+        .env("TRACETRACK_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+        .env("TRACETRACK_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("TRACETRACK_DATABASE__URL", &db)
+        .env("TRACETRACK_DATABASE__MIGRATE_ON_START", "true")
+        .env("TRACETRACK_REDIS__URL", redis_url())
+        .env("TRACETRACK_EVENTS__KEY_PREFIX", unique_prefix())
+        .env("TRACETRACK_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // One hash at a time, so a burst of logins queues up and stays in flight.
+        .env("TRACETRACK_ARGON2__MAX_CONCURRENT", "1")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
+    wait_serving(addr, "").await;
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let mut c = pb::auth_service_client::AuthServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                c.login(pb::LoginRequest {
+                    username: "admin".into(),
+                    password: ADMIN_PASSWORD.into(),
+                })
+                .await
+            })
+        })
+        .collect();
+    let series = "grpc_server_in_flight{method=\"/tracetrack.auth.v1.AuthService/Login\"}";
+    eventually(Duration::from_secs(10), "logins in flight", || async {
+        metric(admin, series).await >= 8.0
+    })
+    .await;
+
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    for c in calls {
+        let r = c.await.unwrap();
+        assert!(r.is_ok(), "an in-flight login was cut: {r:?}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // And it is gone: new connections are refused.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
