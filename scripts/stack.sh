@@ -13,8 +13,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCAL="$ROOT/.local"
 PG_PORT=${TT_PG_PORT:-55432}
 REDIS_PORT=${TT_REDIS_PORT:-56379}
-PG_DIR="$LOCAL/pg"
 REDIS_DIR="$LOCAL/redis"
+mkdir -p "$LOCAL"
 
 log() { echo "[stack] $*" >&2; }
 
@@ -79,6 +79,19 @@ as_pg() {
   local u; u=$(pg_user)
   if [[ $u == "$(id -un)" ]]; then "$@"; else runuser -u "$u" -- "$@"; fi
 }
+
+# As root, Postgres runs as 'postgres', which must be able to reach its data directory; when the
+# checkout is not reachable by it (a private home, say), the cluster lives under /var/tmp instead.
+if [[ $(id -u) -eq 0 ]]; then
+  pg_user >/dev/null
+  if runuser -u postgres -- test -x "$LOCAL" 2>/dev/null; then
+    PG_DIR="$LOCAL/pg"
+  else
+    PG_DIR="/var/tmp/tracetrack-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-12)"
+  fi
+else
+  PG_DIR="$LOCAL/pg"
+fi
 
 pg_running() {
   [[ -f $PG_DIR/data/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1
@@ -157,9 +170,14 @@ case ${1:-up} in
     if [[ -n ${PGBIN:-} ]] && pg_running; then echo "postgres: running on $PG_PORT"; else echo "postgres: stopped"; fi
     if redis_running; then echo "redis: running on $REDIS_PORT"; else echo "redis: stopped"; fi
     ;;
+  psql)
+    # scripts/stack.sh psql [args…]: psql as the superuser on the local cluster.
+    shift; PGBIN=$(pg_bindir)
+    exec "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
+    ;;
   env)
     echo "TRACETRACK_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     echo "TRACETRACK_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT"
     ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|psql" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
 //! User administration: the role matrix, self and last-admin rules, password rules, unique
 //! names, idempotent replay, and the caller checks other services rely on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

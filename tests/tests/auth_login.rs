@@ -1,5 +1,7 @@
 //! Login, lockout, unlock, session expiry and revocation through real gRPC.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use tracetrack_domain::ErrorCode;

@@ -1,6 +1,8 @@
 //! The service kit through auth: outbox to Redis (and Redis restarted empty), health following
 //! the database, graceful drain on SIGTERM, and trace context crossing a hop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! A W3C traceparent sent into a service crosses to the calls it makes: two servers built with
 //! the kit's server (trace extraction) and client interceptor (injection), over real gRPC.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;

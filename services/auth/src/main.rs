@@ -16,6 +16,12 @@ enum Command {
     Serve,
     /// Run the database migrations and exit (a Kubernetes Job, with a DDL role).
     Migrate,
+    /// Exit 0 when the running service reports SERVING (for scripts and probes).
+    Health {
+        /// Defaults to the configured gRPC address.
+        #[arg(long)]
+        addr: Option<String>,
+    },
     /// Create an admin user if none of that name exists; the password is read from the
     /// environment variable TRACETRACK_NEW_ADMIN_PASSWORD. The admin must change it at first login.
     CreateAdmin {
@@ -28,6 +34,11 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
+    if let Some(Command::Health { addr }) = &cli.command {
+        let url = format!("http://{}", addr.as_deref().unwrap_or(&settings.common.grpc_addr));
+        let serving = tracetrack_common::server::probe(&url, "").await.unwrap_or(false);
+        std::process::exit(if serving { 0 } else { 1 });
+    }
     let _telemetry = tracetrack_common::telemetry::init("auth", &settings.common.telemetry)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -35,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(tracetrack_common::shutdown::signal())
                 .await
         }
+        Command::Health { .. } => Ok(()),
         Command::Migrate => {
             let pool = tracetrack_common::db::pool(&settings.common.database, "auth")?;
             tracetrack_common::db::wait_until_ready(&pool, std::time::Duration::from_secs(60))

@@ -62,9 +62,18 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
         .execute(&mut *conn)
         .await?;
     let result = async {
-        sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .execute(&mut *conn)
-            .await?;
+        // Only create it when missing: a runtime role that owns its schema need not be allowed
+        // to create schemas in the database.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+                .execute(&mut *conn)
+                .await?;
+        }
         sqlx::raw_sql(&KIT_DDL.replace("{schema}", schema))
             .execute(&mut *conn)
             .await?;

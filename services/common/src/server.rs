@@ -211,3 +211,19 @@ async fn readiness_loop(
         }
     }
 }
+
+/// Asks a service's gRPC health endpoint; true when SERVING. For scripts, probes and
+/// container health checks (`<binary> health`).
+pub async fn probe(url: &str, service: &str) -> anyhow::Result<bool> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
+    let resp = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?;
+    Ok(resp.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `make run`: the local stack (Postgres, Redis), every service built so far on fixed default
+# ports, and where to go. Ctrl-C stops the services, and Postgres/Redis if this script started them.
+#
+# Knobs (environment): PROFILE=release, TT_STATE_DIR (secrets and logs, default .local/run),
+# TT_DB_NAME (default tracetrack), TT_AUTH_PORT / TT_AUTH_ADMIN_PORT (50051 / 9101).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PROFILE=${PROFILE:-debug}
+STATE=${TT_STATE_DIR:-$ROOT/.local/run}
+DB=${TT_DB_NAME:-tracetrack}
+PG_PORT=${TT_PG_PORT:-55432}
+REDIS_PORT=${TT_REDIS_PORT:-56379}
+AUTH_PORT=${TT_AUTH_PORT:-50051}
+AUTH_ADMIN_PORT=${TT_AUTH_ADMIN_PORT:-9101}
+mkdir -p "$STATE/logs"
+
+say() { echo "[run] $*" >&2; }
+
+stack_out=$(bash scripts/stack.sh up)
+STARTED=${stack_out#STARTED=}
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping services"
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [[ $STARTED == *redis* ]] && bash scripts/stack.sh down-redis || true
+  [[ $STARTED == *pg* ]] && bash scripts/stack.sh down-pg || true
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
+
+# Secrets for this checkout, made once: each service's token and the first admin's password.
+SECRETS="$STATE/secrets.env"
+if [[ ! -f $SECRETS ]]; then
+  rnd() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
+  {
+    for svc in gateway bag_registry scan billing stats; do echo "TOKEN_${svc^^}=svc-$(rnd 40)"; done
+    echo "ADMIN_PASSWORD=Tt-$(rnd 12)-7a"
+  } > "$SECRETS"
+  chmod 600 "$SECRETS"
+fi
+# shellcheck disable=SC1090
+source "$SECRETS"
+
+# One database; each service its own role owning its own schema.
+if ! bash scripts/stack.sh psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
+  bash scripts/stack.sh psql -d postgres -c "CREATE DATABASE \"$DB\""
+fi
+for pair in auth:tt_auth; do
+  schema=${pair%%:*}; role=${pair##*:}
+  bash scripts/stack.sh psql -d "$DB" <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') THEN CREATE ROLE $role LOGIN; END IF;
+END \$\$;
+CREATE SCHEMA IF NOT EXISTS $schema AUTHORIZATION $role;
+SQL
+done
+
+say "building ($PROFILE)"
+if [[ $PROFILE == release ]]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+
+export TRACETRACK_REDIS__URL="redis://127.0.0.1:$REDIS_PORT"
+export TRACETRACK_DATABASE__MIGRATE_ON_START=true
+
+start() { # name binary grpc-port admin-port role [extra env…]
+  local name=$1 bin=$2 port=$3 admin=$4 role=$5; shift 5
+  env TRACETRACK_GRPC_ADDR="127.0.0.1:$port" TRACETRACK_ADMIN_ADDR="127.0.0.1:$admin" \
+      TRACETRACK_DATABASE__URL="postgres://$role@127.0.0.1:$PG_PORT/$DB" "$@" \
+      "$BIN/$bin" >"$STATE/logs/$name.log" 2>&1 &
+  PIDS+=($!)
+  local i
+  for i in $(seq 1 300); do
+    if "$BIN/$bin" health --addr "127.0.0.1:$port" 2>/dev/null; then say "$name ready on 127.0.0.1:$port"; return 0; fi
+    if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then say "$name exited:"; tail -n 30 "$STATE/logs/$name.log" >&2; exit 1; fi
+    sleep 0.2
+  done
+  say "$name did not become ready:"; tail -n 30 "$STATE/logs/$name.log" >&2; exit 1
+}
+
+start auth tracetrack-auth "$AUTH_PORT" "$AUTH_ADMIN_PORT" tt_auth \
+  TRACETRACK_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+  TRACETRACK_SERVICE_TOKENS__GATEWAY="$TOKEN_GATEWAY" \
+  TRACETRACK_SERVICE_TOKENS__BAG-REGISTRY="$TOKEN_BAG_REGISTRY" \
+  TRACETRACK_SERVICE_TOKENS__SCAN="$TOKEN_SCAN" \
+  TRACETRACK_SERVICE_TOKENS__BILLING="$TOKEN_BILLING" \
+  TRACETRACK_SERVICE_TOKENS__STATS="$TOKEN_STATS"
+
+cat >&2 <<BANNER
+
+  TraceTrack is running.
+    auth (gRPC)       127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
+    log in as         admin / $ADMIN_PASSWORD   (kept in $SECRETS)
+    try it            grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
+    logs              $STATE/logs/
+  The web client and HTTP gateway (http://127.0.0.1:8080) arrive with the gateway.
+  Ctrl-C stops everything.
+
+BANNER
+echo "READY" > "$STATE/ready"
+# Exit (and clean up) as soon as any service dies, or on Ctrl-C.
+wait -n "${PIDS[@]}" || true
+say "a service exited; see $STATE/logs/"
+exit 1

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make test`: start what the tests need (Postgres, Redis, the Python venv), build the binaries the
+# process tests spawn, and run the whole suite with nextest.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash scripts/stack.sh up >/dev/null
+eval "$(bash scripts/stack.sh env | sed 's/^/export /')"
+bash scripts/venv.sh
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+cargo build --workspace --bins
+cargo nextest run --workspace --no-fail-fast "$@"

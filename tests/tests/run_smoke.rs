@@ -1,0 +1,66 @@
+//! `make run` as a newcomer would use it, checked by a third-party client: Python grpcio (from the
+//! project's .venv) discovers auth through reflection and runs Login → WhoAmI → Logout → WhoAmI,
+//! which must end UNAUTHENTICATED with the stable reason. Ctrl-C then stops everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracetrack_tests::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn make_run_serves_a_third_party_grpc_client() {
+    let root = repo_root();
+    let state = std::env::temp_dir().join(format!("tt-run-{}", uuid::Uuid::new_v4().simple()));
+    let (grpc, admin) = (free_port(), free_port());
+    let mut run = tokio::process::Command::new("bash")
+        .arg(root.join("scripts/run.sh"))
+        .current_dir(&root)
+        .env("TT_STATE_DIR", &state)
+        .env("TT_DB_NAME", format!("tt_run_{}", uuid::Uuid::new_v4().simple()))
+        .env("TT_AUTH_PORT", grpc.to_string())
+        .env("TT_AUTH_ADMIN_PORT", admin.to_string())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let start = std::time::Instant::now();
+    while health(addr, "").await != Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+        assert!(start.elapsed() < Duration::from_secs(300), "make run did not come up");
+        assert!(run.try_wait().unwrap().is_none(), "run.sh exited early");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secrets = std::fs::read_to_string(state.join("secrets.env")).unwrap();
+    let password = secrets
+        .lines()
+        .find_map(|l| l.strip_prefix("ADMIN_PASSWORD="))
+        .unwrap()
+        .to_owned();
+
+    let out = tokio::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/python/reflection_client.py"))
+        .arg(addr.to_string())
+        .arg("admin")
+        .arg(&password)
+        .output()
+        .await
+        .expect("the project .venv (scripts/venv.sh) must exist");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"reason\": \"unauthenticated\""), "{stdout}");
+    assert!(stdout.contains("tracetrack.auth.v1.AuthService"), "{stdout}");
+
+    // Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything it started.
+    let pgid = run.id().unwrap() as i32;
+    std::process::Command::new("kill").args(["-INT", "--", &format!("-{pgid}")]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), run.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "run.sh did not exit cleanly on Ctrl-C: {status:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "auth still listening after Ctrl-C");
+    let _ = std::fs::remove_dir_all(&state);
+}
