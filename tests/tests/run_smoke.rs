@@ -10,7 +10,11 @@ use std::time::Duration;
 use tracetrack_tests::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -22,7 +26,10 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .arg(root.join("scripts/run.sh"))
         .current_dir(&root)
         .env("TT_STATE_DIR", &state)
-        .env("TT_DB_NAME", format!("tt_run_{}", uuid::Uuid::new_v4().simple()))
+        .env(
+            "TT_DB_NAME",
+            format!("tt_run_{}", uuid::Uuid::new_v4().simple()),
+        )
         .env("TT_AUTH_PORT", grpc.to_string())
         .env("TT_AUTH_ADMIN_PORT", admin.to_string())
         .process_group(0)
@@ -31,8 +38,13 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
     let start = std::time::Instant::now();
-    while health(addr, "").await != Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
-        assert!(start.elapsed() < Duration::from_secs(300), "make run did not come up");
+    while health(addr, "").await
+        != Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "make run did not come up"
+        );
         assert!(run.try_wait().unwrap().is_none(), "run.sh exited early");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -52,15 +64,37 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .await
         .expect("the project .venv (scripts/venv.sh) must exist");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("\"reason\": \"unauthenticated\""), "{stdout}");
-    assert!(stdout.contains("tracetrack.auth.v1.AuthService"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"reason\": \"unauthenticated\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tracetrack.auth.v1.AuthService"),
+        "{stdout}"
+    );
 
     // Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything it started.
     let pgid = run.id().unwrap() as i32;
-    std::process::Command::new("kill").args(["-INT", "--", &format!("-{pgid}")]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), run.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "run.sh did not exit cleanly on Ctrl-C: {status:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "auth still listening after Ctrl-C");
+    std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), run.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "run.sh did not exit cleanly on Ctrl-C: {status:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "auth still listening after Ctrl-C"
+    );
     let _ = std::fs::remove_dir_all(&state);
 }

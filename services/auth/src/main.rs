@@ -35,8 +35,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
     if let Some(Command::Health { addr }) = &cli.command {
-        let url = format!("http://{}", addr.as_deref().unwrap_or(&settings.common.grpc_addr));
-        let serving = tracetrack_common::server::probe(&url, "").await.unwrap_or(false);
+        let url = format!(
+            "http://{}",
+            addr.as_deref().unwrap_or(&settings.common.grpc_addr)
+        );
+        let serving = tracetrack_common::server::probe(&url, "")
+            .await
+            .unwrap_or(false);
         std::process::exit(if serving { 0 } else { 1 });
     }
     let _telemetry = tracetrack_common::telemetry::init("auth", &settings.common.telemetry)?;

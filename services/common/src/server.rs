@@ -225,5 +225,6 @@ pub async fn probe(url: &str, service: &str) -> anyhow::Result<bool> {
             service: service.to_owned(),
         })
         .await?;
-    Ok(resp.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    Ok(resp.into_inner().status
+        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
 }
