@@ -22,6 +22,30 @@ pub mod auth {
     clippy::unwrap_used,
     clippy::expect_used
 )]
+pub mod registry {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.registry.v1");
+    }
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+pub mod scan {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.scan.v1");
+    }
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("tracetrack.events.v1");

@@ -330,3 +330,265 @@ pub fn repo_root() -> std::path::PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+/// bag-registry settings for a test, calling `auth` with the registry's service token.
+pub fn registry_settings(
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    auth: &AuthServer,
+) -> tracetrack_bag_registry::Settings {
+    let mut s = tracetrack_bag_registry::Settings::default();
+    s.common.database.url = SecretString::from(db_url.to_owned());
+    s.common.database.max_connections = 10;
+    s.common.database.migrate_on_start = true;
+    s.common.redis.url = redis_url.to_owned();
+    s.common.events.key_prefix = prefix.to_owned();
+    s.common.events.poll_interval_ms = 20;
+    s.common.auth.url = auth.url();
+    s.common.auth.service_token = Some(SecretString::from(service_token("bag-registry")));
+    s
+}
+
+/// A running in-process service (any of ours): its address, admin address and stop handle.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub pool: sqlx::PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn start_registry(settings: tracetrack_bag_registry::Settings) -> Running {
+    let app = tracetrack_bag_registry::Application::build(settings)
+        .await
+        .unwrap();
+    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    wait_serving(addr, "").await;
+    Running {
+        addr,
+        admin_addr,
+        pool,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// auth + bag-registry (N replicas) + scan, on one fresh database and Redis prefix.
+pub struct Stack {
+    pub auth: AuthServer,
+    pub registries: Vec<Running>,
+    pub scan: Running,
+    /// The bootstrap admin's session token.
+    pub admin: String,
+    pub db: String,
+    pub prefix: String,
+}
+
+pub fn scan_settings(
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    auth: &AuthServer,
+    registry_urls: &str,
+) -> tracetrack_scan::Settings {
+    let mut s = tracetrack_scan::Settings::default();
+    s.common.database.url = SecretString::from(db_url.to_owned());
+    s.common.database.max_connections = 10;
+    s.common.database.migrate_on_start = true;
+    s.common.redis.url = redis_url.to_owned();
+    s.common.events.key_prefix = prefix.to_owned();
+    s.common.events.poll_interval_ms = 20;
+    s.common.auth.url = auth.url();
+    s.common.auth.service_token = Some(SecretString::from(service_token("scan")));
+    s.registry_url = registry_urls.to_owned();
+    s
+}
+
+pub async fn start_scan(settings: tracetrack_scan::Settings) -> Running {
+    let app = tracetrack_scan::Application::build(settings).await.unwrap();
+    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    wait_serving(addr, "").await;
+    Running {
+        addr,
+        admin_addr,
+        pool,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl Stack {
+    pub async fn start(registry_replicas: usize) -> Self {
+        let db = fresh_database().await;
+        let prefix = unique_prefix();
+        let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
+        let mut registries = Vec::new();
+        for _ in 0..registry_replicas {
+            registries
+                .push(start_registry(registry_settings(&db, &redis_url(), &prefix, &auth)).await);
+        }
+        let urls: Vec<String> = registries.iter().map(Running::url).collect();
+        let scan = start_scan(scan_settings(
+            &db,
+            &redis_url(),
+            &prefix,
+            &auth,
+            &urls.join(","),
+        ))
+        .await;
+        let admin = auth.admin_token().await;
+        Self {
+            auth,
+            registries,
+            scan,
+            admin,
+            db,
+            prefix,
+        }
+    }
+
+    pub fn scan_client(
+        &self,
+    ) -> tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient<Channel> {
+        tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient::new(
+            Channel::from_shared(self.scan.url())
+                .unwrap()
+                .connect_lazy(),
+        )
+    }
+
+    pub fn registry_client(
+        &self,
+    ) -> tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient<
+        Channel,
+    > {
+        tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient::new(
+            Channel::from_shared(self.registries[0].url())
+                .unwrap()
+                .connect_lazy(),
+        )
+    }
+
+    /// A user of `role` (area for dispatchers) and their session token.
+    pub async fn user(&self, username: &str, role: pb::Role, area: &str) -> (pb::User, String) {
+        self.auth
+            .create_user(&self.admin, username, role, area)
+            .await
+    }
+
+    pub async fn scan_parent(
+        &self,
+        token: &str,
+        qr: &str,
+        area: &str,
+    ) -> Result<tracetrack_proto::scan::v1::ScanParentResponse, AppError> {
+        self.scan_client()
+            .scan_parent(authed(
+                tracetrack_proto::scan::v1::ScanParentRequest {
+                    qr: qr.into(),
+                    area: area.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| AppError::from_status(&s))
+    }
+
+    pub async fn scan_child(
+        &self,
+        token: &str,
+        parent: &str,
+        child: &str,
+    ) -> Result<tracetrack_proto::scan::v1::ScanChildResponse, AppError> {
+        self.scan_client()
+            .scan_child(authed(
+                tracetrack_proto::scan::v1::ScanChildRequest {
+                    parent_qr: parent.into(),
+                    child_qr: child.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| AppError::from_status(&s))
+    }
+
+    pub async fn undo(
+        &self,
+        token: &str,
+        parent: &str,
+    ) -> Result<tracetrack_proto::scan::v1::UndoLastChildResponse, AppError> {
+        self.scan_client()
+            .undo_last_child(authed(
+                tracetrack_proto::scan::v1::UndoLastChildRequest {
+                    parent_qr: parent.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| AppError::from_status(&s))
+    }
+
+    pub async fn bag(
+        &self,
+        token: &str,
+        qr: &str,
+    ) -> Result<tracetrack_proto::registry::v1::Bag, AppError> {
+        self.registry_client()
+            .get_bag(authed(
+                tracetrack_proto::registry::v1::GetBagRequest { qr: qr.into() },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner().bag.unwrap())
+            .map_err(|s| AppError::from_status(&s))
+    }
+
+    /// A request to bag-registry as `service` (its service token) on behalf of `token`'s user.
+    pub fn as_service<T>(
+        &self,
+        message: T,
+        token: Option<&str>,
+        service: &str,
+    ) -> tonic::Request<T> {
+        let mut req = tracetrack_common::client::request(message, token, None);
+        req.metadata_mut()
+            .insert("x-service-token", service_token(service).parse().unwrap());
+        req
+    }
+}

@@ -40,20 +40,10 @@ impl Default for Settings {
 }
 
 pub fn default_areas() -> Vec<String> {
-    [
-        "lucknow",
-        "indore",
-        "jaipur",
-        "hisar",
-        "sri_ganganagar",
-        "sangaria",
-        "bathinda",
-        "raipur",
-        "ranchi",
-        "akola",
-    ]
-    .map(String::from)
-    .to_vec()
+    tracetrack_domain::DEFAULT_AREAS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,6 +23,30 @@ pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
+/// A channel over one or more endpoints (`url` may list several, comma-separated): calls are
+/// balanced per request across them, so replicas behind a headless Service (or listed by hand)
+/// share the load.
+pub fn balanced_channel(urls: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    let list: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if list.len() <= 1 {
+        return channel(list.first().copied().unwrap_or(urls), timeout);
+    }
+    let endpoints = list
+        .into_iter()
+        .map(|u| {
+            Ok(Endpoint::from_shared(u.to_owned())?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(timeout)
+                .tcp_nodelay(true))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
+}
+
 /// Adds `x-service-token` and `traceparent` to every outgoing request.
 #[derive(Clone)]
 pub struct Outgoing {

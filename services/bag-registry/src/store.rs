@@ -1,0 +1,148 @@
+//! bag-registry's rows and the SQL shared by its handlers.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use tracetrack_common::{AppError, AppResult};
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::registry::v1 as pb;
+use uuid::Uuid;
+
+pub const SCHEMA: &str = "registry";
+pub const SERVICE: &str = "bag-registry";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BagRow {
+    pub qr: String,
+    pub kind: String,
+    pub product_line: Option<String>,
+    pub status: String,
+    pub child_count: i32,
+    pub capacity: Option<i32>,
+    pub parent_weight_kg: Option<f64>,
+    pub child_weight_kg: f64,
+    pub area: String,
+    pub parent_qr: Option<String>,
+    pub bill_id: Option<String>,
+    pub frozen: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub linked_at: Option<DateTime<Utc>>,
+    pub linked_by: Option<Uuid>,
+}
+
+pub const BAG_COLUMNS: &str = "b.qr, b.kind, b.product_line, b.status, b.child_count, b.capacity, \
+    b.parent_weight_kg, b.child_weight_kg, b.area, b.parent_qr, b.bill_id, b.frozen, b.created_at, \
+    b.created_by, b.linked_at, b.linked_by";
+
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl BagRow {
+    pub fn is_parent(&self) -> bool {
+        self.kind == "parent"
+    }
+
+    pub fn to_pb(&self) -> pb::Bag {
+        let parent = self.is_parent();
+        pb::Bag {
+            qr: self.qr.clone(),
+            r#type: if parent {
+                pb::BagType::Parent
+            } else {
+                pb::BagType::Child
+            } as i32,
+            product_line: self.product_line.clone().unwrap_or_default(),
+            status: self.status.clone(),
+            child_count: self.child_count,
+            capacity: self.capacity.unwrap_or(0),
+            weight_kg: if parent {
+                f64::from(self.child_count) * self.child_weight_kg
+            } else {
+                self.child_weight_kg
+            },
+            expected_weight_kg: if parent {
+                self.parent_weight_kg.unwrap_or(0.0)
+            } else {
+                self.child_weight_kg
+            },
+            area: self.area.clone(),
+            parent_qr: self.parent_qr.clone().unwrap_or_default(),
+            bill_id: self.bill_id.clone().unwrap_or_default(),
+            frozen: self.frozen,
+            created_at: Some(ts(self.created_at)),
+            created_by: self.created_by.map(|u| u.to_string()).unwrap_or_default(),
+            linked_at: self.linked_at.map(ts),
+            linked_by: self.linked_by.map(|u| u.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+pub async fn bag(conn: &mut PgConnection, qr: &str) -> AppResult<Option<BagRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE b.qr = $1"
+    ))
+    .bind(qr)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+pub async fn bags(conn: &mut PgConnection, qrs: &[String]) -> AppResult<Vec<BagRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE b.qr = ANY($1) ORDER BY b.qr"
+    ))
+    .bind(qrs)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A parent that must exist: `parent_not_found`, or `qr_is_child` when the QR is a child.
+pub async fn parent(conn: &mut PgConnection, qr: &str) -> AppResult<BagRow> {
+    match bag(conn, qr).await? {
+        Some(b) if b.is_parent() => Ok(b),
+        Some(_) => Err(AppError::new(
+            ErrorCode::QrIsChild,
+            "that is a child label, not a parent bag",
+        )),
+        None => Err(
+            AppError::new(ErrorCode::ParentNotFound, "no parent bag with that code")
+                .with_detail("parent_qr", qr),
+        ),
+    }
+}
+
+/// Maps a failed link statement (the trigger's errors, the capacity CHECK) to its stable code;
+/// `parent` is the parent that was being linked into.
+pub fn link_error(err: sqlx::Error, parent: &str) -> AppError {
+    if let Some(db) = err.as_database_error() {
+        match (db.code().as_deref(), db.constraint()) {
+            (Some("23514"), Some("bags_child_count_within_capacity")) => {
+                return AppError::new(ErrorCode::ParentFull, "this parent bag is full")
+                    .with_detail("parent_qr", parent);
+            }
+            // TT001: the parent a child leaves is frozen; TT002: the parent it joins is frozen
+            // (it was read as an existing parent just before).
+            (Some("TT001"), _) | (Some("TT002"), _) => {
+                let which = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|e| e.detail())
+                    .unwrap_or(parent)
+                    .to_owned();
+                return frozen(&which);
+            }
+            _ => {}
+        }
+    }
+    AppError::from(err)
+}
+
+pub fn frozen(parent: &str) -> AppError {
+    AppError::new(
+        ErrorCode::ParentFrozen,
+        "this parent is on a completed bill; its children cannot change",
+    )
+    .with_detail("parent_qr", parent)
+}

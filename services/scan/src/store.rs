@@ -1,0 +1,227 @@
+//! scan's SQL: the append-only scan log (insert and keyset reads, nothing else ever touches a
+//! row) and the monthly partitions it lives in. Every statement is schema-qualified.
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use tracetrack_common::AppResult;
+use uuid::Uuid;
+
+/// One scan attempt, as stored in `scan.scan_events` and as sent, JSON encoded, in the
+/// `payload_json` of the `scan.recorded` event (stats and every replica's WatchScans read it):
+///
+/// ```json
+/// {"id": "0190…", "occurred_at": "2025-01-31T10:15:00.123456Z", "user_id": "0190…",
+///  "username": "ravi", "kind": "child", "area": "indore", "parent_qr": "SB00001",
+///  "child_qr": "0016586", "raw_input": "LABEL NO.:0016586 …", "outcome": "ok",
+///  "parent_child_count": 17, "parent_capacity": 30, "idempotency_key": "…"}
+/// ```
+/// `kind` is `parent`, `child` or `undo`; `outcome` is `created`, `ok`, `already_linked` or the
+/// stable error code; `child_qr`, the counts and `idempotency_key` may be null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ScanEventRow {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub user_id: Uuid,
+    pub username: String,
+    pub kind: String,
+    pub area: String,
+    pub parent_qr: String,
+    pub child_qr: Option<String>,
+    pub raw_input: String,
+    pub outcome: String,
+    pub parent_child_count: Option<i32>,
+    pub parent_capacity: Option<i32>,
+    pub idempotency_key: Option<String>,
+}
+
+const COLUMNS: &str = "id, occurred_at, user_id, username, kind, area, parent_qr, child_qr, \
+     raw_input, outcome, parent_child_count, parent_capacity, idempotency_key";
+
+/// Appends one event in the caller's transaction.
+pub async fn insert_event(conn: &mut PgConnection, e: &ScanEventRow) -> AppResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO scan.scan_events ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(e.id)
+    .bind(e.occurred_at)
+    .bind(e.user_id)
+    .bind(&e.username)
+    .bind(&e.kind)
+    .bind(&e.area)
+    .bind(&e.parent_qr)
+    .bind(&e.child_qr)
+    .bind(&e.raw_input)
+    .bind(&e.outcome)
+    .bind(e.parent_child_count)
+    .bind(e.parent_capacity)
+    .bind(&e.idempotency_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What ListScans asks for; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub user_id: Option<Uuid>,
+    /// Matches the parent or the child QR.
+    pub qr: Option<String>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    /// Only events of this area (dispatchers).
+    pub area: Option<String>,
+    /// Keyset: strictly older than this (occurred_at, id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// Newest first, by (occurred_at DESC, id DESC). The statement holds only the filters given, so
+/// each combination gets a plan that uses its index (and prunes partitions by time).
+pub async fn list_events(pool: &PgPool, f: &ListFilter) -> AppResult<Vec<ScanEventRow>> {
+    let mut q: QueryBuilder<'_, Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM scan.scan_events WHERE true"));
+    if let Some(user_id) = f.user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(qr) = &f.qr {
+        q.push(" AND (parent_qr = ")
+            .push_bind(qr.clone())
+            .push(" OR child_qr = ")
+            .push_bind(qr.clone())
+            .push(")");
+    }
+    if let Some(from) = f.from {
+        q.push(" AND occurred_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.to {
+        q.push(" AND occurred_at < ").push_bind(to);
+    }
+    if let Some(area) = &f.area {
+        q.push(" AND area = ").push_bind(area.clone());
+    }
+    if let Some((at, id)) = f.after {
+        q.push(" AND (occurred_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
+        .push_bind(f.limit);
+    Ok(q.build_query_as().fetch_all(pool).await?)
+}
+
+/// (year, month) `offset` months away from (year, month).
+fn add_months(year: i32, month: u32, offset: i32) -> (i32, u32) {
+    let index = year * 12 + month as i32 - 1 + offset;
+    (index.div_euclid(12), index.rem_euclid(12) as u32 + 1)
+}
+
+/// A monthly partition: its name and its UTC bounds as SQL literals.
+fn partition(year: i32, month: u32) -> (String, String, String) {
+    let (ny, nm) = add_months(year, month, 1);
+    (
+        format!("scan_events_{year:04}_{month:02}"),
+        format!("{year:04}-{month:02}-01 00:00:00+00"),
+        format!("{ny:04}-{nm:02}-01 00:00:00+00"),
+    )
+}
+
+/// The partitions that should exist at `now`: the previous, current and next two months.
+pub fn wanted_partitions(now: DateTime<Utc>) -> Vec<(String, String, String)> {
+    (-1..=2)
+        .map(|offset| {
+            let (y, m) = add_months(now.year(), now.month(), offset);
+            partition(y, m)
+        })
+        .collect()
+}
+
+/// Creates the monthly partitions that are missing (see [`wanted_partitions`]); returns how many
+/// were created. Replicas serialise on an advisory lock. Creating a partition locks the parent
+/// table briefly, so it waits at most a second for that lock and leaves the partition for the
+/// next run rather than stall scans behind a long reader. A month whose rows already went to the
+/// DEFAULT partition cannot get its own partition: that is logged and those rows stay (and are
+/// read) where they are. Errors reading the catalogue (database down) are returned.
+pub async fn ensure_partitions(pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let mut created = 0;
+    for (name, from, to) in wanted_partitions(now) {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("scan.{name}"))
+            .fetch_one(pool)
+            .await?;
+        if exists {
+            continue;
+        }
+        let result = create_partition(pool, &name, &from, &to).await;
+        match result {
+            Ok(()) => {
+                created += 1;
+                tracing::info!(partition = %name, "created scan log partition");
+            }
+            Err(e) => {
+                tracing::warn!(partition = %name, error = %e, "could not create scan log partition")
+            }
+        }
+    }
+    Ok(created)
+}
+
+async fn create_partition(pool: &PgPool, name: &str, from: &str, to: &str) -> anyhow::Result<()> {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS scan.{name} PARTITION OF scan.scan_events \
+         FOR VALUES FROM ('{from}') TO ('{to}')"
+    );
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '1s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tracetrack.scan.partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&ddl)
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn months_wrap_around_years() {
+        assert_eq!(add_months(2025, 1, -1), (2024, 12));
+        assert_eq!(add_months(2025, 12, 1), (2026, 1));
+        assert_eq!(add_months(2025, 11, 2), (2026, 1));
+        assert_eq!(add_months(2025, 6, 0), (2025, 6));
+    }
+
+    #[test]
+    fn wanted_partitions_span_previous_to_next_two() {
+        let now = Utc.with_ymd_and_hms(2025, 12, 15, 3, 0, 0).single();
+        let Some(now) = now else {
+            panic!("bad test date")
+        };
+        let names: Vec<String> = wanted_partitions(now).into_iter().map(|p| p.0).collect();
+        assert_eq!(
+            names,
+            [
+                "scan_events_2025_11",
+                "scan_events_2025_12",
+                "scan_events_2026_01",
+                "scan_events_2026_02"
+            ]
+        );
+        let (_, from, to) = partition(2025, 12);
+        assert_eq!(from, "2025-12-01 00:00:00+00");
+        assert_eq!(to, "2026-01-01 00:00:00+00");
+    }
+}

@@ -1,0 +1,728 @@
+//! The scanning hot path through real gRPC: scan → bag-registry (two replicas) → auth, real
+//! Postgres and Redis. Races run against two registry replicas so no in-process lock can pass
+//! for a database guarantee.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::future::join_all;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::auth::v1::Role;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_tests::*;
+
+fn code<T: std::fmt::Debug>(r: Result<T, AppError>) -> ErrorCode {
+    r.unwrap_err().code
+}
+
+#[tokio::test]
+async fn sixty_four_children_race_into_a_thirty_child_parent() {
+    let stack = Stack::start(2).await;
+    let (_, ravi) = stack.user("ravi", Role::Dispatcher, "lucknow").await;
+    let p = stack.scan_parent(&ravi, "SB10001", "").await.unwrap();
+    assert!(p.created);
+    assert_eq!(p.parent.as_ref().unwrap().capacity, 30);
+    assert_eq!(p.parent.as_ref().unwrap().area, "lucknow");
+
+    let results = join_all((0..64).map(|i| {
+        let stack = &stack;
+        let ravi = ravi.clone();
+        async move {
+            stack
+                .scan_child(&ravi, "SB10001", &format!("C{i:05}"))
+                .await
+        }
+    }))
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let full = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code == ErrorCode::ParentFull))
+        .count();
+    assert_eq!(
+        (ok, full),
+        (30, 34),
+        "{:?}",
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect::<Vec<_>>()
+    );
+
+    let parent = stack.bag(&ravi, "SB10001").await.unwrap();
+    assert_eq!(
+        (parent.status.as_str(), parent.child_count, parent.weight_kg),
+        ("full", 30, 30.0)
+    );
+    let pool = &stack.registries[0].pool;
+    let links: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB10001'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(links, 30);
+    // Refused children were never registered: a failed scan leaves nothing behind.
+    let children: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE kind = 'child'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(children, 30);
+
+    // The database alone refuses a 31st link, whatever the code does.
+    let err = sqlx::query(
+        "INSERT INTO registry.bags (qr, kind, area, parent_qr, linked_at) VALUES ('RAW31', 'child', 'lucknow', 'SB10001', now())",
+    )
+    .execute(pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        tracetrack_common::db::check_violation(&err),
+        Some("bags_child_count_within_capacity")
+    );
+    let err = sqlx::query("UPDATE registry.bags SET child_count = 31 WHERE qr = 'SB10001'")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tracetrack_common::db::check_violation(&err),
+        Some("bags_child_count_within_capacity")
+    );
+    // And counts follow links even for raw SQL: unlinking one by hand frees a place.
+    sqlx::query("UPDATE registry.bags SET parent_qr = NULL, linked_at = NULL WHERE qr = (SELECT min(qr) FROM registry.bags WHERE parent_qr = 'SB10001')")
+        .execute(pool)
+        .await
+        .unwrap();
+    let parent = stack.bag(&ravi, "SB10001").await.unwrap();
+    assert_eq!((parent.status.as_str(), parent.child_count), ("open", 29));
+}
+
+#[tokio::test]
+async fn one_child_raced_into_thirty_two_parents_has_one_winner() {
+    let stack = Stack::start(2).await;
+    let (_, admin) = (0, stack.admin.clone());
+    for i in 0..32 {
+        stack
+            .scan_parent(&admin, &format!("SB2{i:04}"), "indore")
+            .await
+            .unwrap();
+    }
+    let results = join_all((0..32).map(|i| {
+        let stack = &stack;
+        let admin = admin.clone();
+        async move {
+            (
+                format!("SB2{i:04}"),
+                stack
+                    .scan_child(&admin, &format!("SB2{i:04}"), "LABEL NO.:7700001 LOT NO.:X")
+                    .await,
+            )
+        }
+    }))
+    .await;
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, r) in results.iter().filter(|(_, r)| r.is_err()) {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.code, ErrorCode::ChildLinkedElsewhere);
+        assert_eq!(e.detail("other_parent_qr"), Some(winners[0].as_str()));
+    }
+    let child = stack.bag(&admin, "7700001").await.unwrap();
+    assert_eq!(&child.parent_qr, winners[0]);
+    assert_eq!(child.area, "indore");
+}
+
+#[tokio::test]
+async fn scan_error_codes() {
+    let stack = Stack::start(1).await;
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "jaipur").await;
+    let (_, bina) = stack.user("bina", Role::Biller, "").await;
+
+    // ScanParent
+    assert_eq!(
+        code(stack.scan_parent(&dev, "SB<1>", "").await),
+        ErrorCode::InvalidQr
+    );
+    assert_eq!(
+        code(stack.scan_parent(&dev, &"X".repeat(300), "").await),
+        ErrorCode::InvalidQr
+    );
+    assert_eq!(
+        code(stack.scan_parent(&bina, "SB30001", "").await),
+        ErrorCode::AreaRequired
+    );
+    assert_eq!(
+        code(stack.scan_parent(&bina, "SB30001", "atlantis").await),
+        ErrorCode::InvalidArgument
+    );
+    stack.scan_parent(&bina, "SB30001", "hisar").await.unwrap();
+    assert_eq!(
+        code(stack.scan_parent(&dev, "SB30001", "").await),
+        ErrorCode::WrongArea,
+        "dispatchers stay in their area"
+    );
+    assert_eq!(
+        code(
+            stack
+                .scan_parent(&dev, "LABEL NO.:0016586 LOT NO.:STAR44GG24611", "")
+                .await
+        ),
+        ErrorCode::QrIsChild
+    );
+    let again = stack.scan_parent(&bina, "sb30001", "").await.unwrap();
+    assert!(!again.created, "re-selecting an existing parent");
+
+    // ScanChild
+    let p = stack.scan_parent(&dev, "SB30002", "").await.unwrap();
+    assert_eq!(
+        p.parent.unwrap().area,
+        "jaipur",
+        "a dispatcher's parent is in their area"
+    );
+    let c = stack
+        .scan_child(
+            &dev,
+            "SB30002",
+            "LABEL NO.:0016586 LOT NO.:STAR44GG24611, D.O.T.:30/09/2025",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.child.as_ref().unwrap().qr,
+        "0016586",
+        "label text reduced to its number"
+    );
+    assert_eq!(c.parent.as_ref().unwrap().child_count, 1);
+    assert!(!c.already_linked);
+    let twice = stack.scan_child(&dev, "SB30002", "0016586").await.unwrap();
+    assert!(twice.already_linked, "a double-fired scan is a success");
+    assert_eq!(twice.parent.unwrap().child_count, 1);
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB39999", "AB12").await),
+        ErrorCode::ParentNotFound
+    );
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB30002", "SB30001").await),
+        ErrorCode::QrIsParent
+    );
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB30002", "SB30002").await),
+        ErrorCode::SameAsParent
+    );
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB30002", "A&B1").await),
+        ErrorCode::InvalidQr
+    );
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB30001", "AB12").await),
+        ErrorCode::WrongArea
+    );
+    stack.scan_child(&bina, "SB30001", "AB12").await.unwrap();
+    let e = stack.scan_child(&dev, "SB30002", "ab12").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.detail("other_parent_qr")),
+        (ErrorCode::ChildLinkedElsewhere, Some("SB30001"))
+    );
+
+    // A frozen parent (its bill completed) refuses any change to its children.
+    let mut r = stack.registry_client();
+    r.claim_parent(stack.as_service(
+        reg::ClaimParentRequest {
+            parent_qr: "SB30002".into(),
+            bill_id: "B-1".into(),
+        },
+        None,
+        "billing",
+    ))
+    .await
+    .unwrap();
+    r.freeze_parents(stack.as_service(
+        reg::FreezeParentsRequest {
+            bill_id: "B-1".into(),
+        },
+        None,
+        "billing",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        code(stack.scan_child(&dev, "SB30002", "CD34").await),
+        ErrorCode::ParentFrozen
+    );
+    assert_eq!(
+        code(stack.undo(&dev, "SB30002").await),
+        ErrorCode::ParentFrozen
+    );
+    r.unfreeze_parents(stack.as_service(
+        reg::UnfreezeParentsRequest {
+            bill_id: "B-1".into(),
+        },
+        None,
+        "billing",
+    ))
+    .await
+    .unwrap();
+    stack.scan_child(&dev, "SB30002", "CD34").await.unwrap();
+
+    // Full.
+    stack
+        .scan_parent(&bina, "M444-00001", "jaipur")
+        .await
+        .unwrap();
+    for i in 0..15 {
+        stack
+            .scan_child(&dev, "M444-00001", &format!("MG{i:04}"))
+            .await
+            .unwrap();
+    }
+    let moong = stack.bag(&dev, "M444-00001").await.unwrap();
+    assert_eq!(
+        (
+            moong.capacity,
+            moong.child_count,
+            moong.status.as_str(),
+            moong.expected_weight_kg
+        ),
+        (15, 15, "full", 15.0)
+    );
+    assert_eq!(
+        code(stack.scan_child(&dev, "M444-00001", "MG9999").await),
+        ErrorCode::ParentFull
+    );
+
+    // Undo with nothing of one's own.
+    stack.scan_parent(&dev, "SB30003", "").await.unwrap();
+    assert_eq!(
+        code(stack.undo(&dev, "SB30003").await),
+        ErrorCode::NothingToUndo
+    );
+}
+
+#[tokio::test]
+async fn undo_walks_back_own_links_only_within_the_hour() {
+    let stack = Stack::start(1).await;
+    let (_, a) = stack.user("asha", Role::Dispatcher, "akola").await;
+    let (_, b) = stack.user("bablu", Role::Dispatcher, "akola").await;
+    stack.scan_parent(&a, "SB40001", "").await.unwrap();
+    stack.scan_child(&a, "SB40001", "A0001").await.unwrap();
+    stack.scan_child(&b, "SB40001", "B0001").await.unwrap();
+    stack.scan_child(&a, "SB40001", "A0002").await.unwrap();
+    stack.scan_child(&b, "SB40001", "B0002").await.unwrap();
+
+    let u = stack.undo(&a, "SB40001").await.unwrap();
+    assert_eq!(u.unlinked_child_qr, "A0002");
+    assert_eq!(u.parent.unwrap().child_count, 3);
+    assert_eq!(
+        stack.undo(&a, "SB40001").await.unwrap().unlinked_child_qr,
+        "A0001"
+    );
+    assert_eq!(
+        stack.undo(&a, "SB40001").await.unwrap_err().code,
+        ErrorCode::NothingToUndo,
+        "never another user's link"
+    );
+    let undone = stack.bag(&a, "A0002").await.unwrap();
+    assert_eq!(
+        (undone.status.as_str(), undone.parent_qr.as_str()),
+        ("unlinked", ""),
+        "the child stays registered, unlinked"
+    );
+    // It can be scanned anywhere again.
+    stack.scan_parent(&a, "SB40002", "").await.unwrap();
+    stack.scan_child(&a, "SB40002", "A0002").await.unwrap();
+
+    // Links older than an hour are out of reach.
+    sqlx::query("UPDATE registry.bags SET linked_at = now() - interval '61 minutes' WHERE parent_qr = 'SB40001'")
+        .execute(&stack.registries[0].pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.undo(&b, "SB40001").await.unwrap_err().code,
+        ErrorCode::NothingToUndo
+    );
+}
+
+#[tokio::test]
+async fn bag_management_codes_and_search() {
+    let stack = Stack::start(1).await;
+    let admin = stack.admin.clone();
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "raipur").await;
+    let mut r = stack.registry_client();
+    let register = |qr: &str, t: reg::BagType, area: &str, token: &str| {
+        authed(
+            reg::RegisterBagRequest {
+                qr: qr.into(),
+                r#type: t as i32,
+                area: area.into(),
+            },
+            token,
+        )
+    };
+
+    assert_eq!(
+        code_of(
+            r.register_bag(register("SB50001", reg::BagType::Parent, "raipur", &dev))
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    r.register_bag(register("SB50001", reg::BagType::Parent, "raipur", &admin))
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(
+            r.register_bag(register("sb50001", reg::BagType::Parent, "raipur", &admin))
+                .await
+        ),
+        ErrorCode::BagExists
+    );
+    r.register_bag(register("LOOSE1", reg::BagType::Child, "raipur", &admin))
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(
+            r.register_bag(register("SB50009", reg::BagType::Child, "raipur", &admin))
+                .await
+        ),
+        ErrorCode::QrIsParent
+    );
+
+    stack.scan_child(&dev, "SB50001", "KID1").await.unwrap();
+    let del = |qr: &str| authed(reg::DeleteBagRequest { qr: qr.into() }, &admin);
+    assert_eq!(
+        code_of(r.delete_bag(del("SB50001")).await),
+        ErrorCode::BagHasChildren
+    );
+    assert_eq!(
+        code_of(r.delete_bag(del("KID1")).await),
+        ErrorCode::BagLinked
+    );
+    assert_eq!(
+        code_of(r.delete_bag(del("NOPE1")).await),
+        ErrorCode::BagNotFound
+    );
+    r.delete_bag(del("LOOSE1")).await.unwrap();
+    assert_eq!(
+        stack.bag(&admin, "LOOSE1").await.unwrap_err().code,
+        ErrorCode::BagNotFound
+    );
+
+    // Move, unlink.
+    r.register_bag(register("SB50002", reg::BagType::Parent, "raipur", &admin))
+        .await
+        .unwrap();
+    let m = r
+        .move_child(authed(
+            reg::MoveChildRequest {
+                child_qr: "kid1".into(),
+                parent_qr: "SB50002".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            m.parent.unwrap().child_count,
+            m.previous_parent.unwrap().child_count
+        ),
+        (1, 0)
+    );
+    let u = r
+        .unlink_child(authed(
+            reg::UnlinkChildRequest {
+                parent_qr: "SB50002".into(),
+                child_qr: "KID1".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(u.parent.unwrap().child_count, 0);
+    assert_eq!(
+        code_of(
+            r.unlink_child(authed(
+                reg::UnlinkChildRequest {
+                    parent_qr: "SB50002".into(),
+                    child_qr: "KID1".into()
+                },
+                &dev
+            ))
+            .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+
+    // On a bill: delete refused.
+    r.claim_parent(stack.as_service(
+        reg::ClaimParentRequest {
+            parent_qr: "SB50002".into(),
+            bill_id: "B-9".into(),
+        },
+        None,
+        "billing",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(r.delete_bag(del("SB50002")).await),
+        ErrorCode::BagOnBill
+    );
+
+    // Search: prefix, type, paging; dispatchers only see their area.
+    r.register_bag(register("SB50003", reg::BagType::Parent, "ranchi", &admin))
+        .await
+        .unwrap();
+    let all = r
+        .search_bags(authed(
+            reg::SearchBagsRequest {
+                qr_prefix: "sb500".into(),
+                page_size: 2,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        all.bags.iter().map(|b| b.qr.as_str()).collect::<Vec<_>>(),
+        ["SB50001", "SB50002"]
+    );
+    let rest = r
+        .search_bags(authed(
+            reg::SearchBagsRequest {
+                qr_prefix: "sb500".into(),
+                page_size: 2,
+                page_token: all.next_page_token,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        rest.bags.iter().map(|b| b.qr.as_str()).collect::<Vec<_>>(),
+        ["SB50003"]
+    );
+    let mine = r
+        .search_bags(authed(
+            reg::SearchBagsRequest {
+                r#type: reg::BagType::Parent as i32,
+                ..Default::default()
+            },
+            &dev,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        mine.bags.iter().all(|b| b.area == "raipur") && mine.bags.len() == 2,
+        "{mine:?}"
+    );
+    let billed = r
+        .search_bags(authed(
+            reg::SearchBagsRequest {
+                billed: Some(true),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        billed
+            .bags
+            .iter()
+            .map(|b| b.qr.as_str())
+            .collect::<Vec<_>>(),
+        ["SB50002"]
+    );
+}
+
+#[tokio::test]
+async fn billing_only_and_scan_only_rpcs_refuse_other_callers() {
+    let stack = Stack::start(1).await;
+    let admin = stack.admin.clone();
+    stack
+        .scan_parent(&admin, "SB60001", "bathinda")
+        .await
+        .unwrap();
+    let mut r = stack.registry_client();
+    let claim = || reg::ClaimParentRequest {
+        parent_qr: "SB60001".into(),
+        bill_id: "B-1".into(),
+    };
+    assert_eq!(
+        code_of(
+            r.claim_parent(stack.as_service(claim(), Some(&admin), "scan"))
+                .await
+        ),
+        ErrorCode::CallerNotAllowed
+    );
+    assert_eq!(
+        code_of(r.claim_parent(authed(claim(), &admin)).await),
+        ErrorCode::CallerNotAllowed
+    );
+    assert_eq!(
+        code_of(
+            r.freeze_parents(stack.as_service(
+                reg::FreezeParentsRequest {
+                    bill_id: "B-1".into()
+                },
+                None,
+                "gateway"
+            ))
+            .await
+        ),
+        ErrorCode::CallerNotAllowed
+    );
+    let link = reg::LinkChildRequest {
+        parent_qr: "SB60001".into(),
+        child_qr: "AB12".into(),
+    };
+    assert_eq!(
+        code_of(r.link_child(authed(link.clone(), &admin)).await),
+        ErrorCode::CallerNotAllowed
+    );
+    assert_eq!(
+        code_of(
+            r.link_child(stack.as_service(link, Some(&admin), "billing"))
+                .await
+        ),
+        ErrorCode::CallerNotAllowed
+    );
+    // Billing itself may, and the figures follow the links.
+    r.claim_parent(stack.as_service(claim(), None, "billing"))
+        .await
+        .unwrap();
+    stack.scan_child(&admin, "SB60001", "AB12").await.unwrap();
+    let f = r
+        .get_bill_figures(stack.as_service(
+            reg::GetBillFiguresRequest {
+                bill_ids: vec!["B-1".into()],
+            },
+            None,
+            "billing",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let f = &f.figures[0];
+    assert_eq!(
+        (
+            f.parent_count,
+            f.child_count,
+            f.actual_weight_kg,
+            f.expected_weight_kg
+        ),
+        (1, 1, 1.0, 30.0)
+    );
+    let e = code_of(
+        r.claim_parent(stack.as_service(
+            reg::ClaimParentRequest {
+                parent_qr: "SB60001".into(),
+                bill_id: "B-2".into(),
+            },
+            None,
+            "billing",
+        ))
+        .await,
+    );
+    assert_eq!(e, ErrorCode::OnOtherBill);
+    let e = code_of(
+        r.claim_parent(stack.as_service(
+            reg::ClaimParentRequest {
+                parent_qr: "AB12".into(),
+                bill_id: "B-2".into(),
+            },
+            None,
+            "billing",
+        ))
+        .await,
+    );
+    assert_eq!(e, ErrorCode::NotAParent);
+}
+
+#[tokio::test]
+async fn idempotent_scans_replay_even_after_a_restart_and_refuse_reuse() {
+    let stack = Stack::start(1).await;
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "sangaria").await;
+    stack.scan_parent(&dev, "SB70001", "").await.unwrap();
+    let keyed = |child: &str, key: &str| {
+        tracetrack_common::client::request(
+            tracetrack_proto::scan::v1::ScanChildRequest {
+                parent_qr: "SB70001".into(),
+                child_qr: child.into(),
+            },
+            Some(&dev),
+            Some(key),
+        )
+    };
+    let first = stack
+        .scan_client()
+        .scan_child(keyed("K0001", "scan-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.already_linked);
+    // The same request again is the same answer (not already_linked: it is a replay).
+    let again = stack
+        .scan_client()
+        .scan_child(keyed("K0001", "scan-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let e = code_of(
+        stack
+            .scan_client()
+            .scan_child(keyed("K0002", "scan-1"))
+            .await,
+    );
+    assert_eq!(e, ErrorCode::IdempotencyKeyReused);
+
+    // After restarting scan (a new process state), the replay still holds.
+    let Stack {
+        auth,
+        registries,
+        scan,
+        db,
+        prefix,
+        ..
+    } = stack;
+    scan.stop().await.unwrap();
+    let urls: Vec<String> = registries.iter().map(Running::url).collect();
+    let scan = start_scan(scan_settings(
+        &db,
+        &redis_url(),
+        &prefix,
+        &auth,
+        &urls.join(","),
+    ))
+    .await;
+    let mut client = tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient::new(
+        tonic::transport::Channel::from_shared(scan.url())
+            .unwrap()
+            .connect_lazy(),
+    );
+    let after = client
+        .scan_child(keyed("K0001", "scan-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, after);
+    let links: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB70001'")
+            .fetch_one(&registries[0].pool)
+            .await
+            .unwrap();
+    assert_eq!(links, 1);
+}
