@@ -3,7 +3,8 @@
 # ports, and where to go. Ctrl-C stops the services, and Postgres/Redis if this script started them.
 #
 # Knobs (environment): PROFILE=release, TT_STATE_DIR (secrets and logs, default .local/run),
-# TT_DB_NAME (default tracetrack), TT_AUTH_PORT / TT_AUTH_ADMIN_PORT (50051 / 9101).
+# TT_DB_NAME (default tracetrack), TT_<SVC>_PORT / TT_<SVC>_ADMIN_PORT for AUTH, REGISTRY, SCAN
+# (50051-50053 / 9101-9103).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -14,6 +15,10 @@ PG_PORT=${TT_PG_PORT:-55432}
 REDIS_PORT=${TT_REDIS_PORT:-56379}
 AUTH_PORT=${TT_AUTH_PORT:-50051}
 AUTH_ADMIN_PORT=${TT_AUTH_ADMIN_PORT:-9101}
+REGISTRY_PORT=${TT_REGISTRY_PORT:-50052}
+REGISTRY_ADMIN_PORT=${TT_REGISTRY_ADMIN_PORT:-9102}
+SCAN_PORT=${TT_SCAN_PORT:-50053}
+SCAN_ADMIN_PORT=${TT_SCAN_ADMIN_PORT:-9103}
 mkdir -p "$STATE/logs"
 
 say() { echo "[run] $*" >&2; }
@@ -50,7 +55,7 @@ source "$SECRETS"
 if ! bash scripts/stack.sh psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
   bash scripts/stack.sh psql -d postgres -c "CREATE DATABASE \"$DB\""
 fi
-for pair in auth:tt_auth; do
+for pair in auth:tt_auth registry:tt_registry scan:tt_scan; do
   schema=${pair%%:*}; role=${pair##*:}
   bash scripts/stack.sh psql -d "$DB" <<SQL
 DO \$\$ BEGIN
@@ -90,13 +95,22 @@ start auth tracetrack-auth "$AUTH_PORT" "$AUTH_ADMIN_PORT" tt_auth \
   TRACETRACK_SERVICE_TOKENS__BILLING="$TOKEN_BILLING" \
   TRACETRACK_SERVICE_TOKENS__STATS="$TOKEN_STATS"
 
+export TRACETRACK_AUTH__URL="http://127.0.0.1:$AUTH_PORT"
+start bag-registry tracetrack-bag-registry "$REGISTRY_PORT" "$REGISTRY_ADMIN_PORT" tt_registry \
+  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_BAG_REGISTRY"
+start scan tracetrack-scan "$SCAN_PORT" "$SCAN_ADMIN_PORT" tt_scan \
+  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_SCAN" \
+  TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+
 cat >&2 <<BANNER
 
   TraceTrack is running.
-    auth (gRPC)       127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
-    log in as         admin / $ADMIN_PASSWORD   (kept in $SECRETS)
-    try it            grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
-    logs              $STATE/logs/
+    auth (gRPC)          127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
+    bag-registry (gRPC)  127.0.0.1:$REGISTRY_PORT     metrics http://127.0.0.1:$REGISTRY_ADMIN_PORT/metrics
+    scan (gRPC)          127.0.0.1:$SCAN_PORT     metrics http://127.0.0.1:$SCAN_ADMIN_PORT/metrics
+    log in as            admin / $ADMIN_PASSWORD   (kept in $SECRETS)
+    try it               grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
+    logs                 $STATE/logs/
   The web client and HTTP gateway (http://127.0.0.1:8080) arrive with the gateway.
   Ctrl-C stops everything.
 

@@ -22,6 +22,7 @@ async fn make_run_serves_a_third_party_grpc_client() {
     let root = repo_root();
     let state = std::env::temp_dir().join(format!("tt-run-{}", uuid::Uuid::new_v4().simple()));
     let (grpc, admin) = (free_port(), free_port());
+    let (registry, registry_admin, scan, scan_admin) = (free_port(), free_port(), free_port(), free_port());
     let mut run = tokio::process::Command::new("bash")
         .arg(root.join("scripts/run.sh"))
         .current_dir(&root)
@@ -32,13 +33,18 @@ async fn make_run_serves_a_third_party_grpc_client() {
         )
         .env("TT_AUTH_PORT", grpc.to_string())
         .env("TT_AUTH_ADMIN_PORT", admin.to_string())
+        .env("TT_REGISTRY_PORT", registry.to_string())
+        .env("TT_REGISTRY_ADMIN_PORT", registry_admin.to_string())
+        .env("TT_SCAN_PORT", scan.to_string())
+        .env("TT_SCAN_ADMIN_PORT", scan_admin.to_string())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let scan_addr: SocketAddr = format!("127.0.0.1:{scan}").parse().unwrap();
     let start = std::time::Instant::now();
-    while health(addr, "").await
+    while health(scan_addr, "").await
         != Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
     {
         assert!(
