@@ -19,6 +19,8 @@ REGISTRY_PORT=${TT_REGISTRY_PORT:-50052}
 REGISTRY_ADMIN_PORT=${TT_REGISTRY_ADMIN_PORT:-9102}
 SCAN_PORT=${TT_SCAN_PORT:-50053}
 SCAN_ADMIN_PORT=${TT_SCAN_ADMIN_PORT:-9103}
+GATEWAY_PORT=${TT_GATEWAY_PORT:-8080}
+GATEWAY_ADMIN_PORT=${TT_GATEWAY_ADMIN_PORT:-9100}
 mkdir -p "$STATE/logs"
 
 say() { echo "[run] $*" >&2; }
@@ -102,16 +104,30 @@ start scan tracetrack-scan "$SCAN_PORT" "$SCAN_ADMIN_PORT" tt_scan \
   TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_SCAN" \
   TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 
+# The gateway has no database; it is ready when /healthz answers.
+env TRACETRACK_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" TRACETRACK_ADMIN_ADDR="127.0.0.1:$GATEWAY_ADMIN_PORT" \
+    TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_GATEWAY" \
+    TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT" TRACETRACK_SCAN_URL="http://127.0.0.1:$SCAN_PORT" \
+    "$BIN/tracetrack-gateway" >"$STATE/logs/gateway.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 300); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; then say "gateway ready on http://127.0.0.1:$GATEWAY_PORT"; break; fi
+  if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then say "gateway exited:"; tail -n 30 "$STATE/logs/gateway.log" >&2; exit 1; fi
+  [[ $i == 300 ]] && { say "gateway did not come up"; exit 1; }
+  sleep 0.2
+done
+
 cat >&2 <<BANNER
 
-  TraceTrack is running.
+  TraceTrack is running:   http://127.0.0.1:$GATEWAY_PORT   (API under /api/v1, OpenAPI at /api/v1/openapi.json)
     auth (gRPC)          127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
     bag-registry (gRPC)  127.0.0.1:$REGISTRY_PORT     metrics http://127.0.0.1:$REGISTRY_ADMIN_PORT/metrics
     scan (gRPC)          127.0.0.1:$SCAN_PORT     metrics http://127.0.0.1:$SCAN_ADMIN_PORT/metrics
     log in as            admin / $ADMIN_PASSWORD   (kept in $SECRETS)
     try it               grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
     logs                 $STATE/logs/
-  The web client and HTTP gateway (http://127.0.0.1:8080) arrive with the gateway.
+    gateway metrics      http://127.0.0.1:$GATEWAY_ADMIN_PORT/metrics
+  The web client arrives at http://127.0.0.1:$GATEWAY_PORT/ with its issue; the API answers now.
   Ctrl-C stops everything.
 
 BANNER

@@ -592,3 +592,76 @@ impl Stack {
         req
     }
 }
+
+/// A gateway in front of a [`Stack`].
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Gateway {
+    pub async fn start(
+        stack: &Stack,
+        configure: impl FnOnce(&mut tracetrack_gateway::Settings),
+    ) -> Self {
+        let mut s = tracetrack_gateway::Settings {
+            http_addr: "127.0.0.1:0".into(),
+            admin_addr: "127.0.0.1:0".into(),
+            ..Default::default()
+        };
+        s.redis.url = redis_url();
+        s.redis_key_prefix = stack.prefix.clone();
+        s.auth.url = stack.auth.url();
+        s.auth.service_token = Some(SecretString::from(service_token("gateway")));
+        s.registry_url = stack
+            .registries
+            .iter()
+            .map(Running::url)
+            .collect::<Vec<_>>()
+            .join(",");
+        s.scan_url = stack.scan.url();
+        s.sse_heartbeat_secs = 1;
+        configure(&mut s);
+        let app = tracetrack_gateway::Application::build(s).await.unwrap();
+        let (addr, admin_addr) = (app.http_addr, app.admin_addr);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        let gw = Self {
+            addr,
+            admin_addr,
+            stop: Some(tx),
+        };
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        while client
+            .get(gw.url("/healthz"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .ok()
+            != Some(true)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "gateway did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -22,7 +22,9 @@ async fn make_run_serves_a_third_party_grpc_client() {
     let root = repo_root();
     let state = std::env::temp_dir().join(format!("tt-run-{}", uuid::Uuid::new_v4().simple()));
     let (grpc, admin) = (free_port(), free_port());
-    let (registry, registry_admin, scan, scan_admin) = (free_port(), free_port(), free_port(), free_port());
+    let (registry, registry_admin, scan, scan_admin) =
+        (free_port(), free_port(), free_port(), free_port());
+    let (gateway, gateway_admin) = (free_port(), free_port());
     let mut run = tokio::process::Command::new("bash")
         .arg(root.join("scripts/run.sh"))
         .current_dir(&root)
@@ -37,6 +39,8 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .env("TT_REGISTRY_ADMIN_PORT", registry_admin.to_string())
         .env("TT_SCAN_PORT", scan.to_string())
         .env("TT_SCAN_ADMIN_PORT", scan_admin.to_string())
+        .env("TT_GATEWAY_PORT", gateway.to_string())
+        .env("TT_GATEWAY_ADMIN_PORT", gateway_admin.to_string())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
@@ -83,6 +87,36 @@ async fn make_run_serves_a_third_party_grpc_client() {
         stdout.contains("tracetrack.auth.v1.AuthService"),
         "{stdout}"
     );
+
+    // The gateway serves the HTTP API of the same system.
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{gateway}{p}");
+    let start = std::time::Instant::now();
+    while http.get(url("/healthz")).send().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "gateway did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let login: serde_json::Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let r = http
+        .post(url("/api/v1/scans/parent"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"qr": "SB99001", "area": "lucknow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
     // Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything it started.
     let pgid = run.id().unwrap() as i32;

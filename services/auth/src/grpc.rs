@@ -50,7 +50,14 @@ impl TokenVerifier for LocalVerifier {
         let found =
             store::session_user(&self.pool, &store::token_hash(token), self.idle_secs).await?;
         found
-            .map(|s| UserIdentity::from_proto(&to_pb(&s.user), &s.session_id.to_string()))
+            .map(|s| {
+                UserIdentity::from_proto(&to_pb(&s.user), &s.session_id.to_string()).map(|u| {
+                    UserIdentity {
+                        csrf_token: s.csrf_token.clone(),
+                        ..u
+                    }
+                })
+            })
             .transpose()
     }
 

@@ -31,6 +31,8 @@ pub struct UserIdentity {
     pub area: Option<String>,
     pub must_change_password: bool,
     pub session_id: String,
+    /// The session's CSRF token (the gateway checks it on cookie-authenticated unsafe requests).
+    pub csrf_token: String,
 }
 
 impl UserIdentity {
@@ -48,6 +50,7 @@ impl UserIdentity {
             area: Some(user.dispatch_area.clone()).filter(|a| !a.is_empty()),
             must_change_password: user.must_change_password,
             session_id: session_id.to_owned(),
+            csrf_token: String::new(),
         })
     }
 }
@@ -267,7 +270,10 @@ impl TokenVerifier for RemoteVerifier {
         let Some(user) = resp.user else {
             return Ok(None);
         };
-        let identity = UserIdentity::from_proto(&user, &resp.session_id)?;
+        let identity = UserIdentity {
+            csrf_token: resp.csrf_token.clone(),
+            ..UserIdentity::from_proto(&user, &resp.session_id)?
+        };
         self.users.insert(key, identity.clone()).await;
         Ok(Some(identity))
     }

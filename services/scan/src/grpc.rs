@@ -611,7 +611,14 @@ impl Scan {
         req: Request<pb::WatchScansRequest>,
     ) -> AppResult<ReceiverStream<Result<pb::ScanEvent, Status>>> {
         let caller = self.caller(&req).await?;
-        let mut view = View::of(caller.user()?);
+        // The gateway holds one stream for all its browsers (it filters per viewer itself): a
+        // service-only call from it sees every area and has no session to re-check.
+        let service_feed = caller.user.is_none() && caller.require_service(&["gateway"]).is_ok();
+        let mut view = if service_feed {
+            View::All
+        } else {
+            View::of(caller.user()?)
+        };
         let metadata = req.metadata().clone();
         let mut events = self.0.feed.subscribe();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -625,7 +632,7 @@ impl Scan {
                 tokio::select! {
                     _ = feed::stopped(&mut stop) => break,
                     _ = tx.closed() => break,
-                    _ = recheck.tick() => {
+                    _ = recheck.tick(), if !service_feed => {
                         match inner.callers.resolve(&metadata).await.and_then(|c| c.user().map(View::of)) {
                             Ok(v) => view = v,
                             Err(e) if matches!(

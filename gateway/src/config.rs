@@ -1,0 +1,85 @@
+//! Gateway settings: listeners, upstream services, cookies, rate limits, live streams.
+
+use serde::Deserialize;
+use tracetrack_common::config::{AuthClientSettings, RedisSettings, TelemetrySettings};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Public HTTP listener.
+    pub http_addr: String,
+    /// Admin listener (`/metrics`), never the public port.
+    pub admin_addr: String,
+    pub telemetry: TelemetrySettings,
+    pub redis: RedisSettings,
+    /// auth's URL and the gateway's own service token.
+    pub auth: AuthClientSettings,
+    /// Upstreams; each may list several endpoints, comma-separated, balanced per request.
+    pub registry_url: String,
+    pub scan_url: String,
+    /// Deadline of every upstream call.
+    pub upstream_timeout_ms: u64,
+    /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
+    pub cookie_secure: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub rate_limits: RateLimits,
+    /// SSE heartbeat interval.
+    pub sse_heartbeat_secs: u64,
+    /// How often an open live stream re-checks its viewer's session.
+    pub sse_recheck_secs: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Prefix of the gateway's Redis keys (rate-limit windows).
+    pub redis_key_prefix: String,
+}
+
+/// Limits held in Redis, so they are shared by every gateway replica. Windows are one minute
+/// (logins) and one second (per user).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    pub enabled: bool,
+    /// Login attempts per account name per minute.
+    pub login_per_account_per_minute: u64,
+    /// Login attempts per client address per minute: a warehouse NAT with 50 workers logging in at
+    /// shift start stays well under it.
+    pub login_per_ip_per_minute: u64,
+    /// Requests per logged-in user per second (a scanner firing 5 scans/s is far below).
+    pub user_per_second: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_account_per_minute: 20,
+            login_per_ip_per_minute: 600,
+            user_per_second: 30,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:8080".into(),
+            admin_addr: "127.0.0.1:9100".into(),
+            telemetry: TelemetrySettings::default(),
+            redis: RedisSettings::default(),
+            auth: AuthClientSettings::default(),
+            registry_url: "http://127.0.0.1:50052".into(),
+            scan_url: "http://127.0.0.1:50053".into(),
+            upstream_timeout_ms: 5000,
+            cookie_secure: false,
+            trust_forwarded_for: false,
+            rate_limits: RateLimits::default(),
+            sse_heartbeat_secs: 15,
+            sse_recheck_secs: 30,
+            max_body_bytes: 1024 * 1024,
+            redis_key_prefix: "tracetrack".into(),
+        }
+    }
+}
+
+pub const DEFAULTS: &[(&str, &str)] = &[];

@@ -1,0 +1,173 @@
+//! /api/v1/auth: login (sets the session cookie), logout, me, password.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tracetrack_proto::auth::v1 as pb;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ctx::{ClientIp, Ctx, SESSION_COOKIE};
+use crate::dto::{rfc3339, Problem, User};
+use crate::error::ApiResult;
+use crate::extract::Body;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginAnswer {
+    /// For scripts: send as `Authorization: Bearer <token>`. Browsers use the cookie.
+    pub token: String,
+    /// Browsers send it back in `X-CSRF-Token` on unsafe requests.
+    pub csrf_token: String,
+    pub expires_at: Option<String>,
+    pub user: Option<User>,
+    pub must_change_password: bool,
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.0.settings.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let v = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| HeaderValue::from_static("tt_session=; Path=/; Max-Age=0"))
+}
+
+/// Log in: sets an HttpOnly, SameSite=Strict session cookie and returns the token and CSRF token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = LoginAnswer), (status = 401, body = Problem, description = "invalid_credentials"),
+               (status = 423, body = Problem, description = "account_locked"), (status = 429, body = Problem, description = "rate_limited")))]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(b): Body<LoginBody>,
+) -> ApiResult<Response> {
+    let limits = &state.0.settings.rate_limits;
+    let account = b.username.trim().to_lowercase();
+    crate::ratelimit::check(
+        &state,
+        &format!("login-ip:{ip}"),
+        limits.login_per_ip_per_minute,
+        60,
+    )
+    .await?;
+    crate::ratelimit::check(
+        &state,
+        &format!("login-account:{account}"),
+        limits.login_per_account_per_minute,
+        60,
+    )
+    .await?;
+    let mut req = tonic::Request::new(pb::LoginRequest {
+        username: b.username,
+        password: b.password,
+    });
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(ip.as_str()) {
+        req.metadata_mut()
+            .insert(tracetrack_common::metadata::CLIENT_IP, v);
+    }
+    let r = state.0.auth.clone().login(req).await?.into_inner();
+    let max_age = r
+        .expires_at
+        .as_ref()
+        .map(|t| t.seconds - chrono::Utc::now().timestamp())
+        .unwrap_or(0)
+        .max(0);
+    let cookie = session_cookie(&state, &r.token, max_age);
+    let answer = LoginAnswer {
+        expires_at: rfc3339(&r.expires_at),
+        user: r.user.map(User::from),
+        token: r.token,
+        csrf_token: r.csrf_token,
+        must_change_password: r.must_change_password,
+    };
+    let mut resp = Json(answer).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// Log out: ends the session and clears the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)))]
+async fn logout(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
+    state
+        .0
+        .auth
+        .clone()
+        .logout(ctx.write(pb::LogoutRequest {}))
+        .await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(resp)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeAnswer {
+    pub user: Option<User>,
+    pub csrf_token: String,
+    pub expires_at: Option<String>,
+}
+
+/// The logged-in user and the session's CSRF token.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = MeAnswer), (status = 401, body = Problem, description = "unauthenticated")))]
+async fn me(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<MeAnswer>> {
+    let r = state
+        .0
+        .auth
+        .clone()
+        .who_am_i(ctx.read(pb::WhoAmIRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(MeAnswer {
+        user: r.user.map(User::from),
+        csrf_token: r.csrf_token,
+        expires_at: rfc3339(&r.expires_at),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change one's own password (also clears a forced change).
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordBody,
+    responses((status = 204), (status = 400, body = Problem, description = "weak_password"), (status = 401, body = Problem)))]
+async fn change_password(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Body(b): Body<PasswordBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .0
+        .auth
+        .clone()
+        .change_password(ctx.write(pb::ChangePasswordRequest {
+            current_password: b.current_password,
+            new_password: b.new_password,
+        }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

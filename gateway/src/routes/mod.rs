@@ -1,0 +1,6 @@
+//! The HTTP API of SPEC §3, one module per resource.
+
+pub mod auth;
+pub mod bags;
+pub mod scans;
+pub mod users;

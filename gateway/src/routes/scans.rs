@@ -1,0 +1,297 @@
+//! /api/v1/scans: the scan station's calls, the scan log, and the live stream (SSE).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tracetrack_common::caller::TokenVerifier;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::scan::v1 as pb;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ctx::Ctx;
+use crate::dto::{bag, timestamp, Bag, Page, Problem, ScanEvent};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(scan_parent))
+        .routes(routes!(scan_child))
+        .routes(routes!(undo))
+        .routes(routes!(list_scans))
+        .routes(routes!(live))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ParentBody {
+    pub qr: String,
+    /// Admins and billers name the area of a new parent; dispatchers use their own.
+    pub area: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParentAnswer {
+    pub parent: Option<Bag>,
+    pub created: bool,
+}
+
+/// Scan a parent bag: registers it or re-selects it.
+#[utoipa::path(post, path = "/api/v1/scans/parent", tag = "scans", request_body = ParentBody,
+    responses((status = 200, body = ParentAnswer), (status = 400, body = Problem, description = "invalid_qr, area_required"),
+              (status = 403, body = Problem, description = "wrong_area"), (status = 409, body = Problem, description = "qr_is_child")))]
+async fn scan_parent(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Body(b): Body<ParentBody>,
+) -> ApiResult<Json<ParentAnswer>> {
+    let r = state
+        .0
+        .scan
+        .clone()
+        .scan_parent(ctx.write(pb::ScanParentRequest {
+            qr: b.qr,
+            area: b.area.unwrap_or_default(),
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(ParentAnswer {
+        parent: bag(r.parent),
+        created: r.created,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChildBody {
+    pub parent_qr: String,
+    /// The child's QR, or the whole printed label text.
+    pub child_qr: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildAnswer {
+    pub parent: Option<Bag>,
+    pub child: Option<Bag>,
+    /// The same child scanned into the same parent again (scanners double-fire).
+    pub already_linked: bool,
+}
+
+/// Scan a child into the named parent.
+#[utoipa::path(post, path = "/api/v1/scans/child", tag = "scans", request_body = ChildBody,
+    responses((status = 200, body = ChildAnswer), (status = 400, body = Problem, description = "invalid_qr, same_as_parent"),
+              (status = 403, body = Problem, description = "wrong_area"), (status = 404, body = Problem, description = "parent_not_found"),
+              (status = 409, body = Problem, description = "parent_full, child_linked_elsewhere, qr_is_parent, parent_frozen")))]
+async fn scan_child(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Body(b): Body<ChildBody>,
+) -> ApiResult<Json<ChildAnswer>> {
+    let r = state
+        .0
+        .scan
+        .clone()
+        .scan_child(ctx.write(pb::ScanChildRequest {
+            parent_qr: b.parent_qr,
+            child_qr: b.child_qr,
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(ChildAnswer {
+        parent: bag(r.parent),
+        child: bag(r.child),
+        already_linked: r.already_linked,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UndoBody {
+    pub parent_qr: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UndoAnswer {
+    pub parent: Option<Bag>,
+    pub unlinked_child_qr: String,
+}
+
+/// Undo one's own newest link on a parent (within the hour).
+#[utoipa::path(post, path = "/api/v1/scans/undo", tag = "scans", request_body = UndoBody,
+    responses((status = 200, body = UndoAnswer), (status = 404, body = Problem, description = "nothing_to_undo")))]
+async fn undo(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Body(b): Body<UndoBody>,
+) -> ApiResult<Json<UndoAnswer>> {
+    let r = state
+        .0
+        .scan
+        .clone()
+        .undo_last_child(ctx.write(pb::UndoLastChildRequest {
+            parent_qr: b.parent_qr,
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(UndoAnswer {
+        parent: bag(r.parent),
+        unlinked_child_qr: r.unlinked_child_qr,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ScanParams {
+    pub user_id: Option<String>,
+    /// Parent or child QR.
+    pub qr: Option<String>,
+    /// RFC 3339.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+}
+
+/// Scan events (every attempt, with its outcome), newest first.
+#[utoipa::path(get, path = "/api/v1/scans", tag = "scans", params(ScanParams), responses((status = 200, body = Page<ScanEvent>)))]
+async fn list_scans(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<ScanParams>,
+) -> ApiResult<Json<Page<ScanEvent>>> {
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+    let req = pb::ListScansRequest {
+        user_id: p.user_id.unwrap_or_default(),
+        qr: p.qr.unwrap_or_default(),
+        from: timestamp(&p.from).map_err(bad)?,
+        to: timestamp(&p.to).map_err(bad)?,
+        page_size: p.page_size.unwrap_or(0),
+        page_token: p.page_token.unwrap_or_default(),
+    };
+    let r = crate::read!(state.0.scan, list_scans, ctx.read(req.clone())).await?;
+    Ok(Json(Page::new(
+        r.events.iter().map(ScanEvent::from).collect(),
+        r.next_page_token,
+    )))
+}
+
+/// Live scans as Server-Sent Events (`event: scan`), one upstream stream per gateway fanned out to
+/// every viewer; dispatchers see their own area. Heartbeats keep proxies from closing it; the
+/// viewer's session is re-checked while it stays open.
+#[utoipa::path(get, path = "/api/v1/scans/live", tag = "scans",
+    responses((status = 200, content_type = "text/event-stream", description = "one `scan` event per scan")))]
+async fn live(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let settings = &state.0.settings;
+    let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
+    let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
+    let rx = state.0.scans_live.subscribe();
+    let area = ctx
+        .user
+        .role
+        .is_area_scoped()
+        .then(|| ctx.user.area.clone().unwrap_or_default());
+    metrics::gauge!("gateway_sse_clients", "stream" => "scans").increment(1.0);
+    let stream = async_stream(
+        state.clone(),
+        ctx.token.clone(),
+        recheck,
+        move |ev: &pb::ScanEvent| area.as_ref().is_none_or(|a| *a == ev.area),
+        rx,
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+}
+
+struct Guard;
+impl Drop for Guard {
+    fn drop(&mut self) {
+        metrics::gauge!("gateway_sse_clients", "stream" => "scans").decrement(1.0);
+    }
+}
+
+fn async_stream(
+    state: AppState,
+    token: String,
+    recheck: Duration,
+    visible: impl Fn(&pb::ScanEvent) -> bool + Send + 'static,
+    mut rx: broadcast::Receiver<std::sync::Arc<pb::ScanEvent>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(async move {
+        let _guard = Guard;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                _ = tick.tick() => {
+                    // Session ended (logout, deactivation, expiry): end the stream.
+                    if let Ok(None) = state.0.verifier.verify_user(&token).await {
+                        let _ = tx.send(Ok(Event::default().event("end").data("session ended"))).await;
+                        break;
+                    }
+                }
+                got = rx.recv() => match got {
+                    Ok(ev) if visible(&ev) => {
+                        let dto = ScanEvent::from(ev.as_ref());
+                        let event = Event::default().event("scan").id(dto.id.clone()).json_data(&dto).unwrap_or_default();
+                        if tx.try_send(Ok(event)).is_err() && tx.is_closed() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(out)
+}
+
+/// Holds the gateway's one upstream WatchScans stream (with its service token alone), re-opening
+/// it with backoff, and publishes every scan to the local fan-out.
+pub async fn pump_live_scans(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    while !*stop.borrow() {
+        let opened = state
+            .0
+            .scan
+            .clone()
+            .watch_scans(pb::WatchScansRequest {})
+            .await;
+        match opened {
+            Ok(resp) => {
+                backoff = Duration::from_millis(200);
+                let mut stream = resp.into_inner();
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        msg = stream.message() => match msg {
+                            Ok(Some(ev)) => {
+                                let _ = state.0.scans_live.send(std::sync::Arc::new(ev));
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "live scan stream interrupted");
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "live scan stream unavailable"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

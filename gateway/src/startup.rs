@@ -1,0 +1,65 @@
+//! Build, then run: listeners bound at build (port 0 works), then serve until shutdown with a
+//! graceful drain; the admin port serves /metrics; one task holds the live-scan stream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::state::AppState;
+
+pub struct Application {
+    state: AppState,
+    http: TcpListener,
+    admin: TcpListener,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        tracetrack_common::metrics::handle();
+        let http = TcpListener::bind(&settings.http_addr).await?;
+        let admin = TcpListener::bind(&settings.admin_addr).await?;
+        Ok(Self {
+            http_addr: http.local_addr()?,
+            admin_addr: admin.local_addr()?,
+            state: AppState::new(settings)?,
+            http,
+            admin,
+        })
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin = tokio::spawn(tracetrack_common::metrics::serve_admin(self.admin, {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }));
+        let pump = tokio::spawn(crate::routes::scans::pump_live_scans(
+            self.state.clone(),
+            stop_rx.clone(),
+        ));
+        let app = crate::app::router(self.state);
+        tracing::info!(http = %self.http_addr, admin = %self.admin_addr, "gateway serving");
+        let result = axum::serve(
+            self.http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
+        tracetrack_common::telemetry::shutdown();
+        Ok(result?)
+    }
+}

@@ -1,0 +1,72 @@
+//! Shared state: one channel per upstream (multiplexed, lazily connected, with deadlines), the
+//! token verifier (auth, cached ≤ 30 s), Redis for rate limits, and the live-scan fan-out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::sync::{broadcast, OnceCell};
+use tracetrack_common::caller::RemoteVerifier;
+use tracetrack_common::client::{self, Intercepted, Outgoing};
+use tracetrack_proto::auth::v1::auth_service_client::AuthServiceClient;
+use tracetrack_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
+use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
+use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
+use tracetrack_proto::scan::v1::ScanEvent;
+
+use crate::config::Settings;
+
+pub struct Inner {
+    pub settings: Settings,
+    pub auth: AuthServiceClient<Intercepted>,
+    pub users: UserAdminServiceClient<Intercepted>,
+    pub registry: BagRegistryServiceClient<Intercepted>,
+    pub scan: ScanServiceClient<Intercepted>,
+    pub verifier: RemoteVerifier,
+    redis: OnceCell<redis::aio::ConnectionManager>,
+    /// Every scan, from the one upstream WatchScans stream this gateway holds.
+    pub scans_live: broadcast::Sender<Arc<ScanEvent>>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl AppState {
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(settings.upstream_timeout_ms);
+        let token = settings
+            .auth
+            .service_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        let outgoing = Outgoing::new(token.as_deref())?;
+        let auth_channel = client::balanced_channel(&settings.auth.url, timeout)?;
+        let registry = client::balanced_channel(&settings.registry_url, timeout)?;
+        let scan = client::balanced_channel(&settings.scan_url, timeout)?;
+        let (scans_live, _) = broadcast::channel(4096);
+        Ok(Self(Arc::new(Inner {
+            auth: AuthServiceClient::with_interceptor(auth_channel.clone(), outgoing.clone()),
+            users: UserAdminServiceClient::with_interceptor(auth_channel, outgoing.clone()),
+            registry: BagRegistryServiceClient::with_interceptor(registry, outgoing.clone()),
+            scan: ScanServiceClient::with_interceptor(scan, outgoing),
+            verifier: RemoteVerifier::new(&settings.auth)?,
+            redis: OnceCell::new(),
+            scans_live,
+            settings,
+        })))
+    }
+
+    /// Redis, connected on first use; None while it is down (callers fail open).
+    pub async fn redis(&self) -> Option<redis::aio::ConnectionManager> {
+        if let Some(c) = self.0.redis.get() {
+            return Some(c.clone());
+        }
+        match tracetrack_common::redis::connect(&self.0.settings.redis).await {
+            Ok(c) => Some(self.0.redis.get_or_init(|| async { c }).await.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis unavailable");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! Black-box HTTP tests of the gateway against the real stack.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tracetrack_proto::auth::v1::Role;
+use tracetrack_tests::*;
+
+async fn login(client: &Client, gw: &Gateway, username: &str, password: &str) -> reqwest::Response {
+    client
+        .post(gw.url("/api/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn token(client: &Client, gw: &Gateway, username: &str, password: &str) -> String {
+    let r = login(client, gw, username, password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts a problem document with `status` and `code`; returns it.
+async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test]
+async fn cookie_session_csrf_and_bearer() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let client = Client::new();
+    let r = login(&client, &gw, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.starts_with("tt_session="),
+        "{cookie}"
+    );
+    let body: Value = r.json().await.unwrap();
+    let (token, csrf) = (
+        body["token"].as_str().unwrap().to_owned(),
+        body["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(body["user"]["role"], "admin");
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let me: Value = client
+        .get(gw.url("/api/v1/auth/me"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["csrf_token"], csrf.as_str());
+    assert_eq!(me["user"]["username"], "admin");
+
+    // A cookie-authenticated unsafe request needs the CSRF header.
+    let scan = json!({"qr": "SB80001", "area": "lucknow"});
+    let r = client
+        .post(gw.url("/api/v1/scans/parent"))
+        .header("cookie", &session)
+        .json(&scan)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 403, "permission_denied").await;
+    assert_eq!(p["reason"], "csrf");
+    let r = client
+        .post(gw.url("/api/v1/scans/parent"))
+        .header("cookie", &session)
+        .header("x-csrf-token", "wrong")
+        .json(&scan)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "permission_denied").await;
+    let r = client
+        .post(gw.url("/api/v1/scans/parent"))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&scan)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Scripts use the bearer token and need no CSRF header.
+    let r = client
+        .post(gw.url("/api/v1/scans/child"))
+        .bearer_auth(&token)
+        .json(&json!({"parent_qr": "SB80001", "child_qr": "CH0001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["parent"]["child_count"], 1);
+    assert_eq!(b["child"]["parent_qr"], "SB80001");
+
+    // Logout clears the cookie and ends the session.
+    let r = client
+        .post(gw.url("/api/v1/auth/logout"))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let r = client
+        .get(gw.url("/api/v1/auth/me"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "unauthenticated").await;
+    // Security headers on every answer.
+    let r = client.get(gw.url("/healthz")).send().await.unwrap();
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn error_codes_as_problem_documents() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = Client::new();
+    problem(
+        login(&c, &gw, "admin", "wrong").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        login(&c, &gw, "nobody", "wrong").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        c.get(gw.url("/api/v1/bags/SB1")).send().await.unwrap(),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    problem(
+        c.get(gw.url("/api/v1/nothing-here")).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let (_, _) = stack.user("dina", Role::Dispatcher, "ranchi").await;
+    let dina = token(&c, &gw, "dina", USER_PASSWORD).await;
+    let post = |path: &str, t: &str, body: Value| {
+        c.post(gw.url(path))
+            .bearer_auth(t.to_owned())
+            .json(&body)
+            .send()
+    };
+
+    problem(
+        c.post(gw.url("/api/v1/scans/parent"))
+            .bearer_auth(&admin)
+            .body("{not json")
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+    )
+    .await;
+    problem(
+        post("/api/v1/scans/parent", &admin, json!({"qr": "SB<>"}))
+            .await
+            .unwrap(),
+        400,
+        "invalid_qr",
+    )
+    .await;
+    problem(
+        post("/api/v1/scans/parent", &admin, json!({"qr": "SB81001"}))
+            .await
+            .unwrap(),
+        400,
+        "area_required",
+    )
+    .await;
+    problem(
+        post("/api/v1/scans/parent", &admin, json!({"qr": "0016586"}))
+            .await
+            .unwrap(),
+        409,
+        "qr_is_child",
+    )
+    .await;
+    post(
+        "/api/v1/scans/parent",
+        &admin,
+        json!({"qr": "SB81001", "area": "akola"}),
+    )
+    .await
+    .unwrap();
+    problem(
+        post("/api/v1/scans/parent", &dina, json!({"qr": "SB81001"}))
+            .await
+            .unwrap(),
+        403,
+        "wrong_area",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/scans/child",
+            &admin,
+            json!({"parent_qr": "SB89999", "child_qr": "AB12"}),
+        )
+        .await
+        .unwrap(),
+        404,
+        "parent_not_found",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/scans/child",
+            &admin,
+            json!({"parent_qr": "SB81001", "child_qr": "SB81001"}),
+        )
+        .await
+        .unwrap(),
+        400,
+        "same_as_parent",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/scans/child",
+            &admin,
+            json!({"parent_qr": "SB81001", "child_qr": "SB81002"}),
+        )
+        .await
+        .unwrap(),
+        409,
+        "qr_is_parent",
+    )
+    .await;
+    post(
+        "/api/v1/scans/parent",
+        &admin,
+        json!({"qr": "SB81002", "area": "akola"}),
+    )
+    .await
+    .unwrap();
+    post(
+        "/api/v1/scans/child",
+        &admin,
+        json!({"parent_qr": "SB81001", "child_qr": "AB12"}),
+    )
+    .await
+    .unwrap();
+    let p = problem(
+        post(
+            "/api/v1/scans/child",
+            &admin,
+            json!({"parent_qr": "SB81002", "child_qr": "AB12"}),
+        )
+        .await
+        .unwrap(),
+        409,
+        "child_linked_elsewhere",
+    )
+    .await;
+    assert_eq!(p["other_parent_qr"], "SB81001");
+    problem(
+        post("/api/v1/scans/undo", &dina, json!({"parent_qr": "SB81002"}))
+            .await
+            .unwrap(),
+        403,
+        "wrong_area",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/scans/undo",
+            &admin,
+            json!({"parent_qr": "SB81002"}),
+        )
+        .await
+        .unwrap(),
+        404,
+        "nothing_to_undo",
+    )
+    .await;
+    problem(
+        c.get(gw.url("/api/v1/bags/NOSUCH1"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "bag_not_found",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/bags",
+            &admin,
+            json!({"qr": "SB81001", "type": "parent", "area": "akola"}),
+        )
+        .await
+        .unwrap(),
+        409,
+        "bag_exists",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/bags",
+            &dina,
+            json!({"qr": "SB81009", "type": "parent", "area": "ranchi"}),
+        )
+        .await
+        .unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
+    problem(
+        c.delete(gw.url("/api/v1/bags/SB81001"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "bag_has_children",
+    )
+    .await;
+    problem(
+        c.delete(gw.url("/api/v1/bags/AB12"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "bag_linked",
+    )
+    .await;
+    problem(
+        c.get(gw.url("/api/v1/users"))
+            .bearer_auth(&dina)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "x1y", "password": "short", "role": "biller"}),
+        )
+        .await
+        .unwrap(),
+        400,
+        "weak_password",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "dina", "password": "Fresh-Sack-77", "role": "biller"}),
+        )
+        .await
+        .unwrap(),
+        409,
+        "username_taken",
+    )
+    .await;
+    problem(
+        post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "disp2", "password": "Fresh-Sack-77", "role": "dispatcher"}),
+        )
+        .await
+        .unwrap(),
+        400,
+        "area_required",
+    )
+    .await;
+
+    // The same Idempotency-Key with another request.
+    let k = |body: Value| {
+        c.post(gw.url("/api/v1/scans/child"))
+            .bearer_auth(&admin)
+            .header("idempotency-key", "k-77")
+            .json(&body)
+            .send()
+    };
+    let first: Value = k(json!({"parent_qr": "SB81002", "child_qr": "CD34"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again: Value = k(json!({"parent_qr": "SB81002", "child_qr": "CD34"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    problem(
+        k(json!({"parent_qr": "SB81002", "child_qr": "EF56"}))
+            .await
+            .unwrap(),
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+
+    // Lists: keyset pages of bags.
+    let page: Value = c
+        .get(gw.url("/api/v1/bags?q=SB81&page_size=1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let next = page["next_page_token"].as_str().unwrap();
+    let page2: Value = c
+        .get(gw.url(&format!(
+            "/api/v1/bags?q=SB81&page_size=1&page_token={next}"
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["items"][0]["qr"], "SB81002");
+    let kids: Value = c
+        .get(gw.url("/api/v1/bags/SB81001/children"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kids["items"][0]["qr"], "AB12");
+    let scans: Value = c
+        .get(gw.url("/api/v1/scans?qr=AB12"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = scans["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.contains(&"child_linked_elsewhere") && outcomes.contains(&"ok"),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn login_rate_limit_answers_429_with_retry_after() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |s| s.rate_limits.login_per_account_per_minute = 3).await;
+    let c = Client::new();
+    for _ in 0..3 {
+        assert_eq!(
+            login(&c, &gw, "someone", "x").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = login(&c, &gw, "someone", "x").await;
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    problem(r, 429, "rate_limited").await;
+    // Another account from the same address is not affected.
+    assert_eq!(
+        login(&c, &gw, "admin", ADMIN_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_down_upstream_answers_503_on_its_routes_only() {
+    let stack = Stack::start(1).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(&stack, |s| s.scan_url = format!("http://{dead}")).await;
+    let c = Client::new();
+    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let r = c
+        .post(gw.url("/api/v1/scans/parent"))
+        .bearer_auth(&admin)
+        .json(&json!({"qr": "SB82001", "area": "hisar"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 503, "unavailable").await;
+    assert_eq!(
+        c.get(gw.url("/readyz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(gw.url("/api/v1/users"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_routes_served() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = Client::new();
+    let doc: Value = c
+        .get(gw.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    // Every documented operation is routed (the fallback answers "no such route" otherwise).
+    for (method, path) in &operations {
+        let concrete = path.replace(['{', '}'], "");
+        let r = c
+            .request(method.parse().unwrap(), gw.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::NOT_FOUND {
+            let body: Value = r.json().await.unwrap_or_default();
+            assert_ne!(
+                body["detail"], "no such route",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    // Every SPEC §3 route served so far is documented.
+    for (method, path) in [
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/auth/me"),
+        ("POST", "/api/v1/auth/password"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users/{id}"),
+        ("PATCH", "/api/v1/users/{id}"),
+        ("DELETE", "/api/v1/users/{id}"),
+        ("POST", "/api/v1/users/{id}/unlock"),
+        ("POST", "/api/v1/users/unlock-all"),
+        ("POST", "/api/v1/users/{id}/reset-password"),
+        ("POST", "/api/v1/scans/parent"),
+        ("POST", "/api/v1/scans/child"),
+        ("POST", "/api/v1/scans/undo"),
+        ("GET", "/api/v1/scans"),
+        ("GET", "/api/v1/scans/live"),
+        ("GET", "/api/v1/bags/{qr}"),
+        ("GET", "/api/v1/bags"),
+        ("GET", "/api/v1/bags/{qr}/children"),
+        ("POST", "/api/v1/bags"),
+        ("DELETE", "/api/v1/bags/{parent_qr}/children/{child_qr}"),
+        ("POST", "/api/v1/bags/{child_qr}/move"),
+        ("DELETE", "/api/v1/bags/{qr}"),
+    ] {
+        assert!(
+            operations.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_sse_client_sees_a_scan_and_dispatchers_only_their_area() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = Client::new();
+    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    stack.user("hari", Role::Dispatcher, "hisar").await;
+    let hari = token(&c, &gw, "hari", USER_PASSWORD).await;
+    let open = |t: String| {
+        let c = c.clone();
+        let url = gw.url("/api/v1/scans/live");
+        async move {
+            let r = c.get(url).bearer_auth(t).send().await.unwrap();
+            assert_eq!(r.headers()["content-type"], "text/event-stream");
+            r.bytes_stream()
+        }
+    };
+    let mut all = open(admin.clone()).await;
+    let mut mine = open(hari.clone()).await;
+    let post = |t: &str, path: &str, body: Value| {
+        c.post(gw.url(path))
+            .bearer_auth(t.to_owned())
+            .json(&body)
+            .send()
+    };
+    post(
+        &admin,
+        "/api/v1/scans/parent",
+        json!({"qr": "SB83001", "area": "indore"}),
+    )
+    .await
+    .unwrap();
+    post(
+        &admin,
+        "/api/v1/scans/child",
+        json!({"parent_qr": "SB83001", "child_qr": "OTHERAREA1"}),
+    )
+    .await
+    .unwrap();
+    post(&hari, "/api/v1/scans/parent", json!({"qr": "SB83002"}))
+        .await
+        .unwrap();
+    post(
+        &hari,
+        "/api/v1/scans/child",
+        json!({"parent_qr": "SB83002", "child_qr": "MYAREA1"}),
+    )
+    .await
+    .unwrap();
+
+    async fn read_until(
+        stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+        needle: &str,
+    ) -> String {
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !seen.contains(needle) {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                other => panic!("stream ended or timed out before {needle}: {other:?}\n{seen}"),
+            }
+        }
+        seen
+    }
+    let seen_all = read_until(&mut all, "MYAREA1").await;
+    assert!(
+        seen_all.contains("event: scan") && seen_all.contains("OTHERAREA1"),
+        "{seen_all}"
+    );
+    let seen_mine = read_until(&mut mine, "MYAREA1").await;
+    assert!(
+        !seen_mine.contains("OTHERAREA1"),
+        "a dispatcher saw another area: {seen_mine}"
+    );
+}
