@@ -4,7 +4,7 @@
 #
 # Knobs (environment): PROFILE=release, TT_STATE_DIR (secrets and logs, default .local/run),
 # TT_DB_NAME (default tracetrack), TT_<SVC>_PORT / TT_<SVC>_ADMIN_PORT for AUTH, REGISTRY, SCAN
-# (50051-50053 / 9101-9103).
+# (50051-50055 / 9101-9105), GATEWAY (8080 / 9100).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -19,6 +19,8 @@ REGISTRY_PORT=${TT_REGISTRY_PORT:-50052}
 REGISTRY_ADMIN_PORT=${TT_REGISTRY_ADMIN_PORT:-9102}
 SCAN_PORT=${TT_SCAN_PORT:-50053}
 SCAN_ADMIN_PORT=${TT_SCAN_ADMIN_PORT:-9103}
+STATS_PORT=${TT_STATS_PORT:-50055}
+STATS_ADMIN_PORT=${TT_STATS_ADMIN_PORT:-9105}
 GATEWAY_PORT=${TT_GATEWAY_PORT:-8080}
 GATEWAY_ADMIN_PORT=${TT_GATEWAY_ADMIN_PORT:-9100}
 mkdir -p "$STATE/logs"
@@ -57,7 +59,7 @@ source "$SECRETS"
 if ! bash scripts/stack.sh psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
   bash scripts/stack.sh psql -d postgres -c "CREATE DATABASE \"$DB\""
 fi
-for pair in auth:tt_auth registry:tt_registry scan:tt_scan; do
+for pair in auth:tt_auth registry:tt_registry scan:tt_scan stats:tt_stats; do
   schema=${pair%%:*}; role=${pair##*:}
   bash scripts/stack.sh psql -d "$DB" <<SQL
 DO \$\$ BEGIN
@@ -104,6 +106,9 @@ start scan tracetrack-scan "$SCAN_PORT" "$SCAN_ADMIN_PORT" tt_scan \
   TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_SCAN" \
   TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 
+start stats tracetrack-stats "$STATS_PORT" "$STATS_ADMIN_PORT" tt_stats \
+  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_STATS"
+
 # The gateway has no database; it is ready when /healthz answers.
 env TRACETRACK_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" TRACETRACK_ADMIN_ADDR="127.0.0.1:$GATEWAY_ADMIN_PORT" \
     TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_GATEWAY" \
@@ -123,6 +128,7 @@ cat >&2 <<BANNER
     auth (gRPC)          127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
     bag-registry (gRPC)  127.0.0.1:$REGISTRY_PORT     metrics http://127.0.0.1:$REGISTRY_ADMIN_PORT/metrics
     scan (gRPC)          127.0.0.1:$SCAN_PORT     metrics http://127.0.0.1:$SCAN_ADMIN_PORT/metrics
+    stats (gRPC)         127.0.0.1:$STATS_PORT     metrics http://127.0.0.1:$STATS_ADMIN_PORT/metrics
     log in as            admin / $ADMIN_PASSWORD   (kept in $SECRETS)
     try it               grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
     logs                 $STATE/logs/

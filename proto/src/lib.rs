@@ -46,6 +46,30 @@ pub mod scan {
     clippy::unwrap_used,
     clippy::expect_used
 )]
+pub mod stats {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.stats.v1");
+    }
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+pub mod billing {
+    pub mod v1 {
+        tonic::include_proto!("tracetrack.billing.v1");
+    }
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("tracetrack.events.v1");

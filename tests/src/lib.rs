@@ -360,6 +360,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Ends the task abruptly, as a crash would (no drain, nothing acknowledged).
+    pub fn crash(mut self) {
+        self.stop.take();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -664,4 +672,110 @@ impl Drop for Gateway {
             let _ = tx.send(());
         }
     }
+}
+
+pub fn stats_settings(
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    auth: &AuthServer,
+) -> tracetrack_stats::Settings {
+    let mut s = tracetrack_stats::Settings::default();
+    s.common.database.url = SecretString::from(db_url.to_owned());
+    s.common.database.max_connections = 5;
+    s.common.database.migrate_on_start = true;
+    s.common.redis.url = redis_url.to_owned();
+    s.common.events.key_prefix = prefix.to_owned();
+    s.common.auth.url = auth.url();
+    s.common.auth.service_token = Some(SecretString::from(service_token("stats")));
+    s.consumer_block_ms = 200;
+    s.consumer_claim_idle_ms = 1000;
+    s
+}
+
+pub async fn start_stats(settings: tracetrack_stats::Settings) -> Running {
+    let app = tracetrack_stats::Application::build(settings)
+        .await
+        .unwrap();
+    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    wait_serving(addr, "").await;
+    Running {
+        addr,
+        admin_addr,
+        pool,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl Stack {
+    /// Like [`Stack::start`], with every service on the given Redis.
+    pub async fn start_on(registry_replicas: usize, redis: &str) -> Self {
+        let db = fresh_database().await;
+        let prefix = unique_prefix();
+        let auth = AuthServer::start(auth_settings(&db, redis, &prefix)).await;
+        let mut registries = Vec::new();
+        for _ in 0..registry_replicas {
+            registries.push(start_registry(registry_settings(&db, redis, &prefix, &auth)).await);
+        }
+        let urls: Vec<String> = registries.iter().map(Running::url).collect();
+        let scan = start_scan(scan_settings(&db, redis, &prefix, &auth, &urls.join(","))).await;
+        let admin = auth.admin_token().await;
+        Self {
+            auth,
+            registries,
+            scan,
+            admin,
+            db,
+            prefix,
+        }
+    }
+
+    pub async fn start_stats(&self, redis: &str) -> Running {
+        start_stats(stats_settings(&self.db, redis, &self.prefix, &self.auth)).await
+    }
+}
+
+/// The dashboard figures per area as the owning services' data says: (parents, children, unlinked)
+/// from bag-registry and successful child scans from scan.
+pub async fn truth(
+    pool: &sqlx::PgPool,
+) -> (std::collections::BTreeMap<String, (i64, i64, i64)>, i64) {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        r#"SELECT area, count(*) FILTER (WHERE kind = 'parent'), count(*) FILTER (WHERE kind = 'child'),
+                  count(*) FILTER (WHERE kind = 'child' AND parent_qr IS NULL)
+           FROM registry.bags GROUP BY area"#,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let scans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM scan.scan_events WHERE kind = 'child' AND outcome = 'ok'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (
+        rows.into_iter()
+            .map(|(a, p, c, u)| (a, (p, c, u)))
+            .collect(),
+        scans,
+    )
+}
+
+pub fn dashboard_figures(
+    d: &tracetrack_proto::stats::v1::Dashboard,
+) -> (std::collections::BTreeMap<String, (i64, i64, i64)>, i64) {
+    (
+        d.areas
+            .iter()
+            .filter(|a| a.parents != 0 || a.children != 0 || a.unlinked_children != 0)
+            .map(|a| (a.area.clone(), (a.parents, a.children, a.unlinked_children)))
+            .collect(),
+        d.scans_today,
+    )
 }

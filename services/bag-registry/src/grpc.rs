@@ -420,7 +420,7 @@ impl Registry {
                     .with_detail("child_qr", &child_id));
             };
             let parent = store::parent(&mut tx, &parent_id).await?;
-            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "parent_child_count": parent.child_count}))
+            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": child.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::UnlinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()) };
             self.remember(&mut tx, &caller, &resp).await?;
@@ -473,7 +473,7 @@ impl Registry {
                 Some(p) => Some(store::parent(&mut tx, p).await?.to_pb()),
                 None => None,
             };
-            self.event(&mut tx, &caller, "registry.child_moved", &child_id, json!({"child_qr": child_id, "from_parent_qr": before.parent_qr, "to_parent_qr": parent_id}))
+            self.event(&mut tx, &caller, "registry.child_moved", &child_id, json!({"child_qr": child_id, "from_parent_qr": before.parent_qr, "to_parent_qr": parent_id, "from_area": before.area, "area": child.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::MoveChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), previous_parent: previous };
             self.remember(&mut tx, &caller, &resp).await?;
@@ -616,16 +616,17 @@ impl Registry {
             caller.check_area(&parent.area)?;
             // One statement: register-or-claim the child row; the trigger counts it into the
             // parent (CHECK refuses past capacity, a frozen parent refuses any change).
-            let linked: Option<BagRow> = sqlx::query_as(&format!(
-                r#"WITH b AS (
+            let linked: Option<store::LinkedRow> = sqlx::query_as(&format!(
+                r#"WITH old AS (SELECT area FROM registry.bags WHERE qr = $1),
+                   b AS (
                      INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
                      VALUES ($1, 'child', $3, $5, $6, $2, $4, now(), $4)
                      ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, linked_by = EXCLUDED.linked_by,
                                                    linked_at = EXCLUDED.linked_at, area = EXCLUDED.area,
                                                    product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg
                        WHERE x.kind = 'child' AND x.parent_qr IS NULL
-                     RETURNING *)
-                   SELECT {BAG_COLUMNS} FROM b"#
+                     RETURNING *, (xmax = 0) AS inserted)
+                   SELECT {BAG_COLUMNS}, b.inserted, (SELECT area FROM old) AS area_before FROM b"#
             ))
             .bind(&child_id)
             .bind(&parent_id)
@@ -636,7 +637,7 @@ impl Registry {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| store::link_error(e, &parent_id))?;
-            let Some(child) = linked else {
+            let Some(store::LinkedRow { bag: child, inserted, area_before }) = linked else {
                 // The child exists and was not free: say where it is.
                 let existing = store::bag(&mut tx, &child_id)
                     .await?
@@ -657,7 +658,7 @@ impl Registry {
                 };
             };
             let parent = store::parent(&mut tx, &parent_id).await?;
-            self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
+            self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
                 .await?;
             let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
             self.remember(&mut tx, &caller, &resp).await?;
@@ -700,7 +701,7 @@ impl Registry {
                 return Err(AppError::new(ErrorCode::NothingToUndo, "you have no link on this parent from the last hour to undo"));
             };
             let parent = store::parent(&mut tx, &parent_id).await?;
-            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "undo": true, "parent_child_count": parent.child_count}))
+            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "undo": true, "area": parent.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::UndoLastLinkResponse { parent: Some(parent.to_pb()), unlinked_child_qr: child_id };
             self.remember(&mut tx, &caller, &resp).await?;

@@ -152,6 +152,21 @@ pub async fn write_batch(
     .bind(user)
     .fetch_one(&mut *tx)
     .await?;
+    // Per-area counts of what this batch created (rows created in this transaction carry its
+    // start time), for the dashboard's read model.
+    let by_area: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        r#"SELECT b.area, count(*) FILTER (WHERE b.kind = 'parent'), count(*) FILTER (WHERE b.kind = 'child'),
+                  count(*) FILTER (WHERE b.kind = 'child' AND b.parent_qr IS NULL)
+           FROM import_bags i JOIN registry.bags b ON b.qr = i.qr
+           WHERE b.created_at = now() AND b.created_by = $1 GROUP BY b.area"#,
+    )
+    .bind(user)
+    .fetch_all(&mut *tx)
+    .await?;
+    let by_area: Vec<serde_json::Value> = by_area
+        .into_iter()
+        .map(|(area, p, c, u)| json!({"area": area, "parents": p, "children": c, "unlinked": u}))
+        .collect();
     let unchanged = accepted as u64 - parents - children;
     registry
         .emit(
@@ -159,7 +174,7 @@ pub async fn write_batch(
             caller,
             "registry.bags_imported",
             &format!("import-batch-{batch_no}"),
-            json!({"batch": batch_no, "parents": parents, "children": children, "links": links, "unchanged": unchanged}),
+            json!({"batch": batch_no, "parents": parents, "children": children, "links": links, "unchanged": unchanged, "by_area": by_area}),
         )
         .await?;
     tx.commit().await?;

@@ -30,6 +30,16 @@ pub struct BagRow {
     pub linked_by: Option<Uuid>,
 }
 
+/// A link statement's answer: the child row, whether it was created by the statement, and its
+/// area before (it takes its parent's).
+#[derive(Debug, sqlx::FromRow)]
+pub struct LinkedRow {
+    #[sqlx(flatten)]
+    pub bag: BagRow,
+    pub inserted: bool,
+    pub area_before: Option<String>,
+}
+
 pub const BAG_COLUMNS: &str = "b.qr, b.kind, b.product_line, b.status, b.child_count, b.capacity, \
     b.parent_weight_kg, b.child_weight_kg, b.area, b.parent_qr, b.bill_id, b.frozen, b.created_at, \
     b.created_by, b.linked_at, b.linked_by";

@@ -10,6 +10,7 @@
 pub mod caller;
 pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod error;
 pub mod idempotency;

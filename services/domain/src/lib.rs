@@ -1,9 +1,11 @@
 //! Domain rules shared by every TraceTrack service and the gateway.
 //!
+//! - [`bill`]: bill id sanitising and validation.
 //! - [`error`]: the stable error codes and the one table mapping each to its gRPC and HTTP status.
 //! - [`qr`]: QR normalisation, label extraction, product lines, parent/child shapes.
 //! - [`role`]: roles and their capabilities.
 
+pub mod bill;
 pub mod error;
 pub mod qr;
 pub mod role;

@@ -3,10 +3,12 @@
 //! after a warm-up; every ScanChild's latency goes into an HDR histogram.
 //!
 //! Parents are `SB` + 5 digits from `--first-parent` up (90000-99999 by default, a range `seed`
-//! never uses), handed out one by one to whichever scanner asks next. A parent that already
-//! exists (ScanParent answers `created = false`, e.g. from an earlier run) is skipped, so its
-//! children, `L` + the parent's number + the slot, are always new too and every run can be
-//! repeated on the same database until the range is used up.
+//! never uses), handed out one by one to whichever scanner asks next. Before starting, the
+//! parents earlier runs registered are looked up through bag-registry's GetBags and the run
+//! starts after the last of them; a parent that exists all the same (ScanParent answers
+//! `created = false`) is skipped. So its children, `L` + the parent's number + the slot, are
+//! always new too, and every run can be repeated on the same database until the range is used
+//! up.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,18 +21,22 @@ use tonic::transport::Channel;
 use tracetrack_common::client;
 use tracetrack_common::AppError;
 use tracetrack_domain::DEFAULT_AREAS;
+use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
+use tracetrack_proto::registry::v1::GetBagsRequest;
 use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
 use tracetrack_proto::scan::v1::{ScanChildRequest, ScanParentRequest};
 use uuid::Uuid;
 
 use crate::report::{count, latency_histogram, latency_table};
 use crate::seed::SEED_PARENT_NUMBERS;
-use crate::session::{open, LoginArgs};
+use crate::session::{describe, open, LoginArgs};
 
 /// The highest 5-digit parent number.
 const LAST_PARENT: u32 = 99_999;
 /// A mustard parent's capacity.
 const MUSTARD_CAPACITY: u32 = 30;
+/// GetBags takes at most this many QRs.
+const GET_BAGS_MAX: u32 = 500;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,6 +45,9 @@ pub struct Args {
     /// The scan service's gRPC endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50053")]
     scan_url: String,
+    /// bag-registry's gRPC endpoint (only to find the parents earlier runs used).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    registry_url: String,
     /// Concurrent scanners (each waits for an answer before its next scan).
     #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
@@ -218,8 +227,42 @@ impl Shared {
     }
 }
 
+/// The first parent number from `from` on after the last one already registered, looked up
+/// 500 at a time until a block has none.
+async fn first_unused_parent(url: &str, token: &str, from: u32) -> anyhow::Result<u32> {
+    let mut registry = BagRegistryServiceClient::new(open(url, Duration::from_secs(10))?);
+    let mut first_unused = from;
+    let mut block = from;
+    while block <= LAST_PARENT {
+        let last = (block + GET_BAGS_MAX - 1).min(LAST_PARENT);
+        let qrs = (block..=last).map(|n| format!("SB{n:05}")).collect();
+        let found = registry
+            .get_bags(client::request(GetBagsRequest { qrs }, Some(token), None))
+            .await
+            .map_err(|s| anyhow::anyhow!("GetBags at {url}: {}", describe(&s)))?
+            .into_inner()
+            .bags;
+        if found.is_empty() {
+            break;
+        }
+        for bag in found {
+            if let Some(n) = bag
+                .qr
+                .strip_prefix("SB")
+                .and_then(|d| d.parse::<u32>().ok())
+            {
+                first_unused = first_unused.max(n + 1);
+            }
+        }
+        block = last + 1;
+    }
+    Ok(first_unused)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let session = args.login.login().await?;
+    let first_parent =
+        first_unused_parent(&args.registry_url, &session.token, args.first_parent).await?;
     let channel = open(&args.scan_url, Duration::from_millis(args.timeout_ms))?;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup_seconds);
@@ -229,7 +272,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         area: args.area.clone(),
         idempotency_key: !args.no_idempotency_key,
         children_per_parent: args.children_per_parent,
-        next_parent: AtomicU32::new(args.first_parent),
+        next_parent: AtomicU32::new(first_parent),
         measure_from,
         end: measure_from + Duration::from_secs(args.seconds),
     });
@@ -244,7 +287,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.warmup_seconds,
         args.seconds,
         args.children_per_parent,
-        args.first_parent,
+        first_parent,
         if args.no_idempotency_key { "off" } else { "on" },
     );
 

@@ -1,0 +1,387 @@
+//! stats: read models fed by events converge to the owning services' data, survive Redis
+//! restarting empty and a consumer crash without losing or double-counting anything, rebuild from
+//! the stored events, and hold the audit trail and each bag's history.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::auth::v1::Role;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_proto::stats::v1 as pb;
+use tracetrack_proto::stats::v1::stats_service_client::StatsServiceClient;
+use tracetrack_tests::redis_server::RedisServer;
+use tracetrack_tests::*;
+
+fn client(stats: &Running) -> StatsServiceClient<Channel> {
+    StatsServiceClient::new(Channel::from_shared(stats.url()).unwrap().connect_lazy())
+}
+
+async fn dashboard(stats: &Running, token: &str) -> pb::Dashboard {
+    client(stats)
+        .get_dashboard(authed(pb::GetDashboardRequest {}, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits (generous bound, not a timing assertion) until the dashboard equals the truth.
+async fn converge(stack: &Stack, stats: &Running) -> pb::Dashboard {
+    let pool = &stack.registries[0].pool;
+    let start = std::time::Instant::now();
+    loop {
+        let want = truth(pool).await;
+        let d = dashboard(stats, &stack.admin).await;
+        if dashboard_figures(&d) == want {
+            return d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "dashboard did not converge:\n got {:?}\nwant {:?}",
+            dashboard_figures(&d),
+            want
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A little of everything: parents in two areas, children, a double fire, a refusal, an undo,
+/// a move, a registered loose child and a deletion.
+async fn workload(stack: &Stack, tag: &str) {
+    let admin = &stack.admin;
+    stack
+        .scan_parent(admin, &format!("SB{tag}01"), "lucknow")
+        .await
+        .unwrap();
+    stack
+        .scan_parent(admin, &format!("SB{tag}02"), "indore")
+        .await
+        .unwrap();
+    for i in 0..5 {
+        stack
+            .scan_child(admin, &format!("SB{tag}01"), &format!("L{tag}{i:03}"))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        stack
+            .scan_child(admin, &format!("SB{tag}02"), &format!("I{tag}{i:03}"))
+            .await
+            .unwrap();
+    }
+    stack
+        .scan_child(admin, &format!("SB{tag}02"), &format!("I{tag}000"))
+        .await
+        .unwrap(); // double fire
+    stack
+        .scan_child(admin, &format!("SB{tag}02"), &format!("L{tag}000"))
+        .await
+        .unwrap_err(); // elsewhere
+    stack.undo(admin, &format!("SB{tag}02")).await.unwrap();
+    let mut r = stack.registry_client();
+    r.move_child(authed(
+        reg::MoveChildRequest {
+            child_qr: format!("L{tag}004"),
+            parent_qr: format!("SB{tag}02"),
+        },
+        admin,
+    ))
+    .await
+    .unwrap();
+    r.register_bag(authed(
+        reg::RegisterBagRequest {
+            qr: format!("LOOSE{tag}"),
+            r#type: reg::BagType::Child as i32,
+            area: "hisar".into(),
+        },
+        admin,
+    ))
+    .await
+    .unwrap();
+    r.register_bag(authed(
+        reg::RegisterBagRequest {
+            qr: format!("SB{tag}03"),
+            r#type: reg::BagType::Parent as i32,
+            area: "hisar".into(),
+        },
+        admin,
+    ))
+    .await
+    .unwrap();
+    r.delete_bag(authed(
+        reg::DeleteBagRequest {
+            qr: format!("SB{tag}03"),
+        },
+        admin,
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn dashboard_converges_and_rebuilds_to_the_same_figures() {
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    workload(&stack, "100").await;
+    let before = converge(&stack, &stats).await;
+    assert!(before.scans_today >= 8, "{before:?}");
+    let lucknow = before.areas.iter().find(|a| a.area == "lucknow").unwrap();
+    // Five linked in lucknow, one of them moved to indore.
+    assert_eq!((lucknow.parents, lucknow.children), (1, 4));
+
+    // Rebuild from the stored events: the same figures.
+    let (handler, _) = tracetrack_stats::startup::handler(&tracetrack_stats::Settings::default());
+    let n = tracetrack_stats::startup::rebuild(&stats.pool, &handler)
+        .await
+        .unwrap();
+    assert!(n > 20);
+    let after = dashboard(&stats, &stack.admin).await;
+    assert_eq!(dashboard_figures(&after), dashboard_figures(&before));
+    assert_eq!(after.scans_last_hour, before.scans_last_hour);
+
+    // A dispatcher sees their own area only.
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "indore").await;
+    let mine = dashboard(&stats, &dev).await;
+    assert!(mine.areas.iter().all(|a| a.area == "indore"), "{mine:?}");
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_empty_loses_nothing_and_counts_nothing_twice() {
+    let mut redis = RedisServer::start();
+    let stack = Stack::start_on(1, &redis.url()).await;
+    let stats = stack.start_stats(&redis.url()).await;
+    workload(&stack, "200").await;
+    converge(&stack, &stats).await;
+
+    // kill -9 Redis mid-stream; scanning goes on meanwhile (events wait in the outboxes).
+    redis.kill();
+    let admin = stack.admin.clone();
+    stack
+        .scan_parent(&admin, "SB20099", "jaipur")
+        .await
+        .unwrap();
+    for i in 0..10 {
+        stack
+            .scan_child(&admin, "SB20099", &format!("J200{i:03}"))
+            .await
+            .unwrap();
+    }
+    redis.restart();
+    workload(&stack, "201").await;
+    let d = converge(&stack, &stats).await;
+    let jaipur = d.areas.iter().find(|a| a.area == "jaipur").unwrap();
+    assert_eq!(jaipur.children, 10);
+}
+
+#[tokio::test]
+async fn a_crashed_consumer_loses_nothing_and_applies_nothing_twice() {
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    workload(&stack, "300").await;
+    converge(&stack, &stats).await;
+    // Crash stats while events keep coming; a new process claims what was left pending.
+    let db = stack.db.clone();
+    let admin = stack.admin.clone();
+    let burst = async {
+        stack
+            .scan_parent(&admin, "SB30099", "ranchi")
+            .await
+            .unwrap();
+        for i in 0..25 {
+            stack
+                .scan_child(&admin, "SB30099", &format!("R300{i:03}"))
+                .await
+                .unwrap();
+        }
+    };
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stats.crash();
+    };
+    tokio::join!(burst, crash);
+    let restarted = start_stats(stats_settings(
+        &db,
+        &redis_url(),
+        &stack.prefix,
+        &stack.auth,
+    ))
+    .await;
+    let d = converge(&stack, &restarted).await;
+    assert_eq!(
+        d.areas
+            .iter()
+            .find(|a| a.area == "ranchi")
+            .unwrap()
+            .children,
+        25
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM stats.applied_events")
+        .fetch_one(&restarted.pool)
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM stats.audit_events")
+        .fetch_one(&restarted.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, stored, "each event applied exactly once");
+}
+
+#[tokio::test]
+async fn audit_trail_and_bag_history() {
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    let admin = stack.admin.clone();
+    let (user, token) = stack.user("ravi", Role::Dispatcher, "akola").await;
+    for _ in 0..5 {
+        stack.auth.login("ravi", "wrong").await.unwrap_err();
+    }
+    // The lockout does not end sessions already open: ravi's token still scans.
+    stack.scan_parent(&token, "SB40001", "").await.unwrap();
+    stack.scan_parent(&admin, "SB40001", "akola").await.unwrap();
+    stack
+        .scan_child(&admin, "SB40001", "HIST0001")
+        .await
+        .unwrap();
+    stack.undo(&admin, "SB40001").await.unwrap();
+    stack
+        .scan_child(&admin, "SB40001", "HIST0001")
+        .await
+        .unwrap();
+
+    let mut c = client(&stats);
+    let want = [
+        "auth.login_succeeded",
+        "auth.login_failed",
+        "auth.login_locked",
+        "auth.user_created",
+        "scan.recorded",
+        "registry.child_linked",
+    ];
+    let start = std::time::Instant::now();
+    loop {
+        let page = c
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest {
+                    page_size: 200,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let actions: Vec<&str> = page.events.iter().map(|e| e.action.as_str()).collect();
+        if want.iter().all(|w| actions.contains(w)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "audit trail incomplete: {actions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Filters: by user, by action prefix; newest first with keyset pages.
+    let mine = c
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest {
+                user_id: user.id.clone(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.events.iter().all(|e| e.actor_user_id == user.id));
+    let auth_only = c
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest {
+                action: "auth.".into(),
+                page_size: 2,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(auth_only.events.len(), 2);
+    assert!(auth_only
+        .events
+        .iter()
+        .all(|e| e.action.starts_with("auth.")));
+    assert!(!auth_only.next_page_token.is_empty());
+    let e = code_of(
+        c.list_audit_events(authed(pb::ListAuditEventsRequest::default(), &token))
+            .await,
+    );
+    assert!(
+        matches!(e, ErrorCode::PermissionDenied | ErrorCode::Unauthenticated),
+        "{e:?}"
+    );
+
+    // The child's history, in order: linked, unlinked by the undo, linked again.
+    let start = std::time::Instant::now();
+    loop {
+        let h = c
+            .get_bag_history(authed(
+                pb::GetBagHistoryRequest {
+                    qr: "hist0001".into(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let actions: Vec<&str> = h.events.iter().map(|e| e.action.as_str()).collect();
+        if actions
+            == [
+                "registry.child_linked",
+                "registry.child_unlinked",
+                "registry.child_linked",
+            ]
+        {
+            assert!(
+                h.events[1].details_json.contains(r#""undo":true"#),
+                "{:?}",
+                h.events[1]
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "history: {actions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parent = c
+        .get_bag_history(authed(
+            pb::GetBagHistoryRequest {
+                qr: "SB40001".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        parent.events.first().unwrap().action,
+        "registry.bag_registered"
+    );
+
+    // Per-user activity.
+    let act = c
+        .get_user_activity(authed(
+            pb::GetUserActivityRequest {
+                user_id: user.id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(act.scans_per_day.len(), 14);
+    assert!(act.last_login_at.is_some());
+}
