@@ -113,6 +113,7 @@ start stats tracetrack-stats "$STATS_PORT" "$STATS_ADMIN_PORT" tt_stats \
 env TRACETRACK_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" TRACETRACK_ADMIN_ADDR="127.0.0.1:$GATEWAY_ADMIN_PORT" \
     TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_GATEWAY" \
     TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT" TRACETRACK_SCAN_URL="http://127.0.0.1:$SCAN_PORT" \
+    TRACETRACK_STATS_URL="http://127.0.0.1:$STATS_PORT" \
     "$BIN/tracetrack-gateway" >"$STATE/logs/gateway.log" 2>&1 &
 PIDS+=($!)
 for i in $(seq 1 300); do

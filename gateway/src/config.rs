@@ -17,6 +17,7 @@ pub struct Settings {
     /// Upstreams; each may list several endpoints, comma-separated, balanced per request.
     pub registry_url: String,
     pub scan_url: String,
+    pub stats_url: String,
     /// Deadline of every upstream call.
     pub upstream_timeout_ms: u64,
     /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
@@ -70,6 +71,7 @@ impl Default for Settings {
             auth: AuthClientSettings::default(),
             registry_url: "http://127.0.0.1:50052".into(),
             scan_url: "http://127.0.0.1:50053".into(),
+            stats_url: "http://127.0.0.1:50055".into(),
             upstream_timeout_ms: 5000,
             cookie_secure: false,
             trust_forwarded_for: false,

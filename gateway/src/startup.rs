@@ -46,6 +46,10 @@ impl Application {
             self.state.clone(),
             stop_rx.clone(),
         ));
+        let pump_dashboard = tokio::spawn(crate::routes::stats::pump_live_dashboard(
+            self.state.clone(),
+            stop_rx.clone(),
+        ));
         let app = crate::app::router(self.state);
         tracing::info!(http = %self.http_addr, admin = %self.admin_addr, "gateway serving");
         let result = axum::serve(
@@ -58,6 +62,7 @@ impl Application {
         })
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump_dashboard).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
         tracetrack_common::telemetry::shutdown();
         Ok(result?)

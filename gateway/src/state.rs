@@ -13,6 +13,8 @@ use tracetrack_proto::auth::v1::user_admin_service_client::UserAdminServiceClien
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
 use tracetrack_proto::scan::v1::ScanEvent;
+use tracetrack_proto::stats::v1::stats_service_client::StatsServiceClient;
+use tracetrack_proto::stats::v1::Dashboard;
 
 use crate::config::Settings;
 
@@ -22,10 +24,13 @@ pub struct Inner {
     pub users: UserAdminServiceClient<Intercepted>,
     pub registry: BagRegistryServiceClient<Intercepted>,
     pub scan: ScanServiceClient<Intercepted>,
+    pub stats: StatsServiceClient<Intercepted>,
     pub verifier: RemoteVerifier,
     redis: OnceCell<redis::aio::ConnectionManager>,
     /// Every scan, from the one upstream WatchScans stream this gateway holds.
     pub scans_live: broadcast::Sender<Arc<ScanEvent>>,
+    /// The latest all-areas dashboard from the one upstream WatchDashboard stream.
+    pub dashboard_live: tokio::sync::watch::Sender<Option<Arc<Dashboard>>>,
 }
 
 #[derive(Clone)]
@@ -43,15 +48,18 @@ impl AppState {
         let auth_channel = client::balanced_channel(&settings.auth.url, timeout)?;
         let registry = client::balanced_channel(&settings.registry_url, timeout)?;
         let scan = client::balanced_channel(&settings.scan_url, timeout)?;
+        let stats = client::balanced_channel(&settings.stats_url, timeout)?;
         let (scans_live, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(Inner {
             auth: AuthServiceClient::with_interceptor(auth_channel.clone(), outgoing.clone()),
             users: UserAdminServiceClient::with_interceptor(auth_channel, outgoing.clone()),
             registry: BagRegistryServiceClient::with_interceptor(registry, outgoing.clone()),
-            scan: ScanServiceClient::with_interceptor(scan, outgoing),
+            scan: ScanServiceClient::with_interceptor(scan, outgoing.clone()),
+            stats: StatsServiceClient::with_interceptor(stats, outgoing),
             verifier: RemoteVerifier::new(&settings.auth)?,
             redis: OnceCell::new(),
             scans_live,
+            dashboard_live: tokio::sync::watch::channel(None).0,
             settings,
         })))
     }

@@ -711,3 +711,129 @@ async fn an_sse_client_sees_a_scan_and_dispatchers_only_their_area() {
         "a dispatcher saw another area: {seen_mine}"
     );
 }
+
+#[tokio::test]
+async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    let gw = Gateway::start(&stack, |s| s.stats_url = stats.url()).await;
+    let c = Client::new();
+    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let (user, _) = stack.user("gita", Role::Dispatcher, "jaipur").await;
+    let gita = token(&c, &gw, "gita", USER_PASSWORD).await;
+    let mut live = c
+        .get(gw.url("/api/v1/stats/live"))
+        .bearer_auth(&gita)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+
+    let post = |t: &str, path: &str, body: Value| {
+        c.post(gw.url(path))
+            .bearer_auth(t.to_owned())
+            .json(&body)
+            .send()
+    };
+    post(&gita, "/api/v1/scans/parent", json!({"qr": "SB84001"}))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let r = post(
+            &gita,
+            "/api/v1/scans/child",
+            json!({"parent_qr": "SB84001", "child_qr": format!("DASH{i}")}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    post(
+        &admin,
+        "/api/v1/scans/parent",
+        json!({"qr": "SB84002", "area": "hisar"}),
+    )
+    .await
+    .unwrap();
+
+    // The dashboard converges (generous bound); a dispatcher's is their area's.
+    let start = std::time::Instant::now();
+    loop {
+        let d: Value = c
+            .get(gw.url("/api/v1/stats/dashboard"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if d["children"] == 3 && d["parents"] == 2 {
+            assert_eq!(d["scans_today"], 3, "{d}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "dashboard: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The live stream pushed the dispatcher's figures (their area only: one parent).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while !seen.contains("\"children\":3") {
+        match tokio::time::timeout_at(deadline, live.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("live dashboard ended: {other:?}\n{seen}"),
+        }
+    }
+    let last = seen
+        .lines()
+        .filter(|l| l.starts_with("data: {"))
+        .last()
+        .unwrap();
+    let figures: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+    assert_eq!(
+        figures["parents"], 1,
+        "a dispatcher sees only jaipur: {figures}"
+    );
+
+    // Audit (admin only) and history.
+    problem(
+        c.get(gw.url("/api/v1/audit"))
+            .bearer_auth(&gita)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
+    let audit: Value = c
+        .get(gw.url(&format!("/api/v1/audit?user_id={}&action=scan.", user.id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!audit["items"].as_array().unwrap().is_empty());
+    let history: Value = c
+        .get(gw.url("/api/v1/bags/DASH1/history"))
+        .bearer_auth(&gita)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history[0]["action"], "registry.child_linked");
+    let activity: Value = c
+        .get(gw.url(&format!("/api/v1/stats/users/{}/activity", user.id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(activity["total_scans"], 3);
+}

@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod bags;
 pub mod scans;
+pub mod stats;
 pub mod users;

@@ -1,0 +1,391 @@
+//! /api/v1/stats, /api/v1/audit and bag history: the read models of the stats service.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tracetrack_common::caller::TokenVerifier;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::stats::v1 as pb;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ctx::Ctx;
+use crate::dto::{rfc3339, timestamp, Page, Problem};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_dashboard))
+        .routes(routes!(live))
+        .routes(routes!(scans_per_hour))
+        .routes(routes!(user_activity))
+        .routes(routes!(audit))
+        .routes(routes!(bag_history))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct AreaFigures {
+    pub area: String,
+    pub parents: i64,
+    pub children: i64,
+    pub unlinked_children: i64,
+    pub scans_today: i64,
+    pub scans_last_hour: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Dashboard {
+    pub parents: i64,
+    pub children: i64,
+    pub unlinked_children: i64,
+    /// Successful child scans since midnight in the business time zone.
+    pub scans_today: i64,
+    pub scans_last_hour: i64,
+    pub bills_by_status: std::collections::BTreeMap<String, i64>,
+    pub areas: Vec<AreaFigures>,
+    pub as_of: Option<String>,
+    /// Seconds between the newest event's time and its arrival in the read model.
+    pub freshness_seconds: f64,
+}
+
+/// The dashboard as a viewer sees it: a dispatcher's is narrowed to their area.
+pub fn view(d: &pb::Dashboard, area: Option<&str>) -> Dashboard {
+    let areas: Vec<AreaFigures> = d
+        .areas
+        .iter()
+        .filter(|a| area.is_none_or(|x| x == a.area))
+        .map(|a| AreaFigures {
+            area: a.area.clone(),
+            parents: a.parents,
+            children: a.children,
+            unlinked_children: a.unlinked_children,
+            scans_today: a.scans_today,
+            scans_last_hour: a.scans_last_hour,
+        })
+        .collect();
+    let sum = |f: fn(&AreaFigures) -> i64| areas.iter().map(f).sum::<i64>();
+    Dashboard {
+        parents: if area.is_some() {
+            sum(|a| a.parents)
+        } else {
+            d.parents
+        },
+        children: if area.is_some() {
+            sum(|a| a.children)
+        } else {
+            d.children
+        },
+        unlinked_children: if area.is_some() {
+            sum(|a| a.unlinked_children)
+        } else {
+            d.unlinked_children
+        },
+        scans_today: if area.is_some() {
+            sum(|a| a.scans_today)
+        } else {
+            d.scans_today
+        },
+        scans_last_hour: if area.is_some() {
+            sum(|a| a.scans_last_hour)
+        } else {
+            d.scans_last_hour
+        },
+        bills_by_status: d
+            .bills_by_status
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        areas,
+        as_of: rfc3339(&d.as_of),
+        freshness_seconds: d.freshness_seconds,
+    }
+}
+
+fn viewer_area(ctx: &Ctx) -> Option<String> {
+    ctx.user
+        .role
+        .is_area_scoped()
+        .then(|| ctx.user.area.clone().unwrap_or_default())
+}
+
+/// Dashboard figures (a dispatcher's are their area's).
+#[utoipa::path(get, path = "/api/v1/stats/dashboard", tag = "stats", responses((status = 200, body = Dashboard)))]
+async fn get_dashboard(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Dashboard>> {
+    let d = crate::read!(
+        state.0.stats,
+        get_dashboard,
+        ctx.read(pb::GetDashboardRequest {})
+    )
+    .await?;
+    Ok(Json(view(&d, None)))
+}
+
+/// Dashboard figures as Server-Sent Events (`event: dashboard`) whenever they change.
+#[utoipa::path(get, path = "/api/v1/stats/live", tag = "stats",
+    responses((status = 200, content_type = "text/event-stream", description = "`dashboard` events")))]
+async fn live(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let settings = &state.0.settings;
+    let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
+    let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
+    let area = viewer_area(&ctx);
+    let mut rx = state.0.dashboard_live.subscribe();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(8);
+    let token = ctx.token.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
+        let mut last: Option<Dashboard> = None;
+        rx.mark_changed();
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                _ = tick.tick() => {
+                    if let Ok(None) = state.0.verifier.verify_user(&token).await {
+                        let _ = tx.send(Ok(Event::default().event("end").data("session ended"))).await;
+                        break;
+                    }
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() { break; }
+                    let current = rx.borrow_and_update().clone();
+                    if let Some(d) = current {
+                        let v = view(&d, area.as_deref());
+                        if last.as_ref() != Some(&v) {
+                            let event = Event::default().event("dashboard").json_data(&v).unwrap_or_default();
+                            if tx.send(Ok(event)).await.is_err() { break; }
+                            last = Some(v);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+}
+
+/// Holds the gateway's one upstream WatchDashboard stream (service token alone: every area).
+pub async fn pump_live_dashboard(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    while !*stop.borrow() {
+        match state
+            .0
+            .stats
+            .clone()
+            .watch_dashboard(pb::WatchDashboardRequest {})
+            .await
+        {
+            Ok(resp) => {
+                backoff = Duration::from_millis(200);
+                let mut stream = resp.into_inner();
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        msg = stream.message() => match msg {
+                            Ok(Some(d)) => { state.0.dashboard_live.send_replace(Some(Arc::new(d))); }
+                            Ok(None) => break,
+                            Err(e) => { tracing::warn!(error = %e, "live dashboard stream interrupted"); break; }
+                        },
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "live dashboard stream unavailable"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HourParams {
+    /// 1–14 (default 14).
+    pub days: Option<u32>,
+    pub area: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourBucket {
+    /// Local hour in the business time zone.
+    pub hour: String,
+    pub scans: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScansPerHour {
+    pub time_zone: String,
+    pub buckets: Vec<HourBucket>,
+}
+
+/// Successful child scans per hour for the last days.
+#[utoipa::path(get, path = "/api/v1/stats/scans-per-hour", tag = "stats", params(HourParams), responses((status = 200, body = ScansPerHour)))]
+async fn scans_per_hour(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<HourParams>,
+) -> ApiResult<Json<ScansPerHour>> {
+    let req = pb::GetScansPerHourRequest {
+        days: p.days.unwrap_or(14),
+        area: p.area.unwrap_or_default(),
+    };
+    let r = crate::read!(state.0.stats, get_scans_per_hour, ctx.read(req.clone())).await?;
+    Ok(Json(ScansPerHour {
+        time_zone: r.time_zone,
+        buckets: r
+            .buckets
+            .into_iter()
+            .map(|b| HourBucket {
+                hour: b.hour,
+                scans: b.scans,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayCount {
+    pub day: String,
+    pub scans: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserActivity {
+    pub user_id: String,
+    pub username: String,
+    pub total_scans: i64,
+    pub last_scan_at: Option<String>,
+    pub last_login_at: Option<String>,
+    /// The last 14 business days, oldest first.
+    pub scans_per_day: Vec<DayCount>,
+}
+
+/// A user's activity (admin).
+#[utoipa::path(get, path = "/api/v1/stats/users/{id}/activity", tag = "stats", params(("id" = String, Path)),
+    responses((status = 200, body = UserActivity), (status = 403, body = Problem)))]
+async fn user_activity(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserActivity>> {
+    let r = crate::read!(
+        state.0.stats,
+        get_user_activity,
+        ctx.read(pb::GetUserActivityRequest {
+            user_id: id.clone()
+        })
+    )
+    .await?;
+    Ok(Json(UserActivity {
+        user_id: r.user_id,
+        username: r.username,
+        total_scans: r.total_scans,
+        last_scan_at: rfc3339(&r.last_scan_at),
+        last_login_at: rfc3339(&r.last_login_at),
+        scans_per_day: r
+            .scans_per_day
+            .into_iter()
+            .map(|d| DayCount {
+                day: d.day,
+                scans: d.scans,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub event_id: String,
+    pub occurred_at: Option<String>,
+    pub action: String,
+    pub source: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub actor_user_id: Option<String>,
+    pub actor_username: String,
+    pub actor_service: String,
+    pub ip: String,
+    /// The event's body (before/after where meaningful).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+fn audit_event(e: pb::AuditEvent) -> AuditEvent {
+    AuditEvent {
+        occurred_at: rfc3339(&e.occurred_at),
+        details: serde_json::from_str(&e.details_json).unwrap_or(serde_json::Value::Null),
+        actor_user_id: Some(e.actor_user_id).filter(|s| !s.is_empty()),
+        event_id: e.event_id,
+        action: e.action,
+        source: e.source,
+        aggregate_type: e.aggregate_type,
+        aggregate_id: e.aggregate_id,
+        actor_username: e.actor_username,
+        actor_service: e.actor_service,
+        ip: e.ip,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditParams {
+    pub user_id: Option<String>,
+    /// An event type, or a prefix ending in "." (e.g. `auth.`).
+    pub action: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+}
+
+/// The audit trail (admin), newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "stats", params(AuditParams),
+    responses((status = 200, body = Page<AuditEvent>), (status = 403, body = Problem)))]
+async fn audit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<AuditParams>,
+) -> ApiResult<Json<Page<AuditEvent>>> {
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+    let req = pb::ListAuditEventsRequest {
+        user_id: p.user_id.unwrap_or_default(),
+        action: p.action.unwrap_or_default(),
+        from: timestamp(&p.from).map_err(bad)?,
+        to: timestamp(&p.to).map_err(bad)?,
+        page_size: p.page_size.unwrap_or(0),
+        page_token: p.page_token.unwrap_or_default(),
+    };
+    let r = crate::read!(state.0.stats, list_audit_events, ctx.read(req.clone())).await?;
+    Ok(Json(Page::new(
+        r.events.into_iter().map(audit_event).collect(),
+        r.next_page_token,
+    )))
+}
+
+/// Everything that happened to one bag, oldest first.
+#[utoipa::path(get, path = "/api/v1/bags/{qr}/history", tag = "bags", params(("qr" = String, Path)),
+    responses((status = 200, body = Vec<AuditEvent>)))]
+async fn bag_history(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(qr): Path<String>,
+) -> ApiResult<Json<Vec<AuditEvent>>> {
+    let r = crate::read!(
+        state.0.stats,
+        get_bag_history,
+        ctx.read(pb::GetBagHistoryRequest { qr: qr.clone() })
+    )
+    .await?;
+    Ok(Json(r.events.into_iter().map(audit_event).collect()))
+}
