@@ -784,11 +784,7 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
             other => panic!("live dashboard ended: {other:?}\n{seen}"),
         }
     }
-    let last = seen
-        .lines()
-        .filter(|l| l.starts_with("data: {"))
-        .last()
-        .unwrap();
+    let last = seen.lines().rfind(|l| l.starts_with("data: {")).unwrap();
     let figures: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
     assert_eq!(
         figures["parents"], 1,
