@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: start what the tests need (Postgres, Redis, the Python venv), build the binaries the
+# `make test`: start what the tests need (Postgres, Redis, the Python venv, Chromium and
+# playwright-core for the browser tests), build the binaries the
 # process tests spawn, and run the whole suite with nextest.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -7,6 +8,7 @@ cd "$ROOT"
 bash scripts/stack.sh up >/dev/null
 eval "$(bash scripts/stack.sh env | sed 's/^/export /')"
 bash scripts/venv.sh
+bash scripts/browser-deps.sh
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
   echo "[test] installing cargo-nextest" >&2
   cargo install --locked cargo-nextest

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     let doc = std::sync::Arc::new(doc);
     let max_body = state.0.settings.max_body_bytes;
     api.route("/api/v1/openapi.json", get(move || { let doc = doc.clone(); async move { Json(doc.as_ref().clone()) } }))
+        .merge(crate::web::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { Json(serde_json::json!({"status": "ready"})) }))
         .fallback(not_found)

@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod web;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -184,6 +184,7 @@ $(explain_both "EXECUTE q('$ADMIN', '$S_AT', '$S_ID', 51)")"
 # key for "that user". With many users it must use scan_events_user_time: 300,000 events of 60
 # other users are added inside the transaction (ANALYZEd there) and rolled back.
 SYNTH_USER=00000000-0000-4000-8000-000000000007
+ADMIN_EVENTS=$(one "SELECT count(*) FROM scan.scan_events WHERE user_id = '$ADMIN'")
 section "scan ListScans — newest first for one user among 61 (300,000 synthetic events of 60 users added in the transaction and rolled back)" "$Q_SCANS" "
 PREPARE q(uuid, int8) AS $Q_SCANS;
 BEGIN;
@@ -195,6 +196,6 @@ SELECT gen_random_uuid(), now() - g * interval '10 ms',
 ANALYZE scan.scan_events;
 \\echo '-- one of the 60 synthetic users ($SYNTH_USER):'
 $(explain_both "EXECUTE q('$SYNTH_USER', 51)")
-\\echo '-- admin (54k of the 354k events):'
+\\echo '-- admin ($ADMIN_EVENTS events, besides the 300,000 synthetic ones):'
 $(explain_both "EXECUTE q('$ADMIN', 51)")
 ROLLBACK;"
