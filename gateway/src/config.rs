@@ -18,6 +18,7 @@ pub struct Settings {
     pub registry_url: String,
     pub scan_url: String,
     pub stats_url: String,
+    pub billing_url: String,
     /// Deadline of every upstream call.
     pub upstream_timeout_ms: u64,
     /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
@@ -72,6 +73,7 @@ impl Default for Settings {
             registry_url: "http://127.0.0.1:50052".into(),
             scan_url: "http://127.0.0.1:50053".into(),
             stats_url: "http://127.0.0.1:50055".into(),
+            billing_url: "http://127.0.0.1:50054".into(),
             upstream_timeout_ms: 5000,
             cookie_secure: false,
             trust_forwarded_for: false,

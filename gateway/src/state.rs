@@ -10,6 +10,7 @@ use tracetrack_common::caller::RemoteVerifier;
 use tracetrack_common::client::{self, Intercepted, Outgoing};
 use tracetrack_proto::auth::v1::auth_service_client::AuthServiceClient;
 use tracetrack_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
+use tracetrack_proto::billing::v1::billing_service_client::BillingServiceClient;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
 use tracetrack_proto::scan::v1::ScanEvent;
@@ -25,6 +26,7 @@ pub struct Inner {
     pub registry: BagRegistryServiceClient<Intercepted>,
     pub scan: ScanServiceClient<Intercepted>,
     pub stats: StatsServiceClient<Intercepted>,
+    pub billing: BillingServiceClient<Intercepted>,
     pub verifier: RemoteVerifier,
     redis: OnceCell<redis::aio::ConnectionManager>,
     /// Every scan, from the one upstream WatchScans stream this gateway holds.
@@ -49,13 +51,15 @@ impl AppState {
         let registry = client::balanced_channel(&settings.registry_url, timeout)?;
         let scan = client::balanced_channel(&settings.scan_url, timeout)?;
         let stats = client::balanced_channel(&settings.stats_url, timeout)?;
+        let billing = client::balanced_channel(&settings.billing_url, timeout)?;
         let (scans_live, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(Inner {
             auth: AuthServiceClient::with_interceptor(auth_channel.clone(), outgoing.clone()),
             users: UserAdminServiceClient::with_interceptor(auth_channel, outgoing.clone()),
             registry: BagRegistryServiceClient::with_interceptor(registry, outgoing.clone()),
             scan: ScanServiceClient::with_interceptor(scan, outgoing.clone()),
-            stats: StatsServiceClient::with_interceptor(stats, outgoing),
+            stats: StatsServiceClient::with_interceptor(stats, outgoing.clone()),
+            billing: BillingServiceClient::with_interceptor(billing, outgoing),
             verifier: RemoteVerifier::new(&settings.auth)?,
             redis: OnceCell::new(),
             scans_live,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod bags;
+pub mod bills;
 pub mod scans;
 pub mod stats;
 pub mod users;

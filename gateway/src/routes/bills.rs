@@ -1,0 +1,465 @@
+//! /api/v1/bills: bills, their parents, completion, and the printable dispatch document.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::billing::v1 as pb;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ctx::Ctx;
+use crate::dto::{rfc3339, timestamp, Page, Problem};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_bills, create_bill))
+        .routes(routes!(get_bill, update_bill, delete_bill))
+        .routes(routes!(attach_parent))
+        .routes(routes!(detach_parent))
+        .routes(routes!(complete_bill))
+        .routes(routes!(reopen_bill))
+        .routes(routes!(document))
+}
+
+fn status_name(s: i32) -> String {
+    match pb::BillStatus::try_from(s) {
+        Ok(pb::BillStatus::New) => "new",
+        Ok(pb::BillStatus::Processing) => "processing",
+        Ok(pb::BillStatus::Completing) => "completing",
+        Ok(pb::BillStatus::Completed) => "completed",
+        Ok(pb::BillStatus::Reopening) => "reopening",
+        _ => "",
+    }
+    .to_owned()
+}
+
+fn status_value(s: &str) -> Result<i32, ApiError> {
+    Ok(match s {
+        "" => 0,
+        "new" => pb::BillStatus::New as i32,
+        "processing" => pb::BillStatus::Processing as i32,
+        "completing" => pb::BillStatus::Completing as i32,
+        "completed" => pb::BillStatus::Completed as i32,
+        "reopening" => pb::BillStatus::Reopening as i32,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "status must be new, processing, completing or completed",
+            ))
+        }
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillParent {
+    pub qr: String,
+    pub product_line: String,
+    pub child_count: i32,
+    pub capacity: i32,
+    pub weight_kg: f64,
+    pub expected_weight_kg: f64,
+    pub area: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bill {
+    pub bill_id: String,
+    /// new, processing, completing, completed.
+    pub status: String,
+    pub capacity: i32,
+    pub parent_count: i32,
+    pub child_count: i64,
+    pub actual_weight_kg: f64,
+    pub expected_weight_kg: f64,
+    pub description: String,
+    pub destination: String,
+    pub vehicle_number: String,
+    pub created_by: String,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// Only on a single bill; a dispatcher sees their own area's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parents: Option<Vec<BillParent>>,
+}
+
+fn bill(b: pb::Bill, parents: Option<Vec<pb::BillParent>>) -> Bill {
+    Bill {
+        status: status_name(b.status),
+        created_at: rfc3339(&b.created_at),
+        updated_at: rfc3339(&b.updated_at),
+        created_by: if b.created_by_username.is_empty() {
+            b.created_by
+        } else {
+            b.created_by_username
+        },
+        bill_id: b.bill_id,
+        capacity: b.capacity,
+        parent_count: b.parent_count,
+        child_count: b.child_count,
+        actual_weight_kg: b.actual_weight_kg,
+        expected_weight_kg: b.expected_weight_kg,
+        description: b.description,
+        destination: b.destination,
+        vehicle_number: b.vehicle_number,
+        parents: parents.map(|ps| {
+            ps.into_iter()
+                .map(|p| BillParent {
+                    qr: p.qr,
+                    product_line: p.product_line,
+                    child_count: p.child_count,
+                    capacity: p.capacity,
+                    weight_kg: p.weight_kg,
+                    expected_weight_kg: p.expected_weight_kg,
+                    area: p.area,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn one(b: Option<pb::Bill>) -> ApiResult<Json<Bill>> {
+    b.map(|b| Json(bill(b, None)))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no bill returned"))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    pub status: Option<String>,
+    /// Bill id prefix.
+    pub q: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub created_by: Option<String>,
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+}
+
+/// Bills, newest first, with their figures.
+#[utoipa::path(get, path = "/api/v1/bills", tag = "bills", params(ListParams), responses((status = 200, body = Page<Bill>)))]
+async fn list_bills(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<Page<Bill>>> {
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+    let req = pb::ListBillsRequest {
+        status: status_value(p.status.as_deref().unwrap_or(""))?,
+        bill_id_prefix: p.q.unwrap_or_default(),
+        created_from: timestamp(&p.from).map_err(bad)?,
+        created_to: timestamp(&p.to).map_err(bad)?,
+        created_by: p.created_by.unwrap_or_default(),
+        page_size: p.page_size.unwrap_or(0),
+        page_token: p.page_token.unwrap_or_default(),
+    };
+    let r = crate::read!(state.0.billing, list_bills, ctx.read(req.clone())).await?;
+    Ok(Json(Page::new(
+        r.bills.into_iter().map(|b| bill(b, None)).collect(),
+        r.next_page_token,
+    )))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateBillBody {
+    pub bill_id: String,
+    /// 1–500 parent bags (default 1).
+    pub capacity: Option<i32>,
+    pub description: Option<String>,
+    pub destination: Option<String>,
+    pub vehicle_number: Option<String>,
+}
+
+/// Create a bill (admin, biller).
+#[utoipa::path(post, path = "/api/v1/bills", tag = "bills", request_body = CreateBillBody,
+    responses((status = 201, body = Bill), (status = 400, body = Problem, description = "invalid_argument"), (status = 409, body = Problem, description = "bill_exists")))]
+async fn create_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Body(b): Body<CreateBillBody>,
+) -> ApiResult<(StatusCode, Json<Bill>)> {
+    let req = pb::CreateBillRequest {
+        bill_id: b.bill_id,
+        capacity: b.capacity.unwrap_or(1),
+        description: b.description.unwrap_or_default(),
+        destination: b.destination.unwrap_or_default(),
+        vehicle_number: b.vehicle_number.unwrap_or_default(),
+    };
+    let r = state
+        .0
+        .billing
+        .clone()
+        .create_bill(ctx.write(req))
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, one(r.bill)?))
+}
+
+/// One bill with its parents.
+#[utoipa::path(get, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)),
+    responses((status = 200, body = Bill), (status = 404, body = Problem, description = "bill_not_found")))]
+async fn get_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Bill>> {
+    let r = crate::read!(
+        state.0.billing,
+        get_bill,
+        ctx.read(pb::GetBillRequest {
+            bill_id: id.clone()
+        })
+    )
+    .await?;
+    let b = r
+        .bill
+        .ok_or_else(|| ApiError::new(ErrorCode::BillNotFound, "no such bill"))?;
+    Ok(Json(bill(b, Some(r.parents))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateBillBody {
+    pub description: Option<String>,
+    pub destination: Option<String>,
+    pub vehicle_number: Option<String>,
+    pub capacity: Option<i32>,
+}
+
+/// Edit a bill (admin, biller); capacity never below the attached count.
+#[utoipa::path(patch, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)), request_body = UpdateBillBody,
+    responses((status = 200, body = Bill), (status = 400, body = Problem, description = "capacity_below_attached"), (status = 409, body = Problem, description = "bill_completed")))]
+async fn update_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(b): Body<UpdateBillBody>,
+) -> ApiResult<Json<Bill>> {
+    let req = pb::UpdateBillRequest {
+        bill_id: id,
+        description: b.description,
+        destination: b.destination,
+        vehicle_number: b.vehicle_number,
+        capacity: b.capacity,
+    };
+    let r = state
+        .0
+        .billing
+        .clone()
+        .update_bill(ctx.write(req))
+        .await?
+        .into_inner();
+    one(r.bill)
+}
+
+/// Delete a bill (admin; never a completed one); its parents become free.
+#[utoipa::path(delete, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)),
+    responses((status = 204), (status = 409, body = Problem, description = "bill_completed")))]
+async fn delete_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .0
+        .billing
+        .clone()
+        .delete_bill(ctx.write(pb::DeleteBillRequest { bill_id: id }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AttachBody {
+    pub parent_qr: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttachAnswer {
+    pub bill: Bill,
+    pub already_attached: bool,
+}
+
+/// Load a parent bag onto the bill (admin, biller).
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/parents", tag = "bills", params(("bill_id" = String, Path)), request_body = AttachBody,
+    responses((status = 200, body = AttachAnswer), (status = 404, body = Problem, description = "bag_not_found"),
+              (status = 409, body = Problem, description = "not_a_parent, on_other_bill, bill_full, bill_completed")))]
+async fn attach_parent(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(b): Body<AttachBody>,
+) -> ApiResult<Json<AttachAnswer>> {
+    let r = state
+        .0
+        .billing
+        .clone()
+        .attach_parent(ctx.write(pb::AttachParentRequest {
+            bill_id: id,
+            parent_qr: b.parent_qr,
+        }))
+        .await?
+        .into_inner();
+    let Json(bill) = one(r.bill)?;
+    Ok(Json(AttachAnswer {
+        bill,
+        already_attached: r.already_attached,
+    }))
+}
+
+/// Take a parent off the bill (admin, biller).
+#[utoipa::path(delete, path = "/api/v1/bills/{bill_id}/parents/{parent_qr}", tag = "bills",
+    params(("bill_id" = String, Path), ("parent_qr" = String, Path)),
+    responses((status = 200, body = Bill), (status = 409, body = Problem, description = "bill_completed")))]
+async fn detach_parent(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((id, qr)): Path<(String, String)>,
+) -> ApiResult<Json<Bill>> {
+    let r = state
+        .0
+        .billing
+        .clone()
+        .detach_parent(ctx.write(pb::DetachParentRequest {
+            bill_id: id,
+            parent_qr: qr,
+        }))
+        .await?
+        .into_inner();
+    one(r.bill)
+}
+
+/// Complete a full bill: its parents freeze.
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/complete", tag = "bills", params(("bill_id" = String, Path)),
+    responses((status = 200, body = Bill), (status = 409, body = Problem, description = "bill_incomplete")))]
+async fn complete_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Bill>> {
+    let r = state
+        .0
+        .billing
+        .clone()
+        .complete_bill(ctx.write(pb::CompleteBillRequest { bill_id: id }))
+        .await?
+        .into_inner();
+    one(r.bill)
+}
+
+/// Reopen a completed bill.
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/reopen", tag = "bills", params(("bill_id" = String, Path)),
+    responses((status = 200, body = Bill), (status = 409, body = Problem)))]
+async fn reopen_bill(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Bill>> {
+    let r = state
+        .0
+        .billing
+        .clone()
+        .reopen_bill(ctx.write(pb::ReopenBillRequest { bill_id: id }))
+        .await?
+        .into_inner();
+    one(r.bill)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DocParams {
+    /// `a4` (default) or `a6` (a label).
+    pub format: Option<String>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The printable dispatch document (A4) or label (A6), HTML with print CSS.
+#[utoipa::path(get, path = "/api/v1/bills/{bill_id}/document", tag = "bills", params(("bill_id" = String, Path), DocParams),
+    responses((status = 200, content_type = "text/html", description = "printable document"), (status = 404, body = Problem)))]
+async fn document(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(p): Query<DocParams>,
+) -> ApiResult<Response> {
+    let r = crate::read!(
+        state.0.billing,
+        get_bill,
+        ctx.read(pb::GetBillRequest {
+            bill_id: id.clone()
+        })
+    )
+    .await?;
+    let b = r
+        .bill
+        .ok_or_else(|| ApiError::new(ErrorCode::BillNotFound, "no such bill"))?;
+    let a6 = p.format.as_deref() == Some("a6");
+    let rows: String = r
+        .parents
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+                i + 1,
+                esc(&p.qr),
+                esc(&p.product_line),
+                p.child_count,
+                p.capacity,
+                p.weight_kg,
+                p.expected_weight_kg
+            )
+        })
+        .collect();
+    let page = if a6 { "A6" } else { "A4" };
+    let body = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dispatch {id}</title>
+<style>@page {{ size: {page}; margin: 10mm; }} body {{ font: 12pt system-ui, sans-serif; color: #000; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ border: 1px solid #000; padding: 3px 6px; text-align: left; }}
+h1 {{ font-size: {h}pt; margin: 0 0 6px; }} .big {{ font-size: {big}pt; font-weight: 700; }}</style></head><body>
+<h1>TraceTrack — dispatch {id}</h1>
+<p class="big">{count}/{cap} sacks · {children} packets</p>
+<p>Status: {status} · Destination: {dest} · Vehicle: {vehicle}<br>Expected: {exp:.1} kg · Actual: {act:.1} kg · Difference: {diff:.1} kg</p>
+<p>{desc}</p>
+{table}
+<p>Printed {now}</p></body></html>"#,
+        id = esc(&b.bill_id),
+        page = page,
+        h = if a6 { 14 } else { 20 },
+        big = if a6 { 16 } else { 18 },
+        count = b.parent_count,
+        cap = b.capacity,
+        children = b.child_count,
+        status = status_name(b.status),
+        dest = esc(&b.destination),
+        vehicle = esc(&b.vehicle_number),
+        exp = b.expected_weight_kg,
+        act = b.actual_weight_kg,
+        diff = b.actual_weight_kg - b.expected_weight_kg,
+        desc = esc(&b.description),
+        table = if a6 {
+            String::new()
+        } else {
+            format!("<table><tr><th>#</th><th>Sack</th><th>Line</th><th>Packets</th><th>Weight kg</th><th>Expected kg</th></tr>{rows}</table>")
+        },
+        now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    let mut resp = Html(body).into_response();
+    // Its own stylesheet is inline: allow exactly that for this page.
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    Ok(resp)
+}
