@@ -3,8 +3,8 @@
 # ports, and where to go. Ctrl-C stops the services, and Postgres/Redis if this script started them.
 #
 # Knobs (environment): PROFILE=release, TT_STATE_DIR (secrets and logs, default .local/run),
-# TT_DB_NAME (default tracetrack), TT_<SVC>_PORT / TT_<SVC>_ADMIN_PORT for AUTH, REGISTRY, SCAN
-# (50051-50055 / 9101-9105), GATEWAY (8080 / 9100).
+# TT_DB_NAME (default tracetrack), TT_<SVC>_PORT / TT_<SVC>_ADMIN_PORT for AUTH, REGISTRY, SCAN,
+# BILLING, STATS (50051-50055 / 9101-9105), GATEWAY (8080 / 9100).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -19,6 +19,8 @@ REGISTRY_PORT=${TT_REGISTRY_PORT:-50052}
 REGISTRY_ADMIN_PORT=${TT_REGISTRY_ADMIN_PORT:-9102}
 SCAN_PORT=${TT_SCAN_PORT:-50053}
 SCAN_ADMIN_PORT=${TT_SCAN_ADMIN_PORT:-9103}
+BILLING_PORT=${TT_BILLING_PORT:-50054}
+BILLING_ADMIN_PORT=${TT_BILLING_ADMIN_PORT:-9104}
 STATS_PORT=${TT_STATS_PORT:-50055}
 STATS_ADMIN_PORT=${TT_STATS_ADMIN_PORT:-9105}
 GATEWAY_PORT=${TT_GATEWAY_PORT:-8080}
@@ -59,7 +61,7 @@ source "$SECRETS"
 if ! bash scripts/stack.sh psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
   bash scripts/stack.sh psql -d postgres -c "CREATE DATABASE \"$DB\""
 fi
-for pair in auth:tt_auth registry:tt_registry scan:tt_scan stats:tt_stats; do
+for pair in auth:tt_auth registry:tt_registry scan:tt_scan billing:tt_billing stats:tt_stats; do
   schema=${pair%%:*}; role=${pair##*:}
   bash scripts/stack.sh psql -d "$DB" <<SQL
 DO \$\$ BEGIN
@@ -105,6 +107,9 @@ start bag-registry tracetrack-bag-registry "$REGISTRY_PORT" "$REGISTRY_ADMIN_POR
 start scan tracetrack-scan "$SCAN_PORT" "$SCAN_ADMIN_PORT" tt_scan \
   TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_SCAN" \
   TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+start billing tracetrack-billing "$BILLING_PORT" "$BILLING_ADMIN_PORT" tt_billing \
+  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_BILLING" \
+  TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 
 start stats tracetrack-stats "$STATS_PORT" "$STATS_ADMIN_PORT" tt_stats \
   TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_STATS"
@@ -130,6 +135,7 @@ cat >&2 <<BANNER
     auth (gRPC)          127.0.0.1:$AUTH_PORT     metrics http://127.0.0.1:$AUTH_ADMIN_PORT/metrics
     bag-registry (gRPC)  127.0.0.1:$REGISTRY_PORT     metrics http://127.0.0.1:$REGISTRY_ADMIN_PORT/metrics
     scan (gRPC)          127.0.0.1:$SCAN_PORT     metrics http://127.0.0.1:$SCAN_ADMIN_PORT/metrics
+    billing (gRPC)       127.0.0.1:$BILLING_PORT     metrics http://127.0.0.1:$BILLING_ADMIN_PORT/metrics
     stats (gRPC)         127.0.0.1:$STATS_PORT     metrics http://127.0.0.1:$STATS_ADMIN_PORT/metrics
     log in as            admin / $ADMIN_PASSWORD   (kept in $SECRETS)
     try it               grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login

@@ -779,3 +779,134 @@ pub fn dashboard_figures(
         d.scans_today,
     )
 }
+
+// ---------------------------------------------------------------------------------- billing
+
+/// billing settings for a test, calling `auth` with billing's service token and bag-registry at
+/// `registry_urls` (comma-separated replicas). The sweeper runs often and settles work left
+/// unsettled for more than a second, so crash tests finish quickly.
+pub fn billing_settings(
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    auth: &AuthServer,
+    registry_urls: &str,
+) -> tracetrack_billing::Settings {
+    let mut s = tracetrack_billing::Settings::default();
+    s.common.database.url = SecretString::from(db_url.to_owned());
+    s.common.database.max_connections = 10;
+    s.common.database.migrate_on_start = true;
+    s.common.redis.url = redis_url.to_owned();
+    s.common.events.key_prefix = prefix.to_owned();
+    s.common.events.poll_interval_ms = 20;
+    s.common.auth.url = auth.url();
+    s.common.auth.service_token = Some(SecretString::from(service_token("billing")));
+    s.registry_url = registry_urls.to_owned();
+    s.sweeper_interval_ms = 100;
+    s.sweeper_settle_after_ms = 1000;
+    s
+}
+
+pub async fn start_billing(settings: tracetrack_billing::Settings) -> Running {
+    let app = tracetrack_billing::Application::build(settings)
+        .await
+        .unwrap();
+    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    wait_serving(addr, "").await;
+    Running {
+        addr,
+        admin_addr,
+        pool,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// A [`Stack`] plus N billing replicas (each calling every registry replica).
+pub struct BillingStack {
+    pub stack: Stack,
+    pub billings: Vec<Running>,
+}
+
+impl std::ops::Deref for BillingStack {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+pub type BillingClient =
+    tracetrack_proto::billing::v1::billing_service_client::BillingServiceClient<Channel>;
+
+impl BillingStack {
+    pub async fn start(registry_replicas: usize, billing_replicas: usize) -> Self {
+        Self::start_with(registry_replicas, billing_replicas, |_| {}, |_| {}).await
+    }
+
+    /// As [`BillingStack::start`], with a chance to adjust the registry's and billing's settings.
+    pub async fn start_with(
+        registry_replicas: usize,
+        billing_replicas: usize,
+        configure_registry: impl Fn(&mut tracetrack_bag_registry::Settings),
+        configure_billing: impl Fn(&mut tracetrack_billing::Settings),
+    ) -> Self {
+        let db = fresh_database().await;
+        let prefix = unique_prefix();
+        let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
+        let mut registries = Vec::new();
+        for _ in 0..registry_replicas {
+            let mut s = registry_settings(&db, &redis_url(), &prefix, &auth);
+            configure_registry(&mut s);
+            registries.push(start_registry(s).await);
+        }
+        let urls = registries
+            .iter()
+            .map(Running::url)
+            .collect::<Vec<_>>()
+            .join(",");
+        let scan = start_scan(scan_settings(&db, &redis_url(), &prefix, &auth, &urls)).await;
+        let mut billings = Vec::new();
+        for _ in 0..billing_replicas {
+            let mut s = billing_settings(&db, &redis_url(), &prefix, &auth, &urls);
+            configure_billing(&mut s);
+            billings.push(start_billing(s).await);
+        }
+        let admin = auth.admin_token().await;
+        Self {
+            stack: Stack {
+                auth,
+                registries,
+                scan,
+                admin,
+                db,
+                prefix,
+            },
+            billings,
+        }
+    }
+
+    /// A client of billing replica `i` (modulo the number of replicas).
+    pub fn billing_at(&self, i: usize) -> BillingClient {
+        let replica = &self.billings[i % self.billings.len()];
+        BillingClient::new(Channel::from_shared(replica.url()).unwrap().connect_lazy())
+    }
+
+    pub fn billing(&self) -> BillingClient {
+        self.billing_at(0)
+    }
+
+    /// billing's pool (its schema on the test database).
+    pub fn billing_pool(&self) -> &sqlx::PgPool {
+        &self.billings[0].pool
+    }
+
+    /// bag-registry's pool.
+    pub fn registry_pool(&self) -> &sqlx::PgPool {
+        &self.registries[0].pool
+    }
+}

@@ -39,6 +39,8 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .env("TT_REGISTRY_ADMIN_PORT", registry_admin.to_string())
         .env("TT_SCAN_PORT", scan.to_string())
         .env("TT_SCAN_ADMIN_PORT", scan_admin.to_string())
+        .env("TT_BILLING_PORT", free_port().to_string())
+        .env("TT_BILLING_ADMIN_PORT", free_port().to_string())
         .env("TT_STATS_PORT", free_port().to_string())
         .env("TT_STATS_ADMIN_PORT", free_port().to_string())
         .env("TT_GATEWAY_PORT", gateway.to_string())

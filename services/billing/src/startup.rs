@@ -1,0 +1,110 @@
+//! Build, then run: `Application::build` binds the listeners (port 0 works), prepares the pool,
+//! migrates when configured, connects the registry client and starts the sweeper;
+//! `run_until_stopped` serves until the shutdown future resolves. Tests use the same entry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
+use tracetrack_common::client::{self, Outgoing};
+use tracetrack_common::server::ServiceRuntime;
+use tracetrack_proto::billing::v1 as pb;
+use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
+
+use crate::config::Settings;
+use crate::grpc::{Billing, Inner, SCHEMA, SERVICE};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/billing");
+
+pub struct Application {
+    runtime: ServiceRuntime,
+    billing: Billing,
+    /// Stops the sweeper.
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let runtime =
+            ServiceRuntime::build(SERVICE, SCHEMA, settings.common.clone(), &MIGRATOR).await?;
+        let callers = CallerResolver::new(Arc::new(RemoteVerifier::new(&settings.common.auth)?));
+        let token = settings
+            .common
+            .auth
+            .service_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        // One shared channel; `registry_url` may list several replicas, comma-separated.
+        let channel = client::balanced_channel(
+            &settings.registry_url,
+            Duration::from_millis(settings.registry_timeout_ms),
+        )?;
+        let registry =
+            BagRegistryServiceClient::with_interceptor(channel, Outgoing::new(token.as_deref())?);
+        let (stop, stop_rx) = watch::channel(false);
+        let every = Duration::from_millis(settings.sweeper_interval_ms.max(10));
+        let sweeper_enabled = settings.sweeper_enabled;
+        let billing = Billing(Arc::new(Inner {
+            pool: runtime.pool.clone(),
+            callers,
+            registry,
+            settings,
+        }));
+        let mut tasks = Vec::new();
+        if sweeper_enabled {
+            tasks.push(tokio::spawn(crate::sweeper::run(
+                billing.clone(),
+                every,
+                stop_rx,
+            )));
+        }
+        Ok(Self {
+            runtime,
+            billing,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.runtime.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.runtime.pool.clone()
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let routes = Routes::new(pb::billing_service_server::BillingServiceServer::new(
+            self.billing,
+        ));
+        let stop = self.stop;
+        let result = self
+            .runtime
+            .serve(routes, &["tracetrack.billing.v1.BillingService"], async {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        let _ = stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        result
+    }
+}
