@@ -241,8 +241,10 @@
     input.addEventListener("blur", keepFocus);
     main.addEventListener("click", keepFocus);
     if ($("#area")) $("#area").addEventListener("change", (e) => { store.set("tt.area", e.target.value); keepFocus(); });
-    $("#newparent").addEventListener("click", () => { store.del(pkey()); paint(); });
-    $("#undo").addEventListener("click", undo);
+    // The buttons never take the focus from the scan input (a scanner types into whatever has it).
+    main.querySelectorAll("button").forEach((b) => b.addEventListener("mousedown", (e) => e.preventDefault()));
+    $("#newparent").addEventListener("click", () => { store.del(pkey()); paint(); input.focus(); });
+    $("#undo").addEventListener("click", () => { input.focus(); undo(); });
     input.addEventListener("keydown", (e) => {
       if (e.key !== "Enter") return;
       e.preventDefault();

@@ -28,6 +28,8 @@ after(async () => { await browser?.close(); });
 const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 /** Types like a keyboard-wedge scanner: characters, then Enter, into whatever has focus. */
 async function wedge(text) {
+  // A scanner types into whatever has the focus: the page must have given it to the scan input.
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "scan");
   await page.keyboard.type(text, { delay: 2 });
   await page.keyboard.press("Enter");
 }
@@ -156,4 +158,38 @@ test("pages at 360 px; a dispatcher cannot reach admin pages", async () => {
   // The page never scrolls sideways at 360 px.
   const wide = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(wide <= 360, `page is ${wide}px wide`);
+});
+
+test("an admin creates a bill, loads the full parent, completes it and opens its document", async () => {
+  await page.goto("/#/logout");
+  await page.waitForSelector("#u");
+  await page.fill("#u", "admin");
+  await page.fill("#p", ADMIN_PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#scan");
+  await page.goto("/#/bills");
+  await page.waitForSelector("#nb", { state: "attached" });
+  await page.click("details summary");
+  await page.fill("#nb input[name=bill_id]", "B-WEB-1");
+  await page.fill("#nb input[name=capacity]", "1");
+  await page.fill("#nb input[name=destination]", "Indore mandi");
+  await page.click("#nb button");
+  await page.waitForSelector("#attach");
+  await page.focus("#attach");
+  await page.keyboard.type("SB90001", { delay: 2 });
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector(".progress").textContent === "1/1");
+  await page.click("#complete");
+  await page.waitForFunction(() => /completed/.test(document.querySelector(".card").textContent));
+  await shot("bill-completed");
+  const [doc] = await Promise.all([context.waitForEvent("page"), page.click("#doc")]);
+  await doc.waitForLoadState();
+  const text = await doc.textContent("body");
+  assert.match(text, /dispatch B-WEB-1/);
+  assert.match(text, /1\/1 sacks · 30 packets/);
+  await doc.screenshot({ path: `${SHOTS}/bill-document.png`, fullPage: true });
+  await doc.close();
+  await page.goto("/#/users");
+  await page.waitForSelector("#list table");
+  await shot("users-admin");
 });

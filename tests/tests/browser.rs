@@ -10,9 +10,14 @@ use tracetrack_tests::*;
 
 #[tokio::test]
 async fn the_web_client_in_chromium() {
-    let stack = Stack::start(1).await;
+    let stack = BillingStack::start(1, 1).await;
     let stats = stack.start_stats(&redis_url()).await;
-    let gw = Gateway::start(&stack, |s| s.stats_url = stats.url()).await;
+    let billing = stack.billings[0].url();
+    let gw = Gateway::start(&stack, |s| {
+        s.stats_url = stats.url();
+        s.billing_url = billing.clone();
+    })
+    .await;
     stack.user("dina", Role::Dispatcher, "lucknow").await;
     let root = repo_root();
     let out = tokio::process::Command::new("node")
