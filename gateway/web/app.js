@@ -213,7 +213,7 @@
   }
   async function dashboard() {
     main.innerHTML = html`<h1>${t("dash_title")}</h1><div id="figs">${t("loading")}</div>
-      <p class="noprint">${raw(can.admin() ? `<a href="/api/v1/exports/bags.csv">${esc(t("exports"))}</a>` : "")}</p>`;
+`;
     try { $("#figs").innerHTML = figuresHtml(await api("GET", "/stats/dashboard")); } catch (e) { $("#figs").textContent = errText(e.problem); }
     const src = new EventSource("/api/v1/stats/live");
     src.addEventListener("dashboard", (ev) => { const el = $("#figs"); if (el) el.innerHTML = figuresHtml(JSON.parse(ev.data)); });
