@@ -1,15 +1,22 @@
-//! `tracetrack-bench`: TraceTrack's benchmark tool. It talks to running services over gRPC only,
-//! like any other client.
+//! `tracetrack-bench`: TraceTrack's benchmark tool. It talks to running services like any other
+//! client: the gateway's HTTP API, and gRPC for the bulk import and the direct scan path.
 //!
 //! - `seed`: bulk-loads bag-registry through `ImportBags` (parents of both product lines, linked
-//!   and unlinked children, spread over the default areas) to get a realistic table size.
-//! - `scan-load`: C concurrent scanners fill fresh parents through the scan service and report
-//!   the `ScanChild` latency distribution.
+//!   and unlinked children, spread over the default areas), then creates the benchmark users and
+//!   bills through the HTTP API and verifies the counts there.
+//! - `run`: V virtual users drive a scenario (`scan-storm`, `mixed`, `lookup`) through the
+//!   gateway, closed-loop or at a fixed rate; latencies per operation, JSON and markdown.
+//! - `scan-load`: C concurrent scanners straight to the scan service over gRPC (no gateway).
+//! - `summary`: combines the JSON of several runs and pgbench's figure into one report.
 
+mod accounts;
+mod api;
 mod report;
+mod run;
 mod scan_load;
 mod seed;
 mod session;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -22,10 +29,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Bulk-load bags into bag-registry through ImportBags.
+    /// Bulk-load bags through ImportBags, then users and bills through the HTTP API; verify.
     Seed(seed::Args),
-    /// Drive ScanParent/ScanChild load through the scan service and report latencies.
+    /// Drive a scenario through the gateway's HTTP API and report latencies per operation.
+    Run(run::Args),
+    /// Drive ScanParent/ScanChild load straight at the scan service over gRPC.
     ScanLoad(scan_load::Args),
+    /// Combine run results and pgbench's TPS into one JSON document and a markdown section.
+    Summary(summary::Args),
 }
 
 #[tokio::main]
@@ -33,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Seed(args) => seed::run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::ScanLoad(args) => scan_load::run(args).await,
+        Command::Summary(args) => summary::run(args),
     }
 }

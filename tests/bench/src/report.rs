@@ -1,6 +1,10 @@
-//! Number formatting and latency tables.
+//! Number formatting, latency tables, and the results of a `run` (JSON and markdown).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, at 3 significant digits.
 pub fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
@@ -55,6 +59,248 @@ pub fn latency_table(label: &str, h: &Histogram<u64>) -> String {
     )
 }
 
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One operation's tally during a run.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// Every measured request's latency (successes and errors alike).
+    pub hist: Histogram<u64>,
+    pub ok: u64,
+    /// Failed requests by their problem document's `code` (or `http_<status>`, `timeout`,
+    /// `transport`).
+    pub errors: BTreeMap<String, u64>,
+    pub status_5xx: u64,
+}
+
+impl OpStats {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            hist: latency_histogram()?,
+            ok: 0,
+            errors: BTreeMap::new(),
+            status_5xx: 0,
+        })
+    }
+
+    pub fn merge(&mut self, other: &OpStats) -> anyhow::Result<()> {
+        self.hist.add(&other.hist)?;
+        self.ok += other.ok;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_default() += n;
+        }
+        self.status_5xx += other.status_5xx;
+        Ok(())
+    }
+
+    pub fn report(&self, op: &str, window_secs: f64) -> OpReport {
+        let count = self.hist.len();
+        let per_s = |n: u64| {
+            if window_secs > 0.0 {
+                round2(n as f64 / window_secs)
+            } else {
+                0.0
+            }
+        };
+        OpReport {
+            op: op.to_owned(),
+            count,
+            ok: self.ok,
+            throughput_per_s: per_s(count),
+            ok_per_s: per_s(self.ok),
+            latency_ms: Latency::of(&self.hist),
+            errors: self.errors.clone(),
+            status_5xx: self.status_5xx,
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A latency distribution's summary, in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let q = |p: f64| round3(h.value_at_quantile(p) as f64 / 1000.0);
+        Some(Self {
+            mean: round3(h.mean() / 1000.0),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            max: round3(h.max() as f64 / 1000.0),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpReport {
+    pub op: String,
+    /// Requests started in the measured window and answered (or failed).
+    pub count: u64,
+    pub ok: u64,
+    pub throughput_per_s: f64,
+    pub ok_per_s: f64,
+    pub latency_ms: Option<Latency>,
+    pub errors: BTreeMap<String, u64>,
+    pub status_5xx: u64,
+}
+
+impl OpReport {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// One `run`'s results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub scenario: String,
+    /// A name for this run in a profile (e.g. `scan-storm@1000/s`).
+    pub label: String,
+    pub base_url: String,
+    pub started_at: String,
+    /// `closed-loop` (each virtual user waits for its answer, then thinks) or `fixed-rate`.
+    pub mode: String,
+    /// Requests per second scheduled, for `fixed-rate`; latencies then count from each request's
+    /// scheduled start, so queueing behind a slow answer is not hidden.
+    pub rate_per_s: Option<f64>,
+    pub vus: u32,
+    /// Virtual users per role and the distinct user accounts behind them.
+    pub vus_by_role: BTreeMap<String, u32>,
+    pub users_by_role: BTreeMap<String, u32>,
+    pub warmup_seconds: u64,
+    pub window_seconds: f64,
+    pub think_scale: f64,
+    pub operations: Vec<OpReport>,
+    pub total: OpReport,
+    /// The dashboard's `freshness_seconds` as the admins saw it (stats consumer lag), in ms.
+    pub dashboard_freshness_ms: Option<Latency>,
+    pub notes: Vec<String>,
+}
+
+fn cell(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.2}"))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+pub fn errors_cell(errors: &BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
+        return "0".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(c, n)| format!("{c} {}", count(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl RunReport {
+    pub fn op(&self, name: &str) -> Option<&OpReport> {
+        self.operations.iter().find(|o| o.op == name)
+    }
+
+    /// One line saying what ran.
+    pub fn headline(&self) -> String {
+        let roles = self
+            .vus_by_role
+            .iter()
+            .map(|(r, v)| {
+                format!(
+                    "{v} {r}{} ({} accounts)",
+                    if *v == 1 { "" } else { "s" },
+                    self.users_by_role.get(r).copied().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mode = match self.rate_per_s {
+            Some(r) => format!("fixed rate {r:.0} req/s"),
+            None => "closed loop".to_owned(),
+        };
+        format!(
+            "`{}`: {} VUs ({roles}), {mode}, {:.0} s measured after {} s warm-up{}",
+            self.label,
+            self.vus,
+            self.window_seconds,
+            self.warmup_seconds,
+            if self.think_scale != 1.0 {
+                format!(", think times × {}", self.think_scale)
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// The per-operation markdown table.
+    pub fn markdown_table(&self) -> String {
+        let mut out = String::from(
+            "| operation | requests | ok | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors (by code) |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for o in self.operations.iter().chain(std::iter::once(&self.total)) {
+            let l = o.latency_ms.as_ref();
+            let name = if std::ptr::eq(o, &self.total) {
+                "**all**".to_owned()
+            } else {
+                o.op.clone()
+            };
+            out.push_str(&format!(
+                "| {name} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+                count(o.count),
+                count(o.ok),
+                o.throughput_per_s,
+                cell(l.map(|l| l.p50)),
+                cell(l.map(|l| l.p90)),
+                cell(l.map(|l| l.p99)),
+                cell(l.map(|l| l.p99_9)),
+                cell(l.map(|l| l.max)),
+                errors_cell(&o.errors),
+            ));
+        }
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!("{}\n\n{}", self.headline(), self.markdown_table());
+        if let Some(f) = &self.dashboard_freshness_ms {
+            out.push_str(&format!(
+                "\nDashboard freshness (stats consumer lag) seen by the admins: p50 {:.0} ms, \
+                 p99 {:.0} ms, max {:.0} ms.\n",
+                f.p50, f.p99, f.max
+            ));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("\n- {n}"));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +323,42 @@ mod tests {
         assert!(t.contains("p99.9"), "{t}");
         assert!(t.contains("4.00"), "{t}");
         assert!(t.contains("2.00"), "{t}");
+    }
+
+    #[test]
+    fn op_reports_and_markdown() {
+        let mut s = OpStats::new().unwrap();
+        for us in [1_000u64, 2_000, 3_000, 4_000] {
+            s.hist.record(us).unwrap();
+        }
+        s.ok = 3;
+        s.errors.insert("parent_full".into(), 1);
+        let r = s.report("scan_child", 2.0);
+        assert_eq!(r.count, 4);
+        assert_eq!(r.throughput_per_s, 2.0);
+        assert!((r.latency_ms.as_ref().unwrap().max - 4.0).abs() < 0.01);
+        let run = RunReport {
+            scenario: "scan-storm".into(),
+            label: "scan-storm".into(),
+            base_url: "http://x".into(),
+            started_at: "now".into(),
+            mode: "closed-loop".into(),
+            rate_per_s: None,
+            vus: 1,
+            vus_by_role: BTreeMap::from([("dispatcher".into(), 1)]),
+            users_by_role: BTreeMap::from([("dispatcher".into(), 1)]),
+            warmup_seconds: 0,
+            window_seconds: 2.0,
+            think_scale: 1.0,
+            operations: vec![r.clone()],
+            total: r,
+            dashboard_freshness_ms: None,
+            notes: vec![],
+        };
+        let md = run.markdown();
+        assert!(md.contains("| scan_child | 4 | 3 | 2.0 |"), "{md}");
+        assert!(md.contains("parent_full 1"), "{md}");
+        let back: RunReport = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        assert_eq!(back.operations[0].count, 4);
     }
 }

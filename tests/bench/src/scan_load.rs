@@ -2,7 +2,7 @@
 //! service (ScanParent, then ScanChild of N new children, then the next parent), for T seconds
 //! after a warm-up; every ScanChild's latency goes into an HDR histogram.
 //!
-//! Parents are `SB` + 5 digits from `--first-parent` up (90000-99999 by default, a range `seed`
+//! Parents are `SB` + 5 digits from `--first-parent` up (80000-99999 by default, a range `seed`
 //! never uses), handed out one by one to whichever scanner asks next. Before starting, the
 //! parents earlier runs registered are looked up through bag-registry's GetBags and the run
 //! starts after the last of them; a parent that exists all the same (ScanParent answers
@@ -60,7 +60,7 @@ pub struct Args {
     /// Children scanned into each parent before moving to the next.
     #[arg(long, default_value_t = MUSTARD_CAPACITY, value_parser = clap::value_parser!(u32).range(1..=i64::from(MUSTARD_CAPACITY)))]
     children_per_parent: u32,
-    /// First parent number (`SB` + 5 digits) to scan; numbers below 90000 are the seed's.
+    /// First parent number (`SB` + 5 digits) to scan; numbers below 80000 are the seed's.
     #[arg(long, default_value_t = SEED_PARENT_NUMBERS, value_parser = clap::value_parser!(u32).range(0..=i64::from(LAST_PARENT)))]
     first_parent: u32,
     /// Area of new parents (admins and billers must name one; dispatchers scan in their own).

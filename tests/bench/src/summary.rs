@@ -1,0 +1,244 @@
+//! `summary`: the JSON of several `run`s plus pgbench's TPS → one JSON document (kept in
+//! `benchmarks/`) and a markdown section (appended to `BENCHMARKS.md`), with the SPEC §6 targets
+//! checked against what was measured.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::report::{count, RunReport};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// JSON files written by `run --json`.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// pgbench's TPS on the same machine and Postgres (TPC-B).
+    #[arg(long)]
+    pgbench_tps: Option<f64>,
+    /// How pgbench ran (for the report).
+    #[arg(long, default_value = "")]
+    pgbench: String,
+    /// `key=value` lines for the report's head (date, commit, nproc, command, …), in order.
+    #[arg(long = "meta")]
+    meta: Vec<String>,
+    /// Title of the markdown section.
+    #[arg(long, default_value = "Benchmark run")]
+    title: String,
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    #[arg(long)]
+    markdown_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    meta: serde_json::Map<String, Value>,
+    pgbench_tps: Option<f64>,
+    pgbench: String,
+    /// Closed-loop scan-storm scans per second (parents and children) / pgbench TPS.
+    scan_to_pgbench_ratio: Option<f64>,
+    targets: Vec<Target>,
+    runs: Vec<RunReport>,
+}
+
+/// Successful scans (parents and children) per second.
+fn scans_per_s(r: &RunReport) -> f64 {
+    ["scan_parent", "scan_child"]
+        .iter()
+        .filter_map(|op| r.op(op))
+        .map(|o| o.ok_per_s)
+        .sum()
+}
+
+fn p99(r: &RunReport, op: &str) -> Option<f64> {
+    r.op(op).and_then(|o| o.latency_ms.as_ref()).map(|l| l.p99)
+}
+
+fn targets(runs: &[RunReport]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let storm_closed = runs
+        .iter()
+        .filter(|r| r.scenario == "scan-storm" && r.rate_per_s.is_none())
+        .max_by(|a, b| scans_per_s(a).total_cmp(&scans_per_s(b)));
+    let storm_rate = runs
+        .iter()
+        .filter(|r| r.scenario == "scan-storm" && r.rate_per_s.is_some())
+        .min_by(|a, b| {
+            let d = |r: &RunReport| (r.rate_per_s.unwrap_or(0.0) - 1000.0).abs();
+            d(a).total_cmp(&d(b))
+        });
+    match storm_rate {
+        Some(r) => {
+            let rate = r.rate_per_s.unwrap_or(0.0);
+            let p = p99(r, "scan_child");
+            let achieved = scans_per_s(r);
+            out.push(Target {
+                target: "child scan p99 ≤ 25 ms while sustaining 1,000 scans/s".into(),
+                measured: format!(
+                    "p99 {} ms at {rate:.0} scans/s scheduled, {achieved:.0}/s answered ok (`{}`)",
+                    p.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into()),
+                    r.label
+                ),
+                met: p.map(|p| p <= 25.0 && rate >= 1000.0 && achieved >= 0.95 * rate),
+            });
+        }
+        None => out.push(Target {
+            target: "child scan p99 ≤ 25 ms while sustaining 1,000 scans/s".into(),
+            measured: "not run (no fixed-rate scan-storm)".into(),
+            met: None,
+        }),
+    }
+    if let Some(r) = storm_closed {
+        let s = scans_per_s(r);
+        out.push(Target {
+            target: "scan-storm knee ≥ 2,000 scans/s".into(),
+            measured: format!(
+                "{s:.0} scans/s at saturation (closed loop, {} VUs, child p99 {} ms; `{}`)",
+                r.vus,
+                p99(r, "scan_child")
+                    .map(|p| format!("{p:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+                r.label
+            ),
+            met: Some(s >= 2000.0),
+        });
+    }
+    if let Some(r) = runs.iter().find(|r| r.scenario == "lookup") {
+        let p = p99(r, "lookup");
+        out.push(Target {
+            target: "bag lookup p99 ≤ 10 ms".into(),
+            measured: format!(
+                "p99 {} ms at {:.0} lookups/s ({} VUs)",
+                p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
+                r.op("lookup").map(|o| o.ok_per_s).unwrap_or(0.0),
+                r.vus
+            ),
+            met: p.map(|p| p <= 10.0),
+        });
+    }
+    if let Some(r) = runs.iter().find(|r| r.scenario == "mixed") {
+        let p = p99(r, "dashboard");
+        out.push(Target {
+            target: "dashboard p99 ≤ 10 ms".into(),
+            measured: format!(
+                "p99 {} ms under the mixed load ({} VUs)",
+                p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
+                r.vus
+            ),
+            met: p.map(|p| p <= 10.0),
+        });
+        let errors = r.total.error_count();
+        out.push(Target {
+            target: "zero errors at 1,000 concurrent users".into(),
+            measured: format!(
+                "{} errors in {} requests, {} VUs over {} accounts (mixed)",
+                count(errors),
+                count(r.total.count),
+                r.vus,
+                r.users_by_role.values().sum::<u32>()
+            ),
+            met: Some(errors == 0 && r.vus >= 1000),
+        });
+        if let Some(f) = &r.dashboard_freshness_ms {
+            out.push(Target {
+                target: "the dashboard shows a scan within 1 s (consumer lag)".into(),
+                measured: format!(
+                    "freshness p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms under the mixed load",
+                    f.p50, f.p99, f.max
+                ),
+                met: Some(f.p99 <= 1000.0),
+            });
+        }
+    }
+    out
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for p in &args.runs {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        runs.push(
+            serde_json::from_slice::<RunReport>(&bytes)
+                .with_context(|| format!("{} is not a run's JSON", p.display()))?,
+        );
+    }
+    let mut meta = serde_json::Map::new();
+    for kv in &args.meta {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--meta {kv:?} is not key=value"))?;
+        meta.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    let ratio = match (
+        args.pgbench_tps,
+        runs.iter()
+            .filter(|r| r.scenario == "scan-storm" && r.rate_per_s.is_none())
+            .map(scans_per_s)
+            .max_by(f64::total_cmp),
+    ) {
+        (Some(tps), Some(s)) if tps > 0.0 => Some((s / tps * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    let summary = Summary {
+        meta,
+        pgbench_tps: args.pgbench_tps,
+        pgbench: args.pgbench.clone(),
+        scan_to_pgbench_ratio: ratio,
+        targets: targets(&runs),
+        runs,
+    };
+
+    let mut md = format!("## {}\n\n", args.title);
+    for (k, v) in &summary.meta {
+        let v = v.as_str().unwrap_or("");
+        if k == "command" {
+            md.push_str(&format!("- {k}: `{v}`\n"));
+        } else {
+            md.push_str(&format!("- {k}: {v}\n"));
+        }
+    }
+    if let Some(tps) = summary.pgbench_tps {
+        md.push_str(&format!("- pgbench: {tps:.0} TPS ({})\n", summary.pgbench));
+    }
+    if let Some(r) = ratio {
+        md.push_str(&format!(
+            "- **scan throughput / pgbench TPS = {r:.3}** (closed-loop scan-storm scans per second \
+             over pgbench TPC-B transactions per second on the same machine)\n"
+        ));
+    }
+    md.push_str("\n### Targets (SPEC §6)\n\n| target | measured | met |\n|---|---|---|\n");
+    for t in &summary.targets {
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            t.target,
+            t.measured,
+            match t.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            }
+        ));
+    }
+    for r in &summary.runs {
+        md.push_str(&format!("\n### {}\n\n{}", r.label, r.markdown()));
+    }
+    print!("{md}");
+    if let Some(p) = &args.json_out {
+        std::fs::write(p, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.markdown_out {
+        std::fs::write(p, md.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
