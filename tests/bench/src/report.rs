@@ -197,6 +197,9 @@ pub struct RunReport {
     pub total: OpReport,
     /// The dashboard's `freshness_seconds` as the admins saw it (stats consumer lag), in ms.
     pub dashboard_freshness_ms: Option<Latency>,
+    /// CPU the load generator itself used, in cores (CPU seconds over wall seconds of the run).
+    #[serde(default)]
+    pub generator_cpu_cores: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -291,6 +294,9 @@ impl RunReport {
                 f.p50, f.p99, f.max
             ));
         }
+        if let Some(c) = self.generator_cpu_cores {
+            out.push_str(&format!("\nThe load generator used {c:.2} cores.\n"));
+        }
         for n in &self.notes {
             out.push_str(&format!("\n- {n}"));
         }
@@ -353,6 +359,7 @@ mod tests {
             operations: vec![r.clone()],
             total: r,
             dashboard_freshness_ms: None,
+            generator_cpu_cores: None,
             notes: vec![],
         };
         let md = run.markdown();

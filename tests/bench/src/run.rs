@@ -897,6 +897,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     );
 
+    let cpu_before = own_cpu_seconds();
+    let wall_before = Instant::now();
     let mut handles = Vec::new();
     let mut vu_index = 0u32;
     for (role, vus) in &roles {
@@ -959,6 +961,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         total.merge(h.await.context("a virtual user panicked")??)?;
     }
     progress.abort();
+    let generator_cpu_cores = match (cpu_before, own_cpu_seconds()) {
+        (Some(a), Some(b)) => {
+            let wall = wall_before.elapsed().as_secs_f64();
+            (wall > 0.0).then(|| ((b - a) / wall * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
 
     let window = args.seconds as f64;
     let operations: Vec<_> = total
@@ -1018,6 +1027,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         operations,
         total: all.report("all", window),
         dashboard_freshness_ms: Latency::of(&total.freshness),
+        generator_cpu_cores,
         notes,
     };
 
@@ -1043,6 +1053,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("check: {} passed", report.label);
     }
     Ok(())
+}
+
+/// This process's CPU time (user + system) in seconds, from /proc (Linux; 100 ticks a second).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses start at field 3 (state); utime and stime
+    // are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn write(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -1083,6 +1104,17 @@ fn check(report: &RunReport, scenario: Scenario) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let a = own_cpu_seconds().unwrap();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(own_cpu_seconds().unwrap() >= a);
+    }
 
     #[test]
     fn mixed_is_60_30_10() {
