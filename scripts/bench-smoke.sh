@@ -8,12 +8,13 @@
 # and Redis come from scripts/stack.sh (started when not running). Ends with the line
 # `bench smoke: N passed, M failed`.
 #
-# Knobs: BENCH_SMOKE_PORT_BASE (default 51050: gRPC 51051-51055, admin 51061-51066, gateway 51080).
+# Knobs: BENCH_SMOKE_PORT_BASE (default 18050: gRPC 18051-18055, admin 18061-18066, gateway 18080;
+# below the kernel's ephemeral port range, so no outgoing connection can be holding them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-BASE=${BENCH_SMOKE_PORT_BASE:-51050}
+BASE=${BENCH_SMOKE_PORT_BASE:-18050}
 STATE="$ROOT/.local/bench-smoke"
 DB=tt_bench_smoke
 PREFIX="tt_bench_smoke_$$"

@@ -16,7 +16,8 @@
 #
 # Knobs: BENCH_BAGS, BENCH_SECONDS (per run, default 60), BENCH_DB (tt_bench), BENCH_CPU (the core
 # for the load generator, default the last), BENCH_STORM_VUS (200), BENCH_MIXED_VUS (1000),
-# BENCH_LOOKUP_VUS (600, closed-loop lookup: enough accounts to stay under the per-user limit), BENCH_RATE (1000), BENCH_SKIP_PGBENCH=1, BENCH_FRESH=1 (drop the bench
+# BENCH_LOOKUP_VUS (600 for the closed-loop lookup: enough accounts to stay under the gateway's
+# per-user limit), BENCH_RATE (1000), BENCH_SKIP_PGBENCH=1, BENCH_FRESH=1 (drop the bench
 # database first, so that it is seeded anew).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,10 @@ RATE=${BENCH_RATE:-1000}
 PG_PORT=${TT_PG_PORT:-55432}
 STATE=${TT_STATE_DIR:-$ROOT/.local/run}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+# The commit measured: the one checked out when the run starts.
+COMMIT=$(git rev-parse --short HEAD)
+DIRTY=""
+git diff --quiet HEAD -- 2>/dev/null || DIRTY=" (with uncommitted changes)"
 OUT="$ROOT/.local/bench/$STAMP"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 BENCH="$BIN/tracetrack-bench"
@@ -174,9 +179,6 @@ fi
 stop_stack
 
 DATE=$(date -u +%Y-%m-%d)
-COMMIT=$(git rev-parse --short HEAD)
-DIRTY=""
-git diff --quiet HEAD -- 2>/dev/null || DIRTY=" (with uncommitted changes)"
 mkdir -p benchmarks
 JSON_OUT="benchmarks/$DATE-$COMMIT.json"
 [[ -e $JSON_OUT ]] && JSON_OUT="benchmarks/$DATE-$COMMIT-$(date -u +%H%M).json"
