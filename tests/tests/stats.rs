@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1::Role;
+use tracetrack_proto::billing::v1 as bill;
 use tracetrack_proto::registry::v1 as reg;
 use tracetrack_proto::stats::v1 as pb;
 use tracetrack_proto::stats::v1::stats_service_client::StatsServiceClient;
@@ -230,7 +231,7 @@ async fn a_crashed_consumer_loses_nothing_and_applies_nothing_twice() {
 
 #[tokio::test]
 async fn audit_trail_and_bag_history() {
-    let stack = Stack::start(1).await;
+    let stack = BillingStack::start(1, 1).await;
     let stats = stack.start_stats(&redis_url()).await;
     let admin = stack.admin.clone();
     let (user, token) = stack.user("ravi", Role::Dispatcher, "akola").await;
@@ -249,6 +250,52 @@ async fn audit_trail_and_bag_history() {
         .scan_child(&admin, "SB40001", "HIST0001")
         .await
         .unwrap();
+    // Bill changes: created, edited, the parent attached, detached and attached again.
+    let mut billing = stack.billing();
+    billing
+        .create_bill(authed(
+            bill::CreateBillRequest {
+                bill_id: "BL-HIST-1".into(),
+                capacity: 2,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    billing
+        .update_bill(authed(
+            bill::UpdateBillRequest {
+                bill_id: "BL-HIST-1".into(),
+                vehicle_number: Some("MH30AB1234".into()),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let attach = || bill::AttachParentRequest {
+        bill_id: "BL-HIST-1".into(),
+        parent_qr: "SB40001".into(),
+    };
+    billing
+        .attach_parent(authed(attach(), &admin))
+        .await
+        .unwrap();
+    billing
+        .detach_parent(authed(
+            bill::DetachParentRequest {
+                bill_id: "BL-HIST-1".into(),
+                parent_qr: "SB40001".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    billing
+        .attach_parent(authed(attach(), &admin))
+        .await
+        .unwrap();
 
     let mut c = client(&stats);
     let want = [
@@ -258,6 +305,10 @@ async fn audit_trail_and_bag_history() {
         "auth.user_created",
         "scan.recorded",
         "registry.child_linked",
+        "billing.bill_created",
+        "billing.bill_updated",
+        "billing.parent_attached",
+        "billing.parent_detached",
     ];
     let start = std::time::Instant::now();
     loop {
@@ -369,6 +420,46 @@ async fn audit_trail_and_bag_history() {
     assert_eq!(
         parent.events.first().unwrap().action,
         "registry.bag_registered"
+    );
+    // The parent's history ends with its bill: attached, detached, attached again, in order.
+    let bill_steps: Vec<&str> = parent
+        .events
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| a.starts_with("billing."))
+        .collect();
+    assert_eq!(
+        bill_steps,
+        [
+            "billing.parent_attached",
+            "billing.parent_detached",
+            "billing.parent_attached"
+        ],
+        "{:?}",
+        parent.events
+    );
+    assert!(parent
+        .events
+        .iter()
+        .filter(|e| e.action.starts_with("billing."))
+        .all(|e| e.details_json.contains("BL-HIST-1")));
+    // The bill's edit is in the audit trail with what changed.
+    let edits = c
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest {
+                action: "billing.bill_updated".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(edits.events.len(), 1, "{:?}", edits.events);
+    assert!(
+        edits.events[0].details_json.contains("MH30AB1234"),
+        "{:?}",
+        edits.events[0]
     );
 
     // Per-user activity.

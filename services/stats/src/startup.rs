@@ -153,6 +153,15 @@ pub async fn ensure_partitions(pool: &PgPool) -> anyhow::Result<()> {
             .checked_add_months(Months::new(1))
             .ok_or_else(|| anyhow::anyhow!("date"))?;
         let name = format!("audit_events_{}", start.format("%Y_%m"));
+        // Only missing partitions are created, so a runtime role without DDL rights stays quiet
+        // once the migration role (or an earlier run) has made them.
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('stats.' || $1)::text")
+            .bind(&name)
+            .fetch_one(pool)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS stats.{name} PARTITION OF stats.audit_events FOR VALUES FROM ('{start}') TO ('{end}')"
         );

@@ -11,7 +11,7 @@
 //! up.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServ
 use tracetrack_proto::registry::v1::GetBagsRequest;
 use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
 use tracetrack_proto::scan::v1::{ScanChildRequest, ScanParentRequest};
+use tracetrack_proto::stats::v1::stats_service_client::StatsServiceClient;
+use tracetrack_proto::stats::v1::GetDashboardRequest;
 use uuid::Uuid;
 
 use crate::report::{count, latency_histogram, latency_table};
@@ -73,6 +75,17 @@ pub struct Args {
     /// Deadline of each call, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// A burst: stop after this many measured ScanChild calls (or at `--seconds`, whichever is
+    /// first). With `--stats-url`, the usual way to measure consumer lag after 10,000 scans:
+    /// `--scans 10000 --warmup-seconds 0 --seconds 600 --stats-url http://127.0.0.1:50055`.
+    #[arg(long)]
+    scans: Option<u64>,
+    /// The stats service's gRPC endpoint: when given, the dashboard is sampled during the run
+    /// (its `freshness_seconds`) and polled afterwards until it counts every successful scan of
+    /// the run, which gives the consumer lag after the last acknowledged scan. Log in as an admin
+    /// (dispatchers see only their area).
+    #[arg(long)]
+    stats_url: Option<String>,
 }
 
 /// What every scanner shares.
@@ -83,6 +96,8 @@ struct Shared {
     idempotency_key: bool,
     children_per_parent: u32,
     next_parent: AtomicU32,
+    /// Child scans left in a `--scans` burst (unlimited: i64::MAX).
+    budget: AtomicI64,
     measure_from: Instant,
     end: Instant,
 }
@@ -202,6 +217,10 @@ impl Shared {
                 if started >= self.end {
                     break 'parents;
                 }
+                if started >= self.measure_from && self.budget.fetch_sub(1, Ordering::Relaxed) <= 0
+                {
+                    break 'parents;
+                }
                 let answer = client
                     .scan_child(self.request(ScanChildRequest {
                         parent_qr: parent_qr.clone(),
@@ -273,6 +292,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         idempotency_key: !args.no_idempotency_key,
         children_per_parent: args.children_per_parent,
         next_parent: AtomicU32::new(first_parent),
+        budget: AtomicI64::new(
+            args.scans
+                .map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        ),
         measure_from,
         end: measure_from + Duration::from_secs(args.seconds),
     });
@@ -291,6 +314,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if args.no_idempotency_key { "off" } else { "on" },
     );
 
+    let watcher = match &args.stats_url {
+        Some(url) => Some(LagWatcher::start(url, &shared.token, args.timeout_ms).await?),
+        None => None,
+    };
     let scanners: Vec<_> = (0..args.concurrency)
         .map(|w| tokio::spawn(shared.clone().scanner(w)))
         .collect();
@@ -343,6 +370,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             println!("    ScanParent  {code:<28} {:>9}", count(*n));
         }
     }
+    if let Some(w) = watcher {
+        w.finish(total.ok, total.last_answer).await?;
+    }
     if total.ran_out_of_parents {
         println!(
             "  warning: ran out of parent numbers (up to SB{LAST_PARENT}); pass a lower \
@@ -350,4 +380,102 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Samples the dashboard's freshness during a run, then waits for the dashboard to count the
+/// run's scans: the consumer lag after the last acknowledged scan.
+struct LagWatcher {
+    client: StatsServiceClient<Channel>,
+    token: String,
+    baseline: i64,
+    stop: tokio::sync::watch::Sender<bool>,
+    sampler: tokio::task::JoinHandle<anyhow::Result<Histogram<u64>>>,
+}
+
+async fn scans_today(
+    client: &mut StatsServiceClient<Channel>,
+    token: &str,
+) -> anyhow::Result<(i64, f64)> {
+    let d = client
+        .get_dashboard(client::request(
+            GetDashboardRequest::default(),
+            Some(token),
+            None,
+        ))
+        .await
+        .map_err(|s| anyhow::anyhow!("GetDashboard: {}", describe(&s)))?
+        .into_inner();
+    Ok((d.scans_today, d.freshness_seconds))
+}
+
+impl LagWatcher {
+    async fn start(url: &str, token: &str, timeout_ms: u64) -> anyhow::Result<Self> {
+        let mut client = StatsServiceClient::new(open(url, Duration::from_millis(timeout_ms))?);
+        let (baseline, _) = scans_today(&mut client, token).await?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let mut sampling = client.clone();
+        let sample_token = token.to_owned();
+        let sampler = tokio::spawn(async move {
+            let mut freshness = latency_histogram()?;
+            loop {
+                if let Ok((_, f)) = scans_today(&mut sampling, &sample_token).await {
+                    freshness.saturating_record((f * 1000.0) as u64);
+                }
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+            Ok(freshness)
+        });
+        Ok(Self {
+            client,
+            token: token.to_owned(),
+            baseline,
+            stop,
+            sampler,
+        })
+    }
+
+    /// Polls every 20 ms, for at most 10 minutes, until the dashboard counts `ok` more scans.
+    async fn finish(mut self, ok: u64, last_answer: Instant) -> anyhow::Result<()> {
+        let want = self.baseline + i64::try_from(ok).unwrap_or(i64::MAX);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let (seen, freshness) = loop {
+            let (n, f) = scans_today(&mut self.client, &self.token).await?;
+            if n >= want || Instant::now() > deadline {
+                break (n, f);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let lag = last_answer.elapsed();
+        let _ = self.stop.send(true);
+        let during = self.sampler.await.context("the sampler panicked")??;
+        if seen < want {
+            println!(
+                "  stats: the dashboard counts {} of the run's {} scans after 10 minutes",
+                count(u64::try_from(seen - self.baseline).unwrap_or(0)),
+                count(ok)
+            );
+        } else {
+            println!(
+                "  stats: the dashboard counted all {} scans {:.0} ms after the last one was \
+                 acknowledged (polled every 20 ms); freshness then {:.0} ms",
+                count(ok),
+                lag.as_secs_f64() * 1000.0,
+                freshness * 1000.0
+            );
+        }
+        if !during.is_empty() {
+            println!(
+                "  stats: dashboard freshness during the run ({} samples, every 250 ms): p50 {} \
+                 ms, p99 {} ms, max {} ms",
+                during.len(),
+                during.value_at_quantile(0.5),
+                during.value_at_quantile(0.99),
+                during.max()
+            );
+        }
+        Ok(())
+    }
 }
