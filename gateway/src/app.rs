@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "TraceTrack API", version = "1", description = "Seed-bag tracking: scanning, bags, bills, users. Errors are RFC 9457 problem documents with a stable `code`."),
     components(schemas(crate::dto::Problem)),
-    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"))
+    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"))
 )]
 struct ApiDoc;
 
@@ -39,6 +39,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::bags::router())
         .merge(routes::stats::router())
         .merge(routes::bills::router())
+        .merge(routes::epcis::router())
         .split_for_parts()
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bags;
 pub mod bills;
+pub mod epcis;
 pub mod scans;
 pub mod stats;
 pub mod users;

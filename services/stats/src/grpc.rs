@@ -1,5 +1,5 @@
 //! stats' gRPC handlers: dashboard (read and watch), scans per hour, user activity, audit trail,
-//! bag history.
+//! bag history, the EPCIS export.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -427,6 +427,133 @@ impl Stats {
             events: rows.into_iter().map(audit_row).collect(),
         })
     }
+
+    /// The EPCIS export: source events in (time, id) order, read by keyset a page at a time from
+    /// one snapshot (a read-only REPEATABLE READ transaction), each page only when the caller has
+    /// taken the previous one, so memory stays bounded at any size.
+    async fn export_epcis(
+        &self,
+        req: Request<pb::ExportEpcisEventsRequest>,
+    ) -> AppResult<EpcisStream> {
+        use futures::StreamExt;
+        self.caller(&req).await?.require_role(&[Role::Admin])?;
+        let req = req.into_inner();
+        let from = from_ts(&req.from).unwrap_or(DateTime::UNIX_EPOCH);
+        let to = from_ts(&req.to).unwrap_or_else(Utc::now);
+        if from > to {
+            return Err(AppError::invalid("from must not be after to"));
+        }
+        let tx = self
+            .0
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let mut pages = EpcisPages {
+            tx: Some(tx),
+            time_zone: self.0.settings.business_time_zone.clone(),
+            from,
+            to,
+            limit: i64::from(match req.page_size {
+                0 => EPCIS_PAGE,
+                n => n.min(EPCIS_MAX_PAGE),
+            }),
+            // No event has the nil id, so (from, nil) starts the keyset at `from`.
+            cursor: Some((from, Uuid::nil())),
+            ready: Default::default(),
+        };
+        // The first page is read now, so its errors answer the call instead of ending a stream.
+        pages.next_page().await?;
+        Ok(futures::stream::try_unfold(pages, |mut st| async move {
+            loop {
+                if let Some(msg) = st.ready.pop_front() {
+                    return Ok(Some((msg, st)));
+                }
+                if st.cursor.is_none() {
+                    if let Some(tx) = st.tx.take() {
+                        tx.rollback().await.map_err(AppError::from)?;
+                    }
+                    return Ok(None);
+                }
+                st.next_page().await?;
+            }
+        })
+        .map(|r: AppResult<_>| r.map_err(Status::from))
+        .boxed())
+    }
+}
+
+/// Source events per page of the EPCIS export when the request says 0, and at most.
+const EPCIS_PAGE: u32 = 500;
+const EPCIS_MAX_PAGE: u32 = 5_000;
+/// A response message holds about this many bytes of events (far below gRPC's 4 MiB limit).
+const EPCIS_CHUNK_BYTES: usize = 256 * 1024;
+
+pub type EpcisStream =
+    futures::stream::BoxStream<'static, Result<pb::ExportEpcisEventsResponse, Status>>;
+
+struct EpcisPages {
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+    time_zone: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+    /// The last source event read (keyset cursor); None once the last page has been read.
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+    /// Messages built from the last page, not yet sent.
+    ready: std::collections::VecDeque<pb::ExportEpcisEventsResponse>,
+}
+
+impl EpcisPages {
+    /// Reads the next page of source events after the cursor and turns it into messages.
+    async fn next_page(&mut self) -> AppResult<()> {
+        let (Some(tx), Some((after_at, after_id))) = (self.tx.as_mut(), self.cursor) else {
+            return Ok(());
+        };
+        let types: Vec<String> = crate::epcis::SOURCE_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        let rows: Vec<crate::epcis::Source> = sqlx::query_as(
+            r#"SELECT a.occurred_at, a.event_id, a.event_type, a.payload,
+                      EXTRACT(EPOCH FROM (a.occurred_at AT TIME ZONE $1) - (a.occurred_at AT TIME ZONE 'UTC'))::int AS offset_secs
+               FROM stats.audit_events a
+               WHERE a.occurred_at >= $2 AND a.occurred_at < $3 AND (a.occurred_at, a.event_id) > ($4, $5)
+                 AND a.event_type = ANY($6)
+               ORDER BY a.occurred_at, a.event_id LIMIT $7"#,
+        )
+        .bind(&self.time_zone)
+        .bind(self.from)
+        .bind(self.to)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(&types)
+        .bind(self.limit)
+        .fetch_all(&mut **tx)
+        .await?;
+        self.cursor = if rows.len() as i64 >= self.limit {
+            rows.last().map(|r| (r.occurred_at, r.event_id))
+        } else {
+            None
+        };
+        let mut msg = pb::ExportEpcisEventsResponse::default();
+        let mut bytes = 0;
+        for row in &rows {
+            for event in crate::epcis::events(row) {
+                let json = event.to_json();
+                bytes += json.len();
+                msg.events_json.push(json);
+                if bytes >= EPCIS_CHUNK_BYTES {
+                    self.ready.push_back(std::mem::take(&mut msg));
+                    bytes = 0;
+                }
+            }
+        }
+        if !msg.events_json.is_empty() {
+            self.ready.push_back(msg);
+        }
+        metrics::counter!("export_rows_total", "export" => "epcis").increment(rows.len() as u64);
+        Ok(())
+    }
 }
 
 fn reply<T>(r: AppResult<T>) -> Result<Response<T>, Status> {
@@ -471,5 +598,12 @@ impl pb::stats_service_server::StatsService for Stats {
         r: Request<pb::GetBagHistoryRequest>,
     ) -> Result<Response<pb::GetBagHistoryResponse>, Status> {
         reply(Stats::bag_history(self, r).await)
+    }
+    type ExportEpcisEventsStream = EpcisStream;
+    async fn export_epcis_events(
+        &self,
+        r: Request<pb::ExportEpcisEventsRequest>,
+    ) -> Result<Response<Self::ExportEpcisEventsStream>, Status> {
+        reply(Stats::export_epcis(self, r).await)
     }
 }
