@@ -2,7 +2,7 @@
 //! children, undo one, attach the parent to a bill, detach it) exports as an `EPCISDocument` that
 //! validates against GS1's JSON Schema with URI and date-time format checking on, holds the
 //! expected events in order with the same event ids every time, filters by time, pages the same
-//! at any page size, and is admin-only.
+//! at any page size, shows a later move as unpacking then packing, and is admin-only.
 //!
 //! The schema is validated by `tests/python/validate_epcis.py` in the project venv (jsonschema
 //! with its format extras), against the copy in `tests/fixtures/epcis/`; the validator is first
@@ -109,6 +109,30 @@ async fn export(
         );
     }
     (status, ct, r.text().await.unwrap())
+}
+
+/// Polls the export until it holds `n` events (stats applies events asynchronously); the document.
+async fn wait_for_doc(c: &Client, gw: &Gateway, token: &str, n: usize) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, ct, body) = export(c, gw, token, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ct, "application/ld+json");
+        let got = events(&body).len();
+        assert!(got <= n, "more events than the scenario made: {body}");
+        if got == n {
+            return body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "stats did not receive every event: {got} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for(c: &Client, gw: &Gateway, token: &str, n: usize) -> Vec<Value> {
+    events(&wait_for_doc(c, gw, token, n).await)
 }
 
 fn events(doc: &str) -> Vec<Value> {
@@ -286,22 +310,7 @@ async fn the_export_of_a_known_scenario_validates_and_holds_the_events_in_order(
     assert!(r.status().is_success(), "detach: {}", r.status());
 
     // stats applies the events asynchronously: wait until the detach has arrived.
-    let start = std::time::Instant::now();
-    let doc = loop {
-        let (status, ct, body) = export(&c, &gw, &admin, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(ct, "application/ld+json");
-        let n = events(&body).len();
-        assert!(n <= EXPECTED, "more events than the scenario made: {body}");
-        if n == EXPECTED {
-            break body;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "stats did not receive every event: {n} of {EXPECTED}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let doc = wait_for_doc(&c, &gw, &admin, EXPECTED).await;
 
     // Valid against GS1's schema, with format checking.
     let (code, out) = validate_text("export.jsonld", &doc);
@@ -466,6 +475,53 @@ async fn the_export_of_a_known_scenario_validates_and_holds_the_events_in_order(
         serde_json::from_str::<Value>(&body).unwrap()["code"],
         "invalid_argument"
     );
+
+    // A move is an unpacking from the old parent, then a packing into the new.
+    post(
+        &c,
+        &gw,
+        &admin,
+        "/api/v1/scans/parent",
+        json!({"qr": "SB70002", "area": "lucknow"}),
+    )
+    .await;
+    post(
+        &c,
+        &gw,
+        &admin,
+        &format!("/api/v1/bags/{}/move", child(1)),
+        json!({"parent_qr": "SB70002"}),
+    )
+    .await;
+    let after = wait_for(&c, &gw, &admin, EXPECTED + 3).await;
+    assert_eq!(after[..EXPECTED], list[..]);
+    let moved: Vec<_> = after[EXPECTED..].iter().map(shape).collect();
+    assert_eq!(
+        moved,
+        [
+            (
+                "ObjectEvent".to_owned(),
+                "ADD".to_owned(),
+                "commissioning".to_owned(),
+                bag("SB70002")
+            ),
+            (
+                "AggregationEvent".into(),
+                "DELETE".into(),
+                "unpacking".into(),
+                bag(PARENT)
+            ),
+            (
+                "AggregationEvent".into(),
+                "ADD".into(),
+                "packing".into(),
+                bag("SB70002")
+            ),
+        ]
+    );
+    for e in &after[EXPECTED + 1..] {
+        assert_eq!(e["childEPCs"], json!([bag(&child(1))]));
+    }
 
     // Admin only.
     let (_, dispatcher) = stack.user("epcis_disp", Role::Dispatcher, "lucknow").await;
