@@ -438,11 +438,13 @@ impl Stats {
         use futures::StreamExt;
         self.caller(&req).await?.require_role(&[Role::Admin])?;
         let req = req.into_inner();
-        let from = from_ts(&req.from).unwrap_or(DateTime::UNIX_EPOCH);
         let to = from_ts(&req.to).unwrap_or_else(Utc::now);
-        if from > to {
-            return Err(AppError::invalid("from must not be after to"));
-        }
+        let from = match from_ts(&req.from) {
+            Some(f) if f > to => return Err(AppError::invalid("from must not be after to")),
+            Some(f) => f,
+            // Every event is after 1970; an earlier `to` just gives an empty window.
+            None => DateTime::UNIX_EPOCH.min(to),
+        };
         let tx = self
             .0
             .pool
