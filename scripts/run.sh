@@ -123,7 +123,7 @@ env TRACETRACK_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" TRACETRACK_ADMIN_ADDR="127.0.
     "$BIN/tracetrack-gateway" >"$STATE/logs/gateway.log" 2>&1 &
 PIDS+=($!)
 for i in $(seq 1 300); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; then say "gateway ready on http://127.0.0.1:$GATEWAY_PORT"; break; fi
+  if "$BIN/tracetrack-gateway" health --addr "127.0.0.1:$GATEWAY_PORT" 2>/dev/null; then say "gateway ready on http://127.0.0.1:$GATEWAY_PORT"; break; fi
   if ! kill -0 "${PIDS[-1]}" 2>/dev/null; then say "gateway exited:"; tail -n 30 "$STATE/logs/gateway.log" >&2; exit 1; fi
   [[ $i == 300 ]] && { say "gateway did not come up"; exit 1; }
   sleep 0.2

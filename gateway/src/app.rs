@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
     api.route("/api/v1/openapi.json", get(move || { let doc = doc.clone(); async move { Json(doc.as_ref().clone()) } }))
         .merge(crate::web::router())
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { Json(serde_json::json!({"status": "ready"})) }))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -66,6 +66,20 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .with_state(state)
+}
+
+/// The gateway's own readiness: 503 once shutdown has begun, so load balancers stop sending.
+/// (An upstream that is down answers 503 on its own routes instead.)
+async fn readyz(State(state): State<AppState>) -> Response {
+    if *state.0.stopping.borrow() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "draining"})),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -1,7 +1,9 @@
 //! Gateway settings: listeners, upstream services, cookies, rate limits, live streams.
 
 use serde::Deserialize;
-use tracetrack_common::config::{AuthClientSettings, RedisSettings, TelemetrySettings};
+use tracetrack_common::config::{
+    AuthClientSettings, RedisSettings, ShutdownSettings, TelemetrySettings,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -34,6 +36,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Prefix of the gateway's Redis keys (rate-limit windows).
     pub redis_key_prefix: String,
+    /// After SIGTERM: `/readyz` answers 503 and live streams end for `grace_ms` while new
+    /// requests are still served (so load balancers stop sending), then the listener closes and
+    /// in-flight requests get at most `drain_timeout_ms`.
+    pub shutdown: ShutdownSettings,
 }
 
 /// Limits held in Redis, so they are shared by every gateway replica. Windows are one minute
@@ -82,6 +88,7 @@ impl Default for Settings {
             sse_recheck_secs: 30,
             max_body_bytes: 1024 * 1024,
             redis_key_prefix: "tracetrack".into(),
+            shutdown: ShutdownSettings::default(),
         }
     }
 }

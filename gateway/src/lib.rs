@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod ratelimit;
 pub mod routes;
 pub mod startup;

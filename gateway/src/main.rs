@@ -19,6 +19,12 @@ enum Command {
     Serve,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Ask a running gateway's `/readyz`; exit 0 when it answers 200 (for scripts and probes).
+    Health {
+        /// The gateway's HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
 }
 
 #[tokio::main]
@@ -28,6 +34,15 @@ async fn main() -> anyhow::Result<()> {
         let (_, doc) = tracetrack_gateway::app::api();
         println!("{}", doc.to_pretty_json()?);
         return Ok(());
+    }
+    if let Some(Command::Health { addr }) = &cli.command {
+        match tracetrack_gateway::health::check(addr).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                eprintln!("gateway at {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
     let _telemetry = tracetrack_common::telemetry::init("gateway", &settings.telemetry)?;

@@ -50,17 +50,42 @@ impl Application {
             self.state.clone(),
             stop_rx.clone(),
         ));
+        let stopping = self.state.0.stopping.clone();
+        let grace = Duration::from_millis(self.state.0.settings.shutdown.grace_ms);
+        let drain = Duration::from_millis(self.state.0.settings.shutdown.drain_timeout_ms);
         let app = crate::app::router(self.state);
         tracing::info!(http = %self.http_addr, admin = %self.admin_addr, "gateway serving");
-        let result = axum::serve(
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(
             self.http,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Not ready any more, live streams end; requests are still served during the grace.
+            let _ = stopping.send(true);
+            tracing::info!(
+                ?grace,
+                "shutting down: not ready, serving out the grace period"
+            );
+            tokio::time::sleep(grace).await;
             let _ = stop_tx.send(true);
-        })
-        .await;
+            let _ = draining_tx.send(());
+        });
+        let serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
+        let result = tokio::select! {
+            r = serve => r,
+            () = async {
+                if draining_rx.await.is_ok() {
+                    tokio::time::sleep(drain).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(?drain, "in-flight requests did not finish in time; stopping");
+                Ok(())
+            }
+        };
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), pump_dashboard).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;

@@ -33,10 +33,18 @@ pub struct Inner {
     pub scans_live: broadcast::Sender<Arc<ScanEvent>>,
     /// The latest all-areas dashboard from the one upstream WatchDashboard stream.
     pub dashboard_live: tokio::sync::watch::Sender<Option<Arc<Dashboard>>>,
+    /// True once shutdown has begun: `/readyz` answers 503 and live streams end (browsers
+    /// reconnect to another replica).
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
+
+/// Resolves once shutdown has begun (see [`Inner::stopping`]).
+pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
 
 impl AppState {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
@@ -64,6 +72,7 @@ impl AppState {
             redis: OnceCell::new(),
             scans_live,
             dashboard_live: tokio::sync::watch::channel(None).0,
+            stopping: tokio::sync::watch::channel(false).0,
             settings,
         })))
     }

@@ -833,3 +833,65 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
         .unwrap();
     assert_eq!(activity["total_scans"], 3);
 }
+
+/// SIGTERM: `/readyz` turns 503 and live streams end at once, requests are still served during
+/// the grace period, then the listener closes.
+#[tokio::test]
+async fn shutdown_stops_readiness_ends_live_streams_then_closes() {
+    let stack = Stack::start(1).await;
+    let mut gw = Gateway::start(&stack, |s| {
+        s.shutdown.grace_ms = 5_000;
+        s.shutdown.drain_timeout_ms = 5_000;
+    })
+    .await;
+    let c = Client::new();
+    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let ready = c.get(gw.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let mut live = c
+        .get(gw.url("/api/v1/scans/live"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+
+    gw.begin_shutdown();
+    let start = std::time::Instant::now();
+    loop {
+        let r = c.get(gw.url("/readyz")).send().await.unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(r.json::<Value>().await.unwrap()["status"], "draining");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still serving during the grace period.
+    let me = c
+        .get(gw.url("/api/v1/auth/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // The live stream ends (heartbeats until then), so the browser reconnects elsewhere.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = live.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the live stream did not end");
+    // Then the listener closes.
+    let start = std::time::Instant::now();
+    while c.get(gw.url("/healthz")).send().await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the gateway still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -407,16 +407,33 @@ async fn audit_trail_and_bag_history() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let parent = c
-        .get_bag_history(authed(
-            pb::GetBagHistoryRequest {
-                qr: "SB40001".into(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    // The parent's history, once its last bill event has arrived.
+    let mut parent = pb::GetBagHistoryResponse::default();
+    let start = std::time::Instant::now();
+    while parent
+        .events
+        .iter()
+        .filter(|e| e.action.starts_with("billing."))
+        .count()
+        < 3
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "parent history: {:?}",
+            parent.events
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        parent = c
+            .get_bag_history(authed(
+                pb::GetBagHistoryRequest {
+                    qr: "SB40001".into(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    }
     assert_eq!(
         parent.events.first().unwrap().action,
         "registry.bag_registered"
@@ -475,4 +492,56 @@ async fn audit_trail_and_bag_history() {
         .into_inner();
     assert_eq!(act.scans_per_day.len(), 14);
     assert!(act.last_login_at.is_some());
+}
+
+/// A malformed event among good ones (the batch path): parked with its reason, the others
+/// applied, and the figures still exact.
+#[tokio::test]
+async fn a_poison_event_in_a_batch_is_parked_and_the_rest_applied() {
+    use prost::Message;
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    workload(&stack, "300").await;
+    converge(&stack, &stats).await;
+    // A child_linked event without its child, as a buggy producer might write it.
+    let bad = tracetrack_proto::events::v1::EventEnvelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        event_type: "registry.child_linked".into(),
+        source: "bag-registry".into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        }),
+        payload_json: r#"{"parent_qr": "SB30001", "area": "lucknow", "created": true}"#.into(),
+        ..Default::default()
+    };
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{}:events:bag-registry", stack.prefix))
+        .arg("*")
+        .arg("envelope")
+        .arg(bad.encode_to_vec())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    workload(&stack, "301").await;
+    converge(&stack, &stats).await;
+    let parked = tracetrack_common::consumer::list_parked(&stats.pool, "stats")
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].0.to_string(), bad.event_id);
+    assert!(parked[0].2.contains("missing child_qr"), "{parked:?}");
+    // Not in the audit trail either: it had no effect at all.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM stats.audit_events WHERE event_id = $1")
+            .bind(bad.event_id.parse::<uuid::Uuid>().unwrap())
+            .fetch_one(&stats.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0);
 }

@@ -227,9 +227,12 @@ fn async_stream(
     tokio::spawn(async move {
         let _guard = Guard;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
+        let mut stopping = state.0.stopping.subscribe();
         loop {
             tokio::select! {
                 _ = tx.closed() => break,
+                // Shutting down: end the stream; the browser reconnects to another replica.
+                () = crate::state::stopped(&mut stopping) => break,
                 _ = tick.tick() => {
                     // Session ended (logout, deactivation, expiry): end the stream.
                     if let Ok(None) = state.0.verifier.verify_user(&token).await {

@@ -147,9 +147,11 @@ async fn live(
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
         let mut last: Option<Dashboard> = None;
         rx.mark_changed();
+        let mut stopping = state.0.stopping.subscribe();
         loop {
             tokio::select! {
                 _ = tx.closed() => break,
+                () = crate::state::stopped(&mut stopping) => break,
                 _ = tick.tick() => {
                     if let Ok(None) = state.0.verifier.verify_user(&token).await {
                         let _ = tx.send(Ok(Event::default().event("end").data("session ended"))).await;

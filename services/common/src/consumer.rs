@@ -4,9 +4,11 @@
 //! - Groups are created on start (reading from the beginning) and re-created on NOGROUP (Redis
 //!   restarted empty; the relays then re-publish their recent window, and duplicates are skipped).
 //! - Entries a crashed consumer left pending are claimed with XAUTOCLAIM after `claim_idle_ms`.
-//! - A batch (up to `batch_size` entries, 100–500 recommended) is applied in one transaction;
-//!   each event in a savepoint, so a poison event is parked (with its reason) without failing
-//!   the others. Parked events are listed and replayed by the service's CLI.
+//! - A batch (up to `batch_size` entries, 100–500 recommended) is applied in one transaction.
+//!   Handlers that can ([`Handler::apply_many`]) apply the whole batch with a few set-based
+//!   statements, poison events left out by the handler; when that fails, or for other handlers,
+//!   each event is applied in a savepoint, so a poison event is parked (with its reason) without
+//!   failing the others. Parked events are listed and replayed by the service's CLI.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,8 +45,63 @@ pub trait Handler: Send + Sync + 'static {
     async fn apply(&self, conn: &mut PgConnection, event: &EventEnvelope)
         -> Result<(), ApplyError>;
 
+    /// Whether [`Handler::apply_many`] is implemented.
+    fn applies_many(&self) -> bool {
+        false
+    }
+
+    /// Applies many events at once (all new: the consumer has recorded their ids), a fast path
+    /// for batches. Returns the events that are poison, by index, with their reasons; those must
+    /// have left no effect. An error rolls the whole attempt back and the consumer applies the
+    /// batch one event at a time instead.
+    async fn apply_many(
+        &self,
+        _conn: &mut PgConnection,
+        _events: &[&EventEnvelope],
+    ) -> Result<Vec<(usize, String)>, ApplyError> {
+        Err(ApplyError::Transient(anyhow::anyhow!(
+            "this handler applies one event at a time"
+        )))
+    }
+
     /// Called after each committed batch (e.g. to push fresh figures to watchers).
     async fn after_batch(&self, _applied: usize) {}
+}
+
+/// Records the ids of `events` as applied; returns which of them (by index) are new. An event
+/// whose id is not a UUID is returned apart, as poison.
+async fn claim_ids(
+    conn: &mut PgConnection,
+    schema: &str,
+    events: &[&EventEnvelope],
+) -> Result<(Vec<usize>, Vec<usize>), sqlx::Error> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut bad = Vec::new();
+    let mut good = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        match e.event_id.parse::<Uuid>() {
+            Ok(id) => {
+                ids.push(id);
+                good.push(i);
+            }
+            Err(_) => bad.push(i),
+        }
+    }
+    let fresh: Vec<Uuid> = sqlx::query_scalar(&format!(
+        r#"INSERT INTO "{schema}".applied_events (event_id) SELECT DISTINCT unnest($1::uuid[])
+           ON CONFLICT DO NOTHING RETURNING event_id"#
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+    // The first occurrence of each new id (a batch may hold the same event twice).
+    let new = good
+        .into_iter()
+        .zip(ids)
+        .filter_map(|(i, id)| fresh.remove(&id).then_some(i))
+        .collect();
+    Ok((new, bad))
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +361,18 @@ impl Consumer {
         }
         let mut tx = self.pool.begin().await?;
         let mut applied = 0usize;
+        match self.apply_fast(&mut tx, handler, batches).await {
+            Ok(Some(n)) => {
+                applied = n;
+                return self.finish(tx, redis, handler, batches, applied).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = ?e, "applying the batch at once failed; one event at a time");
+                tx.rollback().await?;
+                tx = self.pool.begin().await?;
+            }
+        }
         for (stream, entries) in batches {
             for entry in entries {
                 let Some(bytes) = bytes_field(entry, "envelope") else {
@@ -353,6 +422,126 @@ impl Consumer {
                 }
             }
         }
+        self.finish(tx, redis, handler, batches, applied).await
+    }
+
+    /// The fast path: every entry decoded, ids recorded in one statement, the new events applied
+    /// by [`Handler::apply_many`], poison and undecodable ones parked. Ok(None) when the handler
+    /// has no fast path; an error when the batch must be applied one event at a time.
+    async fn apply_fast(
+        &self,
+        tx: &mut PgConnection,
+        handler: &dyn Handler,
+        batches: &[(String, Vec<StreamId>)],
+    ) -> anyhow::Result<Option<usize>> {
+        struct Decoded<'a> {
+            stream: &'a str,
+            entry: &'a str,
+            bytes: Vec<u8>,
+            event: EventEnvelope,
+        }
+        let mut decoded = Vec::new();
+        let mut undecodable = Vec::new();
+        for (stream, entries) in batches {
+            for entry in entries {
+                let Some(bytes) = bytes_field(entry, "envelope") else {
+                    tracing::warn!(stream, entry = %entry.id, "stream entry without an envelope; skipped");
+                    continue;
+                };
+                match EventEnvelope::decode(bytes.as_slice()) {
+                    Ok(event) => decoded.push(Decoded {
+                        stream,
+                        entry: &entry.id,
+                        bytes,
+                        event,
+                    }),
+                    Err(e) => undecodable.push((stream, &entry.id, bytes, e.to_string())),
+                }
+            }
+        }
+        if !handler.applies_many() {
+            return Ok(None);
+        }
+        let events: Vec<&EventEnvelope> = decoded.iter().map(|d| &d.event).collect();
+        let (new, bad_ids) = claim_ids(tx, &self.schema, &events).await?;
+        let duplicates = events.len() - new.len() - bad_ids.len();
+        let new_events: Vec<&EventEnvelope> = new.iter().map(|&i| events[i]).collect();
+        let poison = match handler.apply_many(tx, &new_events).await {
+            Ok(p) => p,
+            Err(ApplyError::Transient(e)) => return Err(e),
+            Err(ApplyError::Poison(reason)) => anyhow::bail!("the batch as a whole: {reason}"),
+        };
+        let mut parked = 0usize;
+        for (i, reason) in poison {
+            let d = &decoded[new[i]];
+            let id: Uuid = d.event.event_id.parse()?;
+            // Not applied after all: a replay may apply it later.
+            sqlx::query(&format!(
+                r#"DELETE FROM "{}".applied_events WHERE event_id = $1"#,
+                self.schema
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            park(
+                tx,
+                &self.schema,
+                Parked {
+                    stream: d.stream,
+                    entry: d.entry,
+                    event_id: id,
+                    event_type: &d.event.event_type,
+                    envelope: &d.bytes,
+                    reason: &reason,
+                },
+            )
+            .await?;
+            parked += 1;
+        }
+        for i in bad_ids {
+            let d = &decoded[i];
+            park(
+                tx,
+                &self.schema,
+                Parked {
+                    stream: d.stream,
+                    entry: d.entry,
+                    event_id: Uuid::new_v4(),
+                    event_type: &d.event.event_type,
+                    envelope: &d.bytes,
+                    reason: &format!("bad event id {:?}", d.event.event_id),
+                },
+            )
+            .await?;
+        }
+        for (stream, entry, bytes, e) in undecodable {
+            park(
+                tx,
+                &self.schema,
+                Parked {
+                    stream,
+                    entry,
+                    event_id: Uuid::new_v4(),
+                    event_type: "undecodable",
+                    envelope: &bytes,
+                    reason: &format!("cannot decode: {e}"),
+                },
+            )
+            .await?;
+        }
+        metrics::counter!("consumer_duplicates_total").increment(duplicates as u64);
+        Ok(Some(new.len() - parked))
+    }
+
+    /// Commits the batch, then acknowledges its entries.
+    async fn finish(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        redis: &mut ConnectionManager,
+        handler: &dyn Handler,
+        batches: &[(String, Vec<StreamId>)],
+        applied: usize,
+    ) -> anyhow::Result<()> {
         tx.commit().await?;
         for (stream, entries) in batches {
             if entries.is_empty() {

@@ -36,155 +36,107 @@ fn occurred_at(event: &EventEnvelope) -> Result<DateTime<Utc>, ApplyError> {
         .ok_or_else(|| poison(event, "no occurred_at"))
 }
 
-async fn area_delta(
-    conn: &mut PgConnection,
-    area: &str,
-    parents: i64,
-    children: i64,
-    unlinked: i64,
-) -> Result<(), ApplyError> {
-    if parents == 0 && children == 0 && unlinked == 0 {
-        return Ok(());
+/// What events do to the read models, worked out before touching the database, then written
+/// with one set-based statement per table (see [`Effects::write`]).
+#[derive(Default)]
+pub struct Effects {
+    /// (area, parents, children, unlinked) deltas.
+    areas: Vec<(String, i64, i64, i64)>,
+    /// (qr, occurred_at, event id).
+    history: Vec<(String, DateTime<Utc>, Uuid)>,
+    /// Successful child scans: (area, occurred_at).
+    scans: Vec<(String, DateTime<Utc>)>,
+    /// The same scans by user: (user, username, occurred_at).
+    user_scans: Vec<(Uuid, String, DateTime<Utc>)>,
+    /// Successful logins: (user, username, occurred_at).
+    logins: Vec<(Uuid, String, DateTime<Utc>)>,
+    /// Billing events (index into the events given), applied one by one in order.
+    bills: Vec<usize>,
+}
+
+impl Effects {
+    fn area(&mut self, area: &str, parents: i64, children: i64, unlinked: i64) {
+        if parents != 0 || children != 0 || unlinked != 0 {
+            self.areas
+                .push((area.to_owned(), parents, children, unlinked));
+        }
     }
-    sqlx::query(
-        r#"INSERT INTO stats.area_figures AS f (area, parents, children, unlinked) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (area) DO UPDATE SET parents = f.parents + $2, children = f.children + $3, unlinked = f.unlinked + $4"#,
-    )
-    .bind(area)
-    .bind(parents)
-    .bind(children)
-    .bind(unlinked)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
 
-async fn history(
-    conn: &mut PgConnection,
-    qr: &str,
-    at: DateTime<Utc>,
-    id: Uuid,
-) -> Result<(), ApplyError> {
-    sqlx::query("INSERT INTO stats.bag_history (qr, occurred_at, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(qr)
-        .bind(at)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+    fn history(&mut self, qr: &str, at: DateTime<Utc>, id: Uuid) {
+        self.history.push((qr.to_owned(), at, id));
+    }
 
-impl StatsHandler {
-    /// The audit-trail part: the event itself, kept.
-    pub async fn record(
-        &self,
-        conn: &mut PgConnection,
-        event: &EventEnvelope,
-        payload: &Value,
-    ) -> Result<(), ApplyError> {
-        use prost::Message;
+    fn extend(&mut self, other: Effects) {
+        self.areas.extend(other.areas);
+        self.history.extend(other.history);
+        self.scans.extend(other.scans);
+        self.user_scans.extend(other.user_scans);
+        self.logins.extend(other.logins);
+        self.bills.extend(other.bills);
+    }
+
+    /// One event's effects (`index` is its place among the events being applied). Poison when
+    /// the event lacks what its type needs; then it has no effect at all.
+    fn of(index: usize, event: &EventEnvelope, p: &Value) -> Result<Effects, ApplyError> {
         let id: Uuid = event
             .event_id
             .parse()
             .map_err(|_| poison(event, "bad event id"))?;
         let at = occurred_at(event)?;
-        let actor = event.actor.clone().unwrap_or_default();
-        sqlx::query(
-            r#"INSERT INTO stats.audit_events (occurred_at, event_id, event_type, source, aggregate_type, aggregate_id,
-                                               actor_user_id, actor_username, actor_service, ip, payload, envelope)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"#,
-        )
-        .bind(at)
-        .bind(id)
-        .bind(&event.event_type)
-        .bind(&event.source)
-        .bind(&event.aggregate_type)
-        .bind(&event.aggregate_id)
-        .bind(actor.user_id.parse::<Uuid>().ok())
-        .bind(&actor.username)
-        .bind(&actor.service)
-        .bind(&actor.ip)
-        .bind(payload)
-        .bind(event.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// The read-model part (also what a rebuild replays).
-    pub async fn project(
-        &self,
-        conn: &mut PgConnection,
-        event: &EventEnvelope,
-        p: &Value,
-    ) -> Result<(), ApplyError> {
-        let id: Uuid = event
-            .event_id
-            .parse()
-            .map_err(|_| poison(event, "bad event id"))?;
-        let at = occurred_at(event)?;
+        let mut fx = Effects::default();
         match event.event_type.as_str() {
             "auth.login_succeeded" => {
                 let actor = event.actor.clone().unwrap_or_default();
                 if let Ok(user) = actor.user_id.parse::<Uuid>() {
-                    sqlx::query(
-                        r#"INSERT INTO stats.user_activity AS a (user_id, username, last_login_at) VALUES ($1, $2, $3)
-                           ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username,
-                             last_login_at = GREATEST(a.last_login_at, EXCLUDED.last_login_at)"#,
-                    )
-                    .bind(user)
-                    .bind(&actor.username)
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await?;
+                    fx.logins.push((user, actor.username, at));
                 }
             }
             "registry.bag_registered" => {
                 let area = str_field(event, p, "area")?;
                 let qr = str_field(event, p, "bag")?;
                 match str_field(event, p, "kind")? {
-                    "parent" => area_delta(conn, area, 1, 0, 0).await?,
-                    _ => area_delta(conn, area, 0, 1, 1).await?,
+                    "parent" => fx.area(area, 1, 0, 0),
+                    _ => fx.area(area, 0, 1, 1),
                 }
-                history(conn, qr, at, id).await?;
+                fx.history(qr, at, id);
             }
             "registry.child_linked" => {
                 let area = str_field(event, p, "area")?;
                 let created = p.get("created").and_then(Value::as_bool).unwrap_or(false);
                 if created {
-                    area_delta(conn, area, 0, 1, 0).await?;
+                    fx.area(area, 0, 1, 0);
                 } else {
                     let before = p.get("area_before").and_then(Value::as_str).unwrap_or(area);
-                    area_delta(conn, before, 0, -1, -1).await?;
-                    area_delta(conn, area, 0, 1, 0).await?;
+                    fx.area(before, 0, -1, -1);
+                    fx.area(area, 0, 1, 0);
                 }
-                history(conn, str_field(event, p, "child_qr")?, at, id).await?;
-                history(conn, str_field(event, p, "parent_qr")?, at, id).await?;
+                fx.history(str_field(event, p, "child_qr")?, at, id);
+                fx.history(str_field(event, p, "parent_qr")?, at, id);
             }
             "registry.child_unlinked" => {
-                area_delta(conn, str_field(event, p, "area")?, 0, 0, 1).await?;
-                history(conn, str_field(event, p, "child_qr")?, at, id).await?;
-                history(conn, str_field(event, p, "parent_qr")?, at, id).await?;
+                fx.area(str_field(event, p, "area")?, 0, 0, 1);
+                fx.history(str_field(event, p, "child_qr")?, at, id);
+                fx.history(str_field(event, p, "parent_qr")?, at, id);
             }
             "registry.child_moved" => {
                 let area = str_field(event, p, "area")?;
                 let from_area = p.get("from_area").and_then(Value::as_str).unwrap_or(area);
                 let was_unlinked = p.get("from_parent_qr").is_none_or(Value::is_null);
-                area_delta(conn, from_area, 0, -1, if was_unlinked { -1 } else { 0 }).await?;
-                area_delta(conn, area, 0, 1, 0).await?;
-                history(conn, str_field(event, p, "child_qr")?, at, id).await?;
-                history(conn, str_field(event, p, "to_parent_qr")?, at, id).await?;
+                fx.area(from_area, 0, -1, if was_unlinked { -1 } else { 0 });
+                fx.area(area, 0, 1, 0);
+                fx.history(str_field(event, p, "child_qr")?, at, id);
+                fx.history(str_field(event, p, "to_parent_qr")?, at, id);
                 if let Some(from) = p.get("from_parent_qr").and_then(Value::as_str) {
-                    history(conn, from, at, id).await?;
+                    fx.history(from, at, id);
                 }
             }
             "registry.bag_deleted" => {
                 let area = str_field(event, p, "area")?;
                 match str_field(event, p, "kind")? {
-                    "parent" => area_delta(conn, area, -1, 0, 0).await?,
-                    _ => area_delta(conn, area, 0, -1, -1).await?,
+                    "parent" => fx.area(area, -1, 0, 0),
+                    _ => fx.area(area, 0, -1, -1),
                 }
-                history(conn, str_field(event, p, "bag")?, at, id).await?;
+                fx.history(str_field(event, p, "bag")?, at, id);
             }
             "registry.bags_imported" => {
                 for a in p
@@ -195,82 +147,258 @@ impl StatsHandler {
                 {
                     let area = str_field(event, a, "area")?;
                     let g = |k: &str| a.get(k).and_then(Value::as_i64).unwrap_or(0);
-                    area_delta(conn, area, g("parents"), g("children"), g("unlinked")).await?;
+                    fx.area(area, g("parents"), g("children"), g("unlinked"));
                 }
             }
             "registry.parent_claimed" | "registry.parent_released" => {
-                history(conn, str_field(event, p, "parent_qr")?, at, id).await?;
+                fx.history(str_field(event, p, "parent_qr")?, at, id);
             }
             "scan.recorded" => {
                 let kind = str_field(event, p, "kind")?;
                 let outcome = str_field(event, p, "outcome")?;
                 if kind == "child" && outcome == "ok" {
                     let area = p.get("area").and_then(Value::as_str).unwrap_or("");
-                    self.count_scan(conn, area, at, p).await?;
+                    fx.scans.push((area.to_owned(), at));
+                    if let Some(user) = p
+                        .get("user_id")
+                        .and_then(Value::as_str)
+                        .and_then(|u| u.parse::<Uuid>().ok())
+                    {
+                        let username = p.get("username").and_then(Value::as_str).unwrap_or("");
+                        fx.user_scans.push((user, username.to_owned(), at));
+                    }
                 }
             }
             t if t.starts_with("billing.") => {
-                self.bill(conn, event, p).await?;
+                fx.bills.push(index);
                 if let Some(parent) = p.get("parent_qr").and_then(Value::as_str) {
-                    history(conn, parent, at, id).await?;
+                    fx.history(parent, at, id);
                 }
             }
             _ => {}
         }
-        Ok(())
+        Ok(fx)
     }
+}
 
-    async fn count_scan(
+/// `(array_agg(x ORDER BY t DESC))[1]`: the newest of a group's values.
+const NEWEST_NAME: &str = "(array_agg(n ORDER BY t DESC))[1]";
+
+impl StatsHandler {
+    /// Writes `fx` (computed from `events` with their payloads): a few statements, whatever the
+    /// number of events. Sums are grouped per key first (an upsert may touch a row once).
+    async fn write(
         &self,
         conn: &mut PgConnection,
-        area: &str,
-        at: DateTime<Utc>,
-        p: &Value,
+        fx: &Effects,
+        events: &[(&EventEnvelope, Value)],
     ) -> Result<(), ApplyError> {
-        sqlx::query(
-            r#"INSERT INTO stats.scans_by_minute AS s (area, minute, scans) VALUES ($1, date_trunc('minute', $2), 1)
-               ON CONFLICT (minute, area) DO UPDATE SET scans = s.scans + 1"#,
-        )
-        .bind(area)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            r#"INSERT INTO stats.scans_by_hour AS s (area, hour_local, scans)
-               VALUES ($1, date_trunc('hour', $2 AT TIME ZONE $3), 1)
-               ON CONFLICT (hour_local, area) DO UPDATE SET scans = s.scans + 1"#,
-        )
-        .bind(area)
-        .bind(at)
-        .bind(&self.time_zone)
-        .execute(&mut *conn)
-        .await?;
-        if let Some(user) = p
-            .get("user_id")
-            .and_then(Value::as_str)
-            .and_then(|u| u.parse::<Uuid>().ok())
-        {
-            let username = p.get("username").and_then(Value::as_str).unwrap_or("");
+        if !fx.areas.is_empty() {
+            let (a, p, c, u): (Vec<&str>, Vec<i64>, Vec<i64>, Vec<i64>) = fx.areas.iter().fold(
+                Default::default(),
+                |(mut a, mut p, mut c, mut u), (area, dp, dc, du)| {
+                    a.push(area.as_str());
+                    p.push(*dp);
+                    c.push(*dc);
+                    u.push(*du);
+                    (a, p, c, u)
+                },
+            );
             sqlx::query(
-                r#"INSERT INTO stats.user_activity AS a (user_id, username, total_scans, last_scan_at) VALUES ($1, $2, 1, $3)
-                   ON CONFLICT (user_id) DO UPDATE SET total_scans = a.total_scans + 1, username = EXCLUDED.username,
-                     last_scan_at = GREATEST(a.last_scan_at, EXCLUDED.last_scan_at)"#,
+                r#"INSERT INTO stats.area_figures AS f (area, parents, children, unlinked)
+                   SELECT a, sum(p), sum(c), sum(u) FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS x(a, p, c, u)
+                   GROUP BY a
+                   ON CONFLICT (area) DO UPDATE SET parents = f.parents + EXCLUDED.parents,
+                     children = f.children + EXCLUDED.children, unlinked = f.unlinked + EXCLUDED.unlinked"#,
             )
-            .bind(user)
-            .bind(username)
-            .bind(at)
+            .bind(a)
+            .bind(p)
+            .bind(c)
+            .bind(u)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !fx.history.is_empty() {
+            let qrs: Vec<&str> = fx.history.iter().map(|h| h.0.as_str()).collect();
+            let ats: Vec<DateTime<Utc>> = fx.history.iter().map(|h| h.1).collect();
+            let ids: Vec<Uuid> = fx.history.iter().map(|h| h.2).collect();
+            sqlx::query(
+                r#"INSERT INTO stats.bag_history (qr, occurred_at, event_id)
+                   SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) ON CONFLICT DO NOTHING"#,
+            )
+            .bind(qrs)
+            .bind(ats)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !fx.scans.is_empty() {
+            let areas: Vec<&str> = fx.scans.iter().map(|s| s.0.as_str()).collect();
+            let ats: Vec<DateTime<Utc>> = fx.scans.iter().map(|s| s.1).collect();
+            sqlx::query(
+                r#"INSERT INTO stats.scans_by_minute AS s (area, minute, scans)
+                   SELECT a, date_trunc('minute', t), count(*) FROM unnest($1::text[], $2::timestamptz[]) AS x(a, t)
+                   GROUP BY 1, 2
+                   ON CONFLICT (minute, area) DO UPDATE SET scans = s.scans + EXCLUDED.scans"#,
+            )
+            .bind(&areas)
+            .bind(&ats)
             .execute(&mut *conn)
             .await?;
             sqlx::query(
-                r#"INSERT INTO stats.user_scans_daily AS d (user_id, day, scans) VALUES ($1, ($2 AT TIME ZONE $3)::date, 1)
-                   ON CONFLICT (user_id, day) DO UPDATE SET scans = d.scans + 1"#,
+                r#"INSERT INTO stats.scans_by_hour AS s (area, hour_local, scans)
+                   SELECT a, date_trunc('hour', t AT TIME ZONE $3), count(*) FROM unnest($1::text[], $2::timestamptz[]) AS x(a, t)
+                   GROUP BY 1, 2
+                   ON CONFLICT (hour_local, area) DO UPDATE SET scans = s.scans + EXCLUDED.scans"#,
             )
-            .bind(user)
-            .bind(at)
+            .bind(&areas)
+            .bind(&ats)
             .bind(&self.time_zone)
             .execute(&mut *conn)
             .await?;
         }
+        if !fx.user_scans.is_empty() {
+            let users: Vec<Uuid> = fx.user_scans.iter().map(|s| s.0).collect();
+            let names: Vec<&str> = fx.user_scans.iter().map(|s| s.1.as_str()).collect();
+            let ats: Vec<DateTime<Utc>> = fx.user_scans.iter().map(|s| s.2).collect();
+            sqlx::query(&format!(
+                r#"INSERT INTO stats.user_activity AS a (user_id, username, total_scans, last_scan_at)
+                   SELECT u, {NEWEST_NAME}, count(*), max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
+                   GROUP BY u
+                   ON CONFLICT (user_id) DO UPDATE SET total_scans = a.total_scans + EXCLUDED.total_scans,
+                     username = EXCLUDED.username, last_scan_at = GREATEST(a.last_scan_at, EXCLUDED.last_scan_at)"#
+            ))
+            .bind(&users)
+            .bind(&names)
+            .bind(&ats)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                r#"INSERT INTO stats.user_scans_daily AS d (user_id, day, scans)
+                   SELECT u, (t AT TIME ZONE $3)::date, count(*) FROM unnest($1::uuid[], $2::timestamptz[]) AS x(u, t)
+                   GROUP BY 1, 2
+                   ON CONFLICT (user_id, day) DO UPDATE SET scans = d.scans + EXCLUDED.scans"#,
+            )
+            .bind(&users)
+            .bind(&ats)
+            .bind(&self.time_zone)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !fx.logins.is_empty() {
+            let users: Vec<Uuid> = fx.logins.iter().map(|s| s.0).collect();
+            let names: Vec<&str> = fx.logins.iter().map(|s| s.1.as_str()).collect();
+            let ats: Vec<DateTime<Utc>> = fx.logins.iter().map(|s| s.2).collect();
+            sqlx::query(&format!(
+                r#"INSERT INTO stats.user_activity AS a (user_id, username, last_login_at)
+                   SELECT u, {NEWEST_NAME}, max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
+                   GROUP BY u
+                   ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username,
+                     last_login_at = GREATEST(a.last_login_at, EXCLUDED.last_login_at)"#
+            ))
+            .bind(&users)
+            .bind(&names)
+            .bind(&ats)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for &i in &fx.bills {
+            let (event, p) = &events[i];
+            self.bill(conn, event, p).await?;
+        }
+        Ok(())
+    }
+
+    /// The read-model part of `events` (also what a rebuild replays); the poison ones (by index,
+    /// with the reason) have no effect.
+    pub async fn project_many(
+        &self,
+        conn: &mut PgConnection,
+        events: &[(&EventEnvelope, Value)],
+    ) -> Result<Vec<(usize, String)>, ApplyError> {
+        let mut fx = Effects::default();
+        let mut poisoned = Vec::new();
+        for (i, (event, p)) in events.iter().enumerate() {
+            match Effects::of(i, event, p) {
+                Ok(one) => fx.extend(one),
+                Err(ApplyError::Poison(reason)) => poisoned.push((i, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        self.write(conn, &fx, events).await?;
+        Ok(poisoned)
+    }
+
+    /// The audit-trail part: the events themselves, kept (the store the read models are rebuilt
+    /// from).
+    pub async fn record_many(
+        &self,
+        conn: &mut PgConnection,
+        events: &[(&EventEnvelope, Value)],
+    ) -> Result<(), ApplyError> {
+        use prost::Message;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.len();
+        let mut at = Vec::with_capacity(n);
+        let mut id = Vec::with_capacity(n);
+        let (mut kind, mut source, mut agg_type, mut agg_id) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut user, mut username, mut service, mut ip) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut payloads, mut envelopes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (event, p) in events {
+            at.push(occurred_at(event)?);
+            id.push(
+                event
+                    .event_id
+                    .parse::<Uuid>()
+                    .map_err(|_| poison(event, "bad event id"))?,
+            );
+            kind.push(event.event_type.as_str());
+            source.push(event.source.as_str());
+            agg_type.push(event.aggregate_type.as_str());
+            agg_id.push(event.aggregate_id.as_str());
+            let actor = event.actor.as_ref();
+            user.push(actor.and_then(|a| a.user_id.parse::<Uuid>().ok()));
+            username.push(actor.map_or("", |a| a.username.as_str()));
+            service.push(actor.map_or("", |a| a.service.as_str()));
+            ip.push(actor.map_or("", |a| a.ip.as_str()));
+            payloads.push(p.to_string());
+            envelopes.push(event.encode_to_vec());
+        }
+        sqlx::query(
+            r#"INSERT INTO stats.audit_events (occurred_at, event_id, event_type, source, aggregate_type, aggregate_id,
+                                               actor_user_id, actor_username, actor_service, ip, payload, envelope)
+               SELECT t, i, k, s, at, ai, u, un, sv, ip, p::jsonb, e
+               FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])
+                    AS x(t, i, k, s, at, ai, u, un, sv, ip, p, e)
+               ON CONFLICT DO NOTHING"#,
+        )
+        .bind(at)
+        .bind(id)
+        .bind(kind)
+        .bind(source)
+        .bind(agg_type)
+        .bind(agg_id)
+        .bind(user)
+        .bind(username)
+        .bind(service)
+        .bind(ip)
+        .bind(payloads)
+        .bind(envelopes)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -349,6 +477,50 @@ pub fn payload(event: &EventEnvelope) -> Result<Value, ApplyError> {
         .map_err(|e| poison(event, &format!("payload is not JSON: {e}")))
 }
 
+impl StatsHandler {
+    /// Applies `events` (new ones) at once: read models, audit trail, freshness. Returns the
+    /// poison ones, which have no effect.
+    async fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&EventEnvelope],
+    ) -> Result<Vec<(usize, String)>, ApplyError> {
+        let mut good: Vec<(&EventEnvelope, Value)> = Vec::with_capacity(events.len());
+        let mut index = Vec::with_capacity(events.len());
+        let mut poisoned = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match payload(event).and_then(|p| occurred_at(event).map(|_| p)) {
+                Ok(p) => {
+                    good.push((event, p));
+                    index.push(i);
+                }
+                Err(ApplyError::Poison(reason)) => poisoned.push((i, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        let bad = self.project_many(conn, &good).await?;
+        let bad_set: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+        let kept: Vec<(&EventEnvelope, Value)> = good
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !bad_set.contains(i))
+            .map(|(_, (e, p))| (*e, p.clone()))
+            .collect();
+        self.record_many(conn, &kept).await?;
+        if let Some(newest) = kept.iter().filter_map(|(e, _)| occurred_at(e).ok()).max() {
+            sqlx::query(
+                "UPDATE stats.consumer_state SET last_event_at = GREATEST(last_event_at, $1), last_applied_at = clock_timestamp()",
+            )
+            .bind(newest)
+            .execute(&mut *conn)
+            .await?;
+        }
+        poisoned.extend(bad.into_iter().map(|(i, r)| (index[i], r)));
+        poisoned.sort_by_key(|(i, _)| *i);
+        Ok(poisoned)
+    }
+}
+
 #[async_trait]
 impl Handler for StatsHandler {
     async fn apply(
@@ -356,17 +528,22 @@ impl Handler for StatsHandler {
         conn: &mut PgConnection,
         event: &EventEnvelope,
     ) -> Result<(), ApplyError> {
-        let p = payload(event)?;
-        self.project(conn, event, &p).await?;
-        self.record(conn, event, &p).await?;
-        let at = occurred_at(event)?;
-        sqlx::query(
-            "UPDATE stats.consumer_state SET last_event_at = GREATEST(last_event_at, $1), last_applied_at = now()",
-        )
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        match self.apply_all(conn, &[event]).await?.pop() {
+            Some((_, reason)) => Err(ApplyError::Poison(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn applies_many(&self) -> bool {
+        true
+    }
+
+    async fn apply_many(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&EventEnvelope],
+    ) -> Result<Vec<(usize, String)>, ApplyError> {
+        self.apply_all(conn, events).await
     }
 
     async fn after_batch(&self, applied: usize) {

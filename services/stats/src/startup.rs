@@ -232,14 +232,26 @@ pub async fn rebuild(pool: &PgPool, handler: &StatsHandler) -> anyhow::Result<u6
     .fetch_all(&mut *tx)
     .await?;
     let mut n = 0u64;
-    for bytes in rows {
-        let env = EventEnvelope::decode(bytes.as_slice())?;
-        let p = crate::apply::payload(&env).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        handler
-            .project(&mut tx, &env, &p)
+    // In chunks, as the consumer applies them; every stored event was applied once, so none is
+    // poison now (one that is would fail the rebuild rather than be skipped silently).
+    for chunk in rows.chunks(500) {
+        let mut events = Vec::with_capacity(chunk.len());
+        for bytes in chunk {
+            events.push(EventEnvelope::decode(bytes.as_slice())?);
+        }
+        let mut with_payloads = Vec::with_capacity(events.len());
+        for env in &events {
+            let p = crate::apply::payload(env).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            with_payloads.push((env, p));
+        }
+        let poisoned = handler
+            .project_many(&mut tx, &with_payloads)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        n += 1;
+        if let Some((_, reason)) = poisoned.first() {
+            anyhow::bail!("a stored event cannot be applied: {reason}");
+        }
+        n += events.len() as u64;
     }
     tx.commit().await?;
     Ok(n)
