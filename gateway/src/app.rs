@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "TraceTrack API", version = "1", description = "Seed-bag tracking: scanning, bags, bills, users. Errors are RFC 9457 problem documents with a stable `code`."),
     components(schemas(crate::dto::Problem)),
-    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"))
+    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"))
 )]
 struct ApiDoc;
 
@@ -40,6 +40,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::stats::router())
         .merge(routes::bills::router())
         .merge(routes::epcis::router())
+        .merge(routes::exports::router())
+        .merge(routes::imports::router())
         .split_for_parts()
 }
 

@@ -34,6 +34,10 @@ pub struct Settings {
     pub sse_recheck_secs: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest label workbook `POST /api/v1/imports/labels` accepts (that route only).
+    pub max_import_bytes: usize,
+    /// Deadline of an import's ImportBags call (a large workbook takes minutes).
+    pub import_timeout_secs: u64,
     /// Prefix of the gateway's Redis keys (rate-limit windows).
     pub redis_key_prefix: String,
     /// After SIGTERM: `/readyz` answers 503 and live streams end for `grace_ms` while new
@@ -87,6 +91,8 @@ impl Default for Settings {
             sse_heartbeat_secs: 15,
             sse_recheck_secs: 30,
             max_body_bytes: 1024 * 1024,
+            max_import_bytes: 50 * 1024 * 1024,
+            import_timeout_secs: 600,
             redis_key_prefix: "tracetrack".into(),
             shutdown: ShutdownSettings::default(),
         }

@@ -24,6 +24,9 @@ pub struct Inner {
     pub auth: AuthServiceClient<Intercepted>,
     pub users: UserAdminServiceClient<Intercepted>,
     pub registry: BagRegistryServiceClient<Intercepted>,
+    /// bag-registry for label imports: a channel whose deadline is `import_timeout_secs` (a
+    /// client stream is answered only when the whole workbook is written).
+    pub registry_import: BagRegistryServiceClient<Intercepted>,
     pub scan: ScanServiceClient<Intercepted>,
     pub stats: StatsServiceClient<Intercepted>,
     pub billing: BillingServiceClient<Intercepted>,
@@ -57,6 +60,10 @@ impl AppState {
         let outgoing = Outgoing::new(token.as_deref())?;
         let auth_channel = client::balanced_channel(&settings.auth.url, timeout)?;
         let registry = client::balanced_channel(&settings.registry_url, timeout)?;
+        let registry_import = client::balanced_channel(
+            &settings.registry_url,
+            Duration::from_secs(settings.import_timeout_secs.max(1)),
+        )?;
         let scan = client::balanced_channel(&settings.scan_url, timeout)?;
         let stats = client::balanced_channel(&settings.stats_url, timeout)?;
         let billing = client::balanced_channel(&settings.billing_url, timeout)?;
@@ -65,6 +72,10 @@ impl AppState {
             auth: AuthServiceClient::with_interceptor(auth_channel.clone(), outgoing.clone()),
             users: UserAdminServiceClient::with_interceptor(auth_channel, outgoing.clone()),
             registry: BagRegistryServiceClient::with_interceptor(registry, outgoing.clone()),
+            registry_import: BagRegistryServiceClient::with_interceptor(
+                registry_import,
+                outgoing.clone(),
+            ),
             scan: ScanServiceClient::with_interceptor(scan, outgoing.clone()),
             stats: StatsServiceClient::with_interceptor(stats, outgoing.clone()),
             billing: BillingServiceClient::with_interceptor(billing, outgoing),

@@ -628,6 +628,13 @@ async fn openapi_lists_exactly_the_routes_served() {
         ("DELETE", "/api/v1/bags/{parent_qr}/children/{child_qr}"),
         ("POST", "/api/v1/bags/{child_qr}/move"),
         ("DELETE", "/api/v1/bags/{qr}"),
+        ("GET", "/api/v1/exports/bags.csv"),
+        ("GET", "/api/v1/exports/bags.xlsx"),
+        ("GET", "/api/v1/exports/bills.csv"),
+        ("GET", "/api/v1/exports/bills.xlsx"),
+        ("GET", "/api/v1/exports/scans.csv"),
+        ("GET", "/api/v1/exports/scans.xlsx"),
+        ("POST", "/api/v1/imports/labels"),
     ] {
         assert!(
             operations.contains(&(method.to_owned(), path.to_owned())),

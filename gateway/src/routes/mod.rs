@@ -4,6 +4,8 @@ pub mod auth;
 pub mod bags;
 pub mod bills;
 pub mod epcis;
+pub mod exports;
+pub mod imports;
 pub mod scans;
 pub mod stats;
 pub mod users;

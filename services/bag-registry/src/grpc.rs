@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
+use futures::StreamExt;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use tonic::{Request, Response, Status, Streaming};
 use tracetrack_common::caller::{Caller, CallerResolver};
+use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
 use tracetrack_common::outbox::{self, NewEvent};
 use tracetrack_common::{AppError, AppResult};
@@ -245,6 +247,37 @@ impl Registry {
         })
     }
 
+    /// SearchBags' filters (shared with ExportBags): a dispatcher's area is their own.
+    fn bag_filter(
+        &self,
+        user: &tracetrack_common::caller::UserIdentity,
+        req: &pb::SearchBagsRequest,
+    ) -> AppResult<store::BagFilter> {
+        Ok(store::BagFilter {
+            area: if user.role.is_area_scoped() {
+                user.area.clone()
+            } else if req.area.trim().is_empty() {
+                None
+            } else {
+                Some(self.known_area(&req.area)?)
+            },
+            kind: match pb::BagType::try_from(req.r#type) {
+                Ok(pb::BagType::Parent) => Some("parent"),
+                Ok(pb::BagType::Child) => Some("child"),
+                _ => None,
+            },
+            prefix: if req.qr_prefix.trim().is_empty() {
+                None
+            } else {
+                Some(qr::normalize(&req.qr_prefix).map_err(qr_err)?)
+            },
+            linked: req.linked,
+            billed: req.billed,
+            from: from_ts(&req.created_from),
+            to: from_ts(&req.created_to),
+        })
+    }
+
     async fn search_bags(
         &self,
         req: Request<pb::SearchBagsRequest>,
@@ -252,53 +285,18 @@ impl Registry {
         let caller = self.caller(&req).await?;
         let user = caller.user()?.clone();
         let req = req.into_inner();
-        let area = if user.role.is_area_scoped() {
-            user.area.clone()
-        } else if req.area.trim().is_empty() {
-            None
-        } else {
-            Some(self.known_area(&req.area)?)
-        };
-        let kind = match pb::BagType::try_from(req.r#type) {
-            Ok(pb::BagType::Parent) => Some("parent"),
-            Ok(pb::BagType::Child) => Some("child"),
-            _ => None,
-        };
-        let prefix = if req.qr_prefix.trim().is_empty() {
-            None
-        } else {
-            Some(qr::normalize(&req.qr_prefix).map_err(qr_err)?)
-        };
+        let filter = self.bag_filter(&user, &req)?;
+        let (kind, area) = (filter.kind, filter.area.clone());
         let size = page_size(req.page_size);
-        let rows: Vec<BagRow> = if let Some(prefix) = prefix {
+        let rows: Vec<BagRow> = if filter.prefix.is_some() {
             // Prefix search walks the primary key ("C" collation) in QR order.
             let after = if req.page_token.is_empty() {
                 None
             } else {
                 decode_token(&req.page_token)?.into_iter().next()
             };
-            let upper = format!("{prefix}\u{10ffff}");
-            sqlx::query_as(&format!(
-                r#"SELECT {BAG_COLUMNS} FROM registry.bags b
-                   WHERE b.qr >= $1 AND b.qr < $2 AND ($3::text IS NULL OR b.qr > $3)
-                     AND ($4::text IS NULL OR b.kind = $4) AND ($5::text IS NULL OR b.area = $5)
-                     AND ($6::bool IS NULL OR (CASE WHEN b.kind = 'child' THEN b.parent_qr IS NOT NULL ELSE b.child_count > 0 END) = $6)
-                     AND ($7::bool IS NULL OR (b.bill_id IS NOT NULL) = $7)
-                     AND ($8::timestamptz IS NULL OR b.created_at >= $8) AND ($9::timestamptz IS NULL OR b.created_at < $9)
-                   ORDER BY b.qr LIMIT $10"#
-            ))
-            .bind(&prefix)
-            .bind(&upper)
-            .bind(after)
-            .bind(kind)
-            .bind(&area)
-            .bind(req.linked)
-            .bind(req.billed)
-            .bind(from_ts(&req.created_from))
-            .bind(from_ts(&req.created_to))
-            .bind(size + 1)
-            .fetch_all(self.pool())
-            .await?
+            let mut conn = self.pool().acquire().await?;
+            store::bags_by_qr(&mut conn, &filter, after.as_deref(), size + 1).await?
         } else {
             // Newest first, keyset on (created_at, qr).
             let after = if req.page_token.is_empty() {
@@ -924,6 +922,43 @@ impl Registry {
         Ok(resp)
     }
 
+    // ------------------------------------------------------------------ export
+
+    /// Admin: every bag matching SearchBags' filters, in QR order, in chunks read from one
+    /// snapshot (see `tracetrack_common::export`). The filters are checked and the first page
+    /// read before the stream starts, so those errors are the call's own.
+    async fn export_bags(
+        &self,
+        req: Request<pb::ExportBagsRequest>,
+    ) -> AppResult<ExportStream<pb::ExportBagsChunk>> {
+        let caller = self.caller(&req).await?;
+        let user = caller.require_role(&[Role::Admin])?.clone();
+        let req = req.into_inner();
+        let filter = self.bag_filter(&user, &req.filter.unwrap_or_default())?;
+        let limit = export::chunk_size(req.chunk_size);
+        let mut tx = export::snapshot(self.pool()).await?;
+        let first = store::bags_by_qr(&mut tx, &filter, None, limit).await?;
+        let pages = export::pages(
+            tx,
+            first,
+            limit,
+            |b: &BagRow| b.qr.clone(),
+            move |conn, after| {
+                let filter = filter.clone();
+                Box::pin(async move { store::bags_by_qr(conn, &filter, Some(&after), limit).await })
+            },
+            "bags",
+        );
+        Ok(pages
+            .map(|page| {
+                page.map(|rows| pb::ExportBagsChunk {
+                    bags: rows.iter().map(BagRow::to_pb).collect(),
+                })
+                .map_err(Status::from)
+            })
+            .boxed())
+    }
+
     pub(crate) fn lines(&self) -> &[ProductLine] {
         &self.0.lines
     }
@@ -1003,6 +1038,14 @@ impl pb::bag_registry_service_server::BagRegistryService for Registry {
         r: Request<Streaming<pb::ImportBagsRequest>>,
     ) -> Result<Response<pb::ImportBagsResponse>, Status> {
         reply(Registry::import(self, r).await)
+    }
+    type ExportBagsStream = ExportStream<pb::ExportBagsChunk>;
+
+    async fn export_bags(
+        &self,
+        r: Request<pb::ExportBagsRequest>,
+    ) -> Result<Response<Self::ExportBagsStream>, Status> {
+        reply(Registry::export_bags(self, r).await)
     }
     async fn ensure_parent(
         &self,

@@ -1,7 +1,7 @@
 //! bag-registry's rows and the SQL shared by its handlers.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as pb;
@@ -89,6 +89,68 @@ impl BagRow {
             linked_by: self.linked_by.map(|u| u.to_string()).unwrap_or_default(),
         }
     }
+}
+
+/// SearchBags' and ExportBags' filters; every one is optional.
+#[derive(Debug, Clone, Default)]
+pub struct BagFilter {
+    /// "parent" or "child".
+    pub kind: Option<&'static str>,
+    pub area: Option<String>,
+    /// A normalised QR prefix.
+    pub prefix: Option<String>,
+    /// Children: linked or not; parents: holding children or not.
+    pub linked: Option<bool>,
+    /// On a bill or not.
+    pub billed: Option<bool>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Bags matching `f` in QR order, strictly after `after`. The statement holds only the
+/// conditions given, so the primary key ("C" collation) is walked from the prefix or the cursor
+/// (a page never rescans what earlier pages read).
+pub async fn bags_by_qr(
+    conn: &mut PgConnection,
+    f: &BagFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<BagRow>> {
+    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+        "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE true"
+    ));
+    if let Some(prefix) = &f.prefix {
+        q.push(" AND b.qr >= ")
+            .push_bind(prefix.clone())
+            .push(" AND b.qr < ")
+            .push_bind(format!("{prefix}\u{10ffff}"));
+    }
+    if let Some(after) = after {
+        q.push(" AND b.qr > ").push_bind(after.to_owned());
+    }
+    if let Some(kind) = f.kind {
+        q.push(" AND b.kind = ").push_bind(kind);
+    }
+    if let Some(area) = &f.area {
+        q.push(" AND b.area = ").push_bind(area.clone());
+    }
+    if let Some(linked) = f.linked {
+        q.push(" AND (CASE WHEN b.kind = 'child' THEN b.parent_qr IS NOT NULL ELSE b.child_count > 0 END) = ")
+            .push_bind(linked);
+    }
+    if let Some(billed) = f.billed {
+        q.push(" AND (b.bill_id IS NOT NULL) = ").push_bind(billed);
+    }
+    if let Some(from) = f.from {
+        q.push(" AND b.created_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.to {
+        q.push(" AND b.created_at < ").push_bind(to);
+    }
+    q.push(" ORDER BY b.qr LIMIT ").push_bind(limit);
+    Ok(q.build_query_as().fetch_all(&mut *conn).await?)
 }
 
 pub async fn bag(conn: &mut PgConnection, qr: &str) -> AppResult<Option<BagRow>> {

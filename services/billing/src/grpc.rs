@@ -50,6 +50,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 use tracetrack_common::caller::{Caller, CallerResolver, UserIdentity};
 use tracetrack_common::client::{self, Intercepted};
+use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
 use tracetrack_common::outbox::{self, NewEvent};
 use tracetrack_common::{AppError, AppResult};
@@ -187,6 +188,37 @@ pub fn to_pb(row: &BillRow) -> pb::Bill {
         created_by_username: row.created_by_username.clone(),
         completed_at: row.completed_at.map(ts),
     }
+}
+
+/// ListBills' filters (shared with ExportBills), without the page.
+fn list_filter(req: &pb::ListBillsRequest) -> AppResult<store::ListFilter> {
+    let status =
+        pb::BillStatus::try_from(req.status).map_err(|_| AppError::invalid("unknown status"))?;
+    let created_by = match req.created_by.trim() {
+        "" => None,
+        id => Some(
+            id.parse::<Uuid>()
+                .map_err(|_| AppError::invalid("created_by must be a user id"))?,
+        ),
+    };
+    let prefix = bill::sanitize(&req.bill_id_prefix);
+    Ok(store::ListFilter {
+        status: status_from_pb(status).map(str::to_owned),
+        prefix: Some(prefix).filter(|p| !p.is_empty()),
+        from: req
+            .created_from
+            .as_ref()
+            .map(|t| from_ts(t, "created_from"))
+            .transpose()?,
+        to: req
+            .created_to
+            .as_ref()
+            .map(|t| from_ts(t, "created_to"))
+            .transpose()?,
+        created_by,
+        after: None,
+        limit: 0,
+    })
 }
 
 fn apply_figures(bill: &mut pb::Bill, figures: Option<&reg::BillFigures>) {
@@ -653,36 +685,12 @@ impl Billing {
             0 => 50,
             n => n.min(200),
         } as i64;
-        let status = pb::BillStatus::try_from(req.status)
-            .map_err(|_| AppError::invalid("unknown status"))?;
-        let created_by = match req.created_by.trim() {
+        let mut filter = list_filter(&req)?;
+        filter.after = match req.page_token.as_str() {
             "" => None,
-            id => Some(
-                id.parse::<Uuid>()
-                    .map_err(|_| AppError::invalid("created_by must be a user id"))?,
-            ),
+            t => Some(decode_token(t)?),
         };
-        let prefix = bill::sanitize(&req.bill_id_prefix);
-        let filter = store::ListFilter {
-            status: status_from_pb(status).map(str::to_owned),
-            prefix: Some(prefix).filter(|p| !p.is_empty()),
-            from: req
-                .created_from
-                .as_ref()
-                .map(|t| from_ts(t, "created_from"))
-                .transpose()?,
-            to: req
-                .created_to
-                .as_ref()
-                .map(|t| from_ts(t, "created_to"))
-                .transpose()?,
-            created_by,
-            after: match req.page_token.as_str() {
-                "" => None,
-                t => Some(decode_token(t)?),
-            },
-            limit: size + 1,
-        };
+        filter.limit = size + 1;
         let rows = store::list_bills(self.pool(), &filter).await?;
         let more = rows.len() as i64 > size;
         let page = &rows[..rows.len().min(size as usize)];
@@ -707,6 +715,64 @@ impl Billing {
                 .collect(),
             next_page_token,
         })
+    }
+
+    /// Admin: every bill matching ListBills' filters, newest first, in chunks read from one
+    /// snapshot (see `tracetrack_common::export`), each chunk with its figures from one
+    /// GetBillFigures call. The filters are checked and the first page read before the stream
+    /// starts, so those errors are the call's own.
+    async fn export_bills(
+        &self,
+        req: Request<pb::ExportBillsRequest>,
+    ) -> AppResult<ExportStream<pb::ExportBillsChunk>> {
+        let caller = self.caller(&req).await?;
+        caller.require_role(&[Role::Admin])?;
+        let token = caller.user_token.clone();
+        let req = req.into_inner();
+        let limit = export::chunk_size(req.chunk_size);
+        let mut filter = list_filter(&req.filter.unwrap_or_default())?;
+        filter.limit = limit;
+        let mut tx = export::snapshot(self.pool()).await?;
+        let first = store::list_bills(&mut *tx, &filter).await?;
+        let pages = export::pages(
+            tx,
+            first,
+            limit,
+            |b: &BillRow| (b.created_at, b.bill_id.clone()),
+            move |conn, after| {
+                let mut filter = filter.clone();
+                filter.after = Some(after);
+                Box::pin(async move { store::list_bills(conn, &filter).await })
+            },
+            "bills",
+        );
+        let billing = self.clone();
+        Ok(pages
+            .then(move |page| {
+                let billing = billing.clone();
+                let token = token.clone();
+                async move {
+                    let rows = page?;
+                    let figures = billing
+                        .figures(
+                            token.as_deref(),
+                            rows.iter().map(|r| r.bill_id.clone()).collect(),
+                        )
+                        .await?;
+                    Ok(pb::ExportBillsChunk {
+                        bills: rows
+                            .iter()
+                            .map(|r| {
+                                let mut b = to_pb(r);
+                                apply_figures(&mut b, figures.get(&r.bill_id));
+                                b
+                            })
+                            .collect(),
+                    })
+                }
+            })
+            .map(|chunk: AppResult<_>| chunk.map_err(Status::from))
+            .boxed())
     }
 
     async fn update_bill(
@@ -1582,6 +1648,14 @@ impl pb::billing_service_server::BillingService for Billing {
         r: Request<pb::ListBillsRequest>,
     ) -> Result<Response<pb::ListBillsResponse>, Status> {
         reply(Billing::list_bills(self, r).await)
+    }
+    type ExportBillsStream = ExportStream<pb::ExportBillsChunk>;
+
+    async fn export_bills(
+        &self,
+        r: Request<pb::ExportBillsRequest>,
+    ) -> Result<Response<Self::ExportBillsStream>, Status> {
+        reply(Billing::export_bills(self, r).await)
     }
     async fn update_bill(
         &self,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod idempotency;
 pub mod metadata;
 pub mod metrics;

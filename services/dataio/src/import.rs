@@ -20,6 +20,30 @@ pub const DEFAULT_BATCH: usize = 5_000;
 
 pub type RegistryClient = BagRegistryServiceClient<Channel>;
 
+/// What a bag-registry client may run over: a plain `Channel` (the tools) or one with an
+/// interceptor (the gateway's upload, which adds its service token).
+pub trait Transport:
+    tonic::client::GrpcService<
+    tonic::body::Body,
+    Error: Into<tonic::codegen::StdError>,
+    ResponseBody: tonic::codegen::Body<
+        Data = tonic::codegen::Bytes,
+        Error: Into<tonic::codegen::StdError> + Send,
+    > + Send
+                      + 'static,
+>
+{
+}
+
+impl<T> Transport for T
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+}
+
 /// How far an import has gone: bags handed to the connection so far (the server takes a batch
 /// as it finishes the previous one, so this follows its progress within a batch or two).
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +80,8 @@ pub struct Outcome {
 
 /// Streams `bags` (parents before their children: a child's parent must be in the same or an
 /// earlier batch, or registered) as the user of `token`, `batch_size` per message.
-pub async fn send_bags(
-    registry: &mut RegistryClient,
+pub async fn send_bags<T: Transport>(
+    registry: &mut BagRegistryServiceClient<T>,
     token: &str,
     bags: Vec<ImportBag>,
     batch_size: usize,
@@ -174,8 +198,8 @@ impl LabelReport {
 
 /// Imports a parsed workbook into `area`; the registry's rejections are reported on their rows
 /// beside the workbook's own problems.
-pub async fn import_labels(
-    registry: &mut RegistryClient,
+pub async fn import_labels<T: Transport>(
+    registry: &mut BagRegistryServiceClient<T>,
     token: &str,
     parsed: &LabelImport,
     area: &str,

@@ -66,6 +66,8 @@ codes! {
     SameAsParent = "same_as_parent" => (InvalidArgument, 400),
     /// Details: `attached`.
     CapacityBelowAttached = "capacity_below_attached" => (FailedPrecondition, 400),
+    /// An upload that is not a readable `.xlsx` workbook. Details: `sheet` when one sheet is.
+    InvalidWorkbook = "invalid_workbook" => (InvalidArgument, 400),
     // 401: not logged in
     Unauthenticated = "unauthenticated" => (Unauthenticated, 401),
     InvalidCredentials = "invalid_credentials" => (Unauthenticated, 401),

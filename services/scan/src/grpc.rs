@@ -29,12 +29,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracetrack_common::caller::{Caller, CallerResolver, UserIdentity};
 use tracetrack_common::client::{self, Intercepted};
+use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
 use tracetrack_common::outbox::{self, NewEvent};
 use tracetrack_common::{AppError, AppResult};
@@ -148,6 +150,26 @@ fn cap(s: &str, max: usize) -> String {
 /// How an attempt names a QR in the log before (or without) bag-registry's answer: the
 /// normalised id when the input is valid, else the trimmed, upper-cased input. This is only
 /// for finding the attempt later; bag-registry alone decides what is valid.
+/// ListScans' filters (shared with ExportScans), without the page; `area` limits a dispatcher.
+fn list_filter(req: &pb::ListScansRequest, area: Option<String>) -> AppResult<ListFilter> {
+    let user_id = match req.user_id.trim() {
+        "" => None,
+        id => Some(
+            id.parse::<Uuid>()
+                .map_err(|_| AppError::invalid("user_id must be a UUID"))?,
+        ),
+    };
+    Ok(ListFilter {
+        user_id,
+        qr: Some(req.qr.trim()).filter(|q| !q.is_empty()).map(logged_qr),
+        from: req.from.as_ref().map(|t| from_ts(t, "from")).transpose()?,
+        to: req.to.as_ref().map(|t| from_ts(t, "to")).transpose()?,
+        area,
+        after: None,
+        limit: 0,
+    })
+}
+
 fn logged_qr(raw: &str) -> String {
     tracetrack_domain::qr::normalize(raw)
         .unwrap_or_else(|_| cap(&raw.trim().to_uppercase(), MAX_LOGGED_INPUT))
@@ -569,26 +591,12 @@ impl Scan {
             0 => 50,
             n => n.min(200),
         } as i64;
-        let user_id = match req.user_id.trim() {
+        let mut filter = list_filter(&req, area)?;
+        filter.after = match req.page_token.as_str() {
             "" => None,
-            id => Some(
-                id.parse::<Uuid>()
-                    .map_err(|_| AppError::invalid("user_id must be a UUID"))?,
-            ),
+            t => Some(decode_token(t)?),
         };
-        let qr = Some(req.qr.trim()).filter(|q| !q.is_empty()).map(logged_qr);
-        let filter = ListFilter {
-            user_id,
-            qr,
-            from: req.from.as_ref().map(|t| from_ts(t, "from")).transpose()?,
-            to: req.to.as_ref().map(|t| from_ts(t, "to")).transpose()?,
-            area,
-            after: match req.page_token.as_str() {
-                "" => None,
-                t => Some(decode_token(t)?),
-            },
-            limit: size + 1,
-        };
+        filter.limit = size + 1;
         let rows = store::list_events(self.pool(), &filter).await?;
         let more = rows.len() as i64 > size;
         let page = &rows[..rows.len().min(size as usize)];
@@ -600,6 +608,43 @@ impl Scan {
             events: page.iter().map(to_pb).collect(),
             next_page_token,
         })
+    }
+
+    /// Admin: every scan event matching ListScans' filters, newest first, in chunks read from
+    /// one snapshot (see `tracetrack_common::export`). The filters are checked and the first
+    /// page read before the stream starts, so those errors are the call's own.
+    async fn export_scans(
+        &self,
+        req: Request<pb::ExportScansRequest>,
+    ) -> AppResult<ExportStream<pb::ExportScansChunk>> {
+        let caller = self.caller(&req).await?;
+        caller.require_role(&[tracetrack_domain::Role::Admin])?;
+        let req = req.into_inner();
+        let limit = export::chunk_size(req.chunk_size);
+        let mut filter = list_filter(&req.filter.unwrap_or_default(), None)?;
+        filter.limit = limit;
+        let mut tx = export::snapshot(self.pool()).await?;
+        let first = store::list_events(&mut *tx, &filter).await?;
+        let pages = export::pages(
+            tx,
+            first,
+            limit,
+            |e: &ScanEventRow| (e.occurred_at, e.id),
+            move |conn, after| {
+                let mut filter = filter.clone();
+                filter.after = Some(after);
+                Box::pin(async move { store::list_events(conn, &filter).await })
+            },
+            "scans",
+        );
+        Ok(pages
+            .map(|page| {
+                page.map(|rows| pb::ExportScansChunk {
+                    events: rows.iter().map(to_pb).collect(),
+                })
+                .map_err(Status::from)
+            })
+            .boxed())
     }
 
     /// Subscribes to the live feed. A task per stream forwards the events the caller may see,
@@ -698,6 +743,15 @@ impl pb::scan_service_server::ScanService for Scan {
         r: Request<pb::ListScansRequest>,
     ) -> Result<Response<pb::ListScansResponse>, Status> {
         reply(Scan::list_scans(self, r).await)
+    }
+
+    type ExportScansStream = ExportStream<pb::ExportScansChunk>;
+
+    async fn export_scans(
+        &self,
+        r: Request<pb::ExportScansRequest>,
+    ) -> Result<Response<Self::ExportScansStream>, Status> {
+        reply(Scan::export_scans(self, r).await)
     }
 
     type WatchScansStream = ReceiverStream<Result<pb::ScanEvent, Status>>;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use tracetrack_common::AppResult;
 use uuid::Uuid;
 
@@ -81,7 +81,10 @@ pub struct ListFilter {
 
 /// Newest first, by (occurred_at DESC, id DESC). The statement holds only the filters given, so
 /// each combination gets a plan that uses its index (and prunes partitions by time).
-pub async fn list_events(pool: &PgPool, f: &ListFilter) -> AppResult<Vec<ScanEventRow>> {
+pub async fn list_events<'e>(
+    db: impl PgExecutor<'e>,
+    f: &ListFilter,
+) -> AppResult<Vec<ScanEventRow>> {
     let mut q: QueryBuilder<'_, Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS} FROM scan.scan_events WHERE true"));
     if let Some(user_id) = f.user_id {
@@ -112,7 +115,7 @@ pub async fn list_events(pool: &PgPool, f: &ListFilter) -> AppResult<Vec<ScanEve
     }
     q.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
         .push_bind(f.limit);
-    Ok(q.build_query_as().fetch_all(pool).await?)
+    Ok(q.build_query_as().fetch_all(db).await?)
 }
 
 /// (year, month) `offset` months away from (year, month).

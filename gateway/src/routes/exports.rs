@@ -1,0 +1,672 @@
+//! /api/v1/exports/{bags,bills,scans}.{csv,xlsx} (admin): every row matching the lists' filters,
+//! no row cap. Each owning service streams its rows in chunks from one read-only snapshot
+//! (ExportBags, ExportBills, ExportScans); the gateway turns them into a file.
+//!
+//! - **CSV** is streamed as the chunks arrive (bounded memory): a header row, then RFC 4180
+//!   records (CRLF, fields quoted when needed), UTF-8. A text cell that begins with `=`, `+`,
+//!   `-`, `@`, a tab or a carriage return gets a leading `'` so a spreadsheet opening the file
+//!   shows it as text instead of running it as a formula (OWASP's CSV-injection advice); no
+//!   value TraceTrack makes itself begins so, only free text (scanned input, bill
+//!   descriptions). Numbers are written as numbers, times as RFC 3339 UTC with microseconds,
+//!   empty cells for absent values.
+//! - **XLSX** cannot be sent before it is complete (a zip archive whose directory comes last),
+//!   so it is built on a blocking thread while the chunks arrive, with rust_xlsxwriter's
+//!   constant-memory mode (each row goes to a temporary file as it is written; nothing is held
+//!   per row), saved to an anonymous temporary file and then sent from it. Text cells are
+//!   string cells, never formulas, so they keep their exact text. A sheet holds at most
+//!   1,048,575 rows under its header; more continue on the next sheet (`bags`, `bags 2`, …).
+//!   The temporary files need disk in the temp directory about the size of the sheets' XML.
+//!
+//! An error before the first byte (bad filter, not an admin, upstream down) is a problem
+//! document like every route's; a CSV whose upstream fails part-way ends abruptly (the
+//! connection is reset), never silently short.
+
+use std::borrow::Cow;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::Response;
+use chrono::{TimeZone, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use rust_xlsxwriter::{Format, Workbook, XlsxError};
+use serde::Deserialize;
+use tokio::io::AsyncSeekExt;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::billing::v1 as billing;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_proto::scan::v1 as scan;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ctx::Ctx;
+use crate::dto::{timestamp, Problem};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+use crate::state::AppState;
+
+pub const CSV_TYPE: &str = "text/csv; charset=utf-8";
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+/// Data rows per sheet: Excel's 1,048,576 rows less the header.
+const ROWS_PER_SHEET: u32 = 1_048_575;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(bags_csv))
+        .routes(routes!(bags_xlsx))
+        .routes(routes!(bills_csv))
+        .routes(routes!(bills_xlsx))
+        .routes(routes!(scans_csv))
+        .routes(routes!(scans_xlsx))
+}
+
+/// A file's bytes (the OpenAPI schema of a binary body).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// One cell of an exported row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Text(String),
+    Int(i64),
+    Num(f64),
+    Bool(bool),
+    Empty,
+}
+
+fn text(s: &str) -> Cell {
+    if s.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(s.to_owned())
+    }
+}
+
+/// RFC 3339 UTC with microseconds (what the services store), or an empty cell.
+fn time(t: &Option<prost_types::Timestamp>) -> Cell {
+    t.as_ref()
+        .and_then(|t| Utc.timestamp_opt(t.seconds, t.nanos.max(0) as u32).single())
+        .map(|d| Cell::Text(d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+        .unwrap_or(Cell::Empty)
+}
+
+/// The text a CSV cell holds: numbers as Rust prints them (the shortest text that reads back
+/// to the same value), and text guarded against formula injection.
+fn csv_field(cell: &Cell) -> Cow<'_, str> {
+    match cell {
+        Cell::Text(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => {
+            Cow::Owned(format!("'{s}"))
+        }
+        Cell::Text(s) => Cow::Borrowed(s),
+        Cell::Int(n) => Cow::Owned(n.to_string()),
+        Cell::Num(x) => Cow::Owned(x.to_string()),
+        Cell::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Cell::Empty => Cow::Borrowed(""),
+    }
+}
+
+/// RFC 4180 records (CRLF line ends, quotes only where needed).
+fn csv_records<'a>(
+    rows: impl IntoIterator<Item = Vec<Cow<'a, str>>>,
+) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    for row in rows {
+        w.write_record(row.iter().map(|f| f.as_bytes()))?;
+    }
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+// ------------------------------------------------------------------------------ the tables
+
+pub const BAG_COLUMNS: &[&str] = &[
+    "qr",
+    "type",
+    "product_line",
+    "status",
+    "child_count",
+    "capacity",
+    "weight_kg",
+    "expected_weight_kg",
+    "area",
+    "parent_qr",
+    "bill_id",
+    "frozen",
+    "created_at",
+    "created_by",
+    "linked_at",
+    "linked_by",
+];
+
+fn bag_row(b: &reg::Bag) -> Vec<Cell> {
+    let parent = b.r#type == reg::BagType::Parent as i32;
+    vec![
+        Cell::Text(b.qr.clone()),
+        Cell::Text(if parent { "parent" } else { "child" }.into()),
+        text(&b.product_line),
+        text(&b.status),
+        Cell::Int(b.child_count.into()),
+        if parent {
+            Cell::Int(b.capacity.into())
+        } else {
+            Cell::Empty
+        },
+        Cell::Num(b.weight_kg),
+        Cell::Num(b.expected_weight_kg),
+        text(&b.area),
+        text(&b.parent_qr),
+        text(&b.bill_id),
+        Cell::Bool(b.frozen),
+        time(&b.created_at),
+        text(&b.created_by),
+        time(&b.linked_at),
+        text(&b.linked_by),
+    ]
+}
+
+pub const BILL_COLUMNS: &[&str] = &[
+    "bill_id",
+    "status",
+    "capacity",
+    "parent_count",
+    "child_count",
+    "actual_weight_kg",
+    "expected_weight_kg",
+    "description",
+    "destination",
+    "vehicle_number",
+    "created_by",
+    "created_by_username",
+    "created_at",
+    "updated_at",
+    "completed_at",
+];
+
+fn bill_status(s: i32) -> &'static str {
+    match billing::BillStatus::try_from(s) {
+        Ok(billing::BillStatus::New) => "new",
+        Ok(billing::BillStatus::Processing) => "processing",
+        Ok(billing::BillStatus::Completing) => "completing",
+        Ok(billing::BillStatus::Completed) => "completed",
+        Ok(billing::BillStatus::Reopening) => "reopening",
+        _ => "",
+    }
+}
+
+fn bill_row(b: &billing::Bill) -> Vec<Cell> {
+    vec![
+        Cell::Text(b.bill_id.clone()),
+        text(bill_status(b.status)),
+        Cell::Int(b.capacity.into()),
+        Cell::Int(b.parent_count.into()),
+        Cell::Int(b.child_count),
+        Cell::Num(b.actual_weight_kg),
+        Cell::Num(b.expected_weight_kg),
+        text(&b.description),
+        text(&b.destination),
+        text(&b.vehicle_number),
+        text(&b.created_by),
+        text(&b.created_by_username),
+        time(&b.created_at),
+        time(&b.updated_at),
+        time(&b.completed_at),
+    ]
+}
+
+pub const SCAN_COLUMNS: &[&str] = &[
+    "id",
+    "occurred_at",
+    "user_id",
+    "username",
+    "kind",
+    "area",
+    "parent_qr",
+    "child_qr",
+    "raw_input",
+    "outcome",
+    "parent_child_count",
+    "parent_capacity",
+];
+
+fn scan_row(e: &scan::ScanEvent) -> Vec<Cell> {
+    vec![
+        Cell::Text(e.id.clone()),
+        time(&e.occurred_at),
+        text(&e.user_id),
+        text(&e.username),
+        text(match scan::ScanKind::try_from(e.kind) {
+            Ok(scan::ScanKind::Parent) => "parent",
+            Ok(scan::ScanKind::Child) => "child",
+            Ok(scan::ScanKind::Undo) => "undo",
+            _ => "",
+        }),
+        text(&e.area),
+        text(&e.parent_qr),
+        text(&e.child_qr),
+        text(&e.raw_input),
+        text(&e.outcome),
+        Cell::Int(e.parent_child_count.into()),
+        Cell::Int(e.parent_capacity.into()),
+    ]
+}
+
+/// Chunks of rows as they arrive from the owning service.
+type Rows = BoxStream<'static, Result<Vec<Vec<Cell>>, tonic::Status>>;
+
+fn bad(m: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, m)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BagParams {
+    /// parent or child.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    pub area: Option<String>,
+    /// QR prefix.
+    pub q: Option<String>,
+    /// Children: linked or not; parents: holding children or not.
+    pub linked: Option<bool>,
+    /// Parents on a bill or not.
+    pub billed: Option<bool>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    pub to: Option<String>,
+}
+
+async fn bags(state: &AppState, ctx: &Ctx, p: BagParams) -> ApiResult<Rows> {
+    let kind = match p.kind.as_deref().unwrap_or("") {
+        "" => 0,
+        "parent" => reg::BagType::Parent as i32,
+        "child" => reg::BagType::Child as i32,
+        _ => return Err(bad("type must be parent or child".into())),
+    };
+    let req = reg::ExportBagsRequest {
+        filter: Some(reg::SearchBagsRequest {
+            r#type: kind,
+            area: p.area.unwrap_or_default(),
+            qr_prefix: p.q.unwrap_or_default(),
+            linked: p.linked,
+            billed: p.billed,
+            created_from: timestamp(&p.from).map_err(bad)?,
+            created_to: timestamp(&p.to).map_err(bad)?,
+            page_size: 0,
+            page_token: String::new(),
+        }),
+        chunk_size: 0,
+    };
+    let stream = crate::read!(state.0.registry, export_bags, ctx.read(req.clone())).await?;
+    Ok(stream
+        .map_ok(|c| c.bags.iter().map(bag_row).collect())
+        .boxed())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BillParams {
+    /// new, processing, completing, completed or reopening.
+    pub status: Option<String>,
+    /// Bill id prefix (case-insensitive).
+    pub q: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    pub to: Option<String>,
+    /// The creator's user id.
+    pub created_by: Option<String>,
+}
+
+async fn bills(state: &AppState, ctx: &Ctx, p: BillParams) -> ApiResult<Rows> {
+    let status = match p.status.as_deref().unwrap_or("") {
+        "" => billing::BillStatus::Unspecified,
+        "new" => billing::BillStatus::New,
+        "processing" => billing::BillStatus::Processing,
+        "completing" => billing::BillStatus::Completing,
+        "completed" => billing::BillStatus::Completed,
+        "reopening" => billing::BillStatus::Reopening,
+        _ => {
+            return Err(bad(
+                "status must be new, processing, completing, completed or reopening".into(),
+            ))
+        }
+    };
+    let req = billing::ExportBillsRequest {
+        filter: Some(billing::ListBillsRequest {
+            status: status as i32,
+            bill_id_prefix: p.q.unwrap_or_default(),
+            created_from: timestamp(&p.from).map_err(bad)?,
+            created_to: timestamp(&p.to).map_err(bad)?,
+            created_by: p.created_by.unwrap_or_default(),
+            page_size: 0,
+            page_token: String::new(),
+        }),
+        chunk_size: 0,
+    };
+    let stream = crate::read!(state.0.billing, export_bills, ctx.read(req.clone())).await?;
+    Ok(stream
+        .map_ok(|c| c.bills.iter().map(bill_row).collect())
+        .boxed())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ScanParams {
+    /// The scanning user's id.
+    pub user_id: Option<String>,
+    /// Parent or child QR.
+    pub qr: Option<String>,
+    /// At or after (RFC 3339).
+    pub from: Option<String>,
+    /// Before (RFC 3339).
+    pub to: Option<String>,
+}
+
+async fn scans(state: &AppState, ctx: &Ctx, p: ScanParams) -> ApiResult<Rows> {
+    let req = scan::ExportScansRequest {
+        filter: Some(scan::ListScansRequest {
+            user_id: p.user_id.unwrap_or_default(),
+            qr: p.qr.unwrap_or_default(),
+            from: timestamp(&p.from).map_err(bad)?,
+            to: timestamp(&p.to).map_err(bad)?,
+            page_size: 0,
+            page_token: String::new(),
+        }),
+        chunk_size: 0,
+    };
+    let stream = crate::read!(state.0.scan, export_scans, ctx.read(req.clone())).await?;
+    Ok(stream
+        .map_ok(|c| c.events.iter().map(scan_row).collect())
+        .boxed())
+}
+
+// ------------------------------------------------------------------------------ the files
+
+fn file_name(table: &str, ext: &str) -> String {
+    format!("{table}-{}.{ext}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+fn attachment(name: &str) -> String {
+    format!("attachment; filename=\"{name}\"")
+}
+
+/// The CSV, streamed: the header row, then one body chunk per upstream chunk.
+fn csv_file(table: &'static str, columns: &'static [&'static str], rows: Rows) -> Response {
+    let header = csv_records([columns.iter().map(|c| Cow::Borrowed(*c)).collect()]);
+    let body = futures::stream::once(async move { header })
+        .chain(rows.map(|chunk| {
+            match chunk {
+                Ok(rows) => csv_records(
+                    rows.iter()
+                        .map(|cells| cells.iter().map(csv_field).collect::<Vec<_>>()),
+                ),
+                Err(status) => Err(csv::Error::from(std::io::Error::other(format!(
+                    "upstream failed: {}",
+                    status.message()
+                )))),
+            }
+        }))
+        .inspect_err(move |e| tracing::warn!(table, error = %e, "CSV export ended early"));
+    Response::builder()
+        .header(header::CONTENT_TYPE, CSV_TYPE)
+        .header(
+            header::CONTENT_DISPOSITION,
+            attachment(&file_name(table, "csv")),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Writes the workbook from the chunks `rx` receives (on a blocking thread) into an anonymous
+/// temporary file.
+fn write_workbook(
+    table: &str,
+    columns: &[&str],
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Vec<Cell>>>,
+) -> Result<std::fs::File, XlsxError> {
+    let mut book = Workbook::new();
+    let bold = Format::new().set_bold();
+    let mut sheets = 0usize;
+    let mut row = ROWS_PER_SHEET;
+    while let Some(chunk) = rx.blocking_recv() {
+        for cells in chunk {
+            if row >= ROWS_PER_SHEET {
+                sheets += 1;
+                let sheet = book.add_worksheet_with_constant_memory()?;
+                sheet.set_name(if sheets == 1 {
+                    table.to_owned()
+                } else {
+                    format!("{table} {sheets}")
+                })?;
+                for (c, name) in columns.iter().enumerate() {
+                    sheet.write_string_with_format(0, c as u16, *name, &bold)?;
+                }
+                sheet.set_freeze_panes(1, 0)?;
+                row = 0;
+            }
+            row += 1;
+            let sheet = book.worksheet_from_index(sheets - 1)?;
+            for (c, cell) in cells.iter().enumerate() {
+                let c = c as u16;
+                match cell {
+                    Cell::Text(s) => {
+                        sheet.write_string(row, c, s)?;
+                    }
+                    Cell::Int(n) => {
+                        sheet.write_number(row, c, *n as f64)?;
+                    }
+                    Cell::Num(x) => {
+                        sheet.write_number(row, c, *x)?;
+                    }
+                    Cell::Bool(b) => {
+                        sheet.write_boolean(row, c, *b)?;
+                    }
+                    Cell::Empty => {}
+                }
+            }
+        }
+    }
+    if sheets == 0 {
+        // No rows: the header alone.
+        let sheet = book.add_worksheet_with_constant_memory()?;
+        sheet.set_name(table)?;
+        for (c, name) in columns.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *name, &bold)?;
+        }
+    }
+    let mut file = tempfile::tempfile()?;
+    book.save_to_writer(&mut file)?;
+    Ok(file)
+}
+
+/// The XLSX, built while the chunks arrive and sent once complete.
+async fn xlsx_file(
+    table: &'static str,
+    columns: &'static [&'static str],
+    mut rows: Rows,
+) -> ApiResult<Response> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let writer = tokio::task::spawn_blocking(move || write_workbook(table, columns, rx));
+    let mut failure = None;
+    while let Some(chunk) = rows.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(status) => {
+                failure = Some(status);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let built = writer.await;
+    if let Some(status) = failure {
+        return Err(status.into());
+    }
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(table, error = %e, "{what}");
+        ApiError::new(ErrorCode::Internal, "the workbook could not be built")
+    };
+    let file = built
+        .map_err(|e| internal("workbook task failed", &e))?
+        .map_err(|e| match e {
+            // Out of temporary space (or the like): the machine's condition, not a bug.
+            XlsxError::IoError(io) => {
+                tracing::error!(table, error = %io, "workbook: temporary file failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the workbook could not be written to temporary storage; try a narrower filter or CSV",
+                )
+            }
+            e => internal("workbook failed", &e),
+        })?;
+    let len = file
+        .metadata()
+        .map_err(|e| internal("workbook file", &e))?
+        .len();
+    let mut file = tokio::fs::File::from_std(file);
+    file.rewind()
+        .await
+        .map_err(|e| internal("workbook file", &e))?;
+    Response::builder()
+        .header(header::CONTENT_TYPE, XLSX_TYPE)
+        .header(header::CONTENT_LENGTH, len)
+        .header(
+            header::CONTENT_DISPOSITION,
+            attachment(&file_name(table, "xlsx")),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+        .map_err(|e| internal("workbook response", &e))
+}
+
+// ------------------------------------------------------------------------------ routes
+
+/// Bags as CSV (admin; SearchBags' filters, QR order, streamed, no row cap).
+#[utoipa::path(get, path = "/api/v1/exports/bags.csv", tag = "exports", params(BagParams),
+    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per bag"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn bags_csv(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<BagParams>,
+) -> ApiResult<Response> {
+    Ok(csv_file("bags", BAG_COLUMNS, bags(&state, &ctx, p).await?))
+}
+
+/// Bags as XLSX (admin; SearchBags' filters, QR order, no row cap).
+#[utoipa::path(get, path = "/api/v1/exports/bags.xlsx", tag = "exports", params(BagParams),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 bags"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn bags_xlsx(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<BagParams>,
+) -> ApiResult<Response> {
+    xlsx_file("bags", BAG_COLUMNS, bags(&state, &ctx, p).await?).await
+}
+
+/// Bills with their figures as CSV (admin; ListBills' filters, newest first, streamed).
+#[utoipa::path(get, path = "/api/v1/exports/bills.csv", tag = "exports", params(BillParams),
+    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per bill"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn bills_csv(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<BillParams>,
+) -> ApiResult<Response> {
+    Ok(csv_file(
+        "bills",
+        BILL_COLUMNS,
+        bills(&state, &ctx, p).await?,
+    ))
+}
+
+/// Bills with their figures as XLSX (admin; ListBills' filters, newest first).
+#[utoipa::path(get, path = "/api/v1/exports/bills.xlsx", tag = "exports", params(BillParams),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 bills"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn bills_xlsx(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<BillParams>,
+) -> ApiResult<Response> {
+    xlsx_file("bills", BILL_COLUMNS, bills(&state, &ctx, p).await?).await
+}
+
+/// Scan events (every attempt, with its outcome) as CSV (admin; ListScans' filters, newest
+/// first, streamed).
+#[utoipa::path(get, path = "/api/v1/exports/scans.csv", tag = "exports", params(ScanParams),
+    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per scan event"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn scans_csv(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<ScanParams>,
+) -> ApiResult<Response> {
+    Ok(csv_file(
+        "scans",
+        SCAN_COLUMNS,
+        scans(&state, &ctx, p).await?,
+    ))
+}
+
+/// Scan events as XLSX (admin; ListScans' filters, newest first).
+#[utoipa::path(get, path = "/api/v1/exports/scans.xlsx", tag = "exports", params(ScanParams),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 scan events"),
+        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+        (status = 403, body = Problem, description = "permission_denied: admins only")))]
+async fn scans_xlsx(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(p): Query<ScanParams>,
+) -> ApiResult<Response> {
+    xlsx_file("scans", SCAN_COLUMNS, scans(&state, &ctx, p).await?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_guards_formulas() {
+        let cells = [
+            Cell::Text("a,b".into()),
+            Cell::Text("say \"hi\"".into()),
+            Cell::Text("=1+2".into()),
+            Cell::Text("-5".into()),
+            Cell::Int(-3),
+            Cell::Num(0.5),
+            Cell::Bool(true),
+            Cell::Empty,
+            Cell::Text("line\nbreak".into()),
+        ];
+        let out = csv_records([cells.iter().map(csv_field).collect()]).unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\"a,b\",\"say \"\"hi\"\"\",'=1+2,'-5,-3,0.5,true,,\"line\nbreak\"\r\n"
+        );
+    }
+
+    #[test]
+    fn times_keep_microseconds() {
+        let t = Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_456_000,
+        });
+        assert_eq!(time(&t), Cell::Text("2023-11-14T22:13:20.123456Z".into()));
+        assert_eq!(time(&None), Cell::Empty);
+    }
+}
