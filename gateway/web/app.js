@@ -133,7 +133,7 @@
   function nav() {
     const links = me ? [
       ["#/dashboard", t("nav_dashboard")], ["#/scan", t("nav_scan")], ["#/bags", t("nav_bags")], ["#/bills", t("nav_bills")],
-      ...(can.admin() ? [["#/users", t("nav_users")]] : []),
+      ...(can.admin() ? [["#/users", t("nav_users")], ["#/data", t("nav_data")]] : []),
     ] : [];
     $("#nav").innerHTML = links.map(([h, l]) => `<a href="${h}" class="${location.hash.startsWith(h) ? "active" : ""}">${esc(l)}</a>`).join("")
       + (me ? `<a href="#/logout">${esc(t("nav_logout"))}</a>` : "");
@@ -156,6 +156,7 @@
       bags: () => bags(decodeURIComponent(rest.join("/"))),
       bills: () => (rest[0] ? billDetail(decodeURIComponent(rest.join("/"))) : bills()),
       users: () => (can.admin() ? users() : forbidden()),
+      data: () => (can.admin() ? data() : forbidden()),
     }[route] || dashboard;
     await page();
     showQueue();
@@ -419,6 +420,55 @@
         });
       });
     } catch (e) { $("#list").textContent = errText(e.problem); }
+  }
+
+  // ---------------------------------------------------------------- exports and label import (admin)
+  const XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+  function data() {
+    const areas = AREAS.map((a) => `<option>${a}</option>`).join("");
+    main.innerHTML = html`<h1>${t("data_title")}</h1><div id="msg" class="msg" hidden></div>
+      <section class="card"><h2>${t("exports")}</h2>
+        <div class="row"><label>${t("from")}<input id="xfrom" type="date"></label><label>${t("to")}<input id="xto" type="date"></label></div>
+        <p class="muted">${t("export_hint")}</p><div id="xlinks" class="row"></div></section>
+      <section class="card"><h2>${t("imports")}</h2><form id="imp" class="stack">
+        <label>${t("label_file")}<input name="file" type="file" accept=".xlsx,${XLSX_TYPE}" required></label>
+        <label>${t("area")}<select name="area" required><option value="">—</option>${raw(areas)}</select></label>
+        <label class="row"><input type="checkbox" name="dry_run" class="check"> ${t("dry_run")}</label>
+        <button>${t("import")}</button></form><div id="report"></div></section>`;
+    // Dates are the browser's local days: from midnight of "from" to midnight after "to".
+    const day = (v, next) => { if (!v) return null; const d = new Date(`${v}T00:00:00`); if (next) d.setDate(d.getDate() + 1); return d.toISOString(); };
+    const links = () => {
+      const q = new URLSearchParams();
+      const from = day($("#xfrom").value, false), to = day($("#xto").value, true);
+      if (from) q.set("from", from);
+      if (to) q.set("to", to);
+      const query = q.toString() ? `?${q}` : "";
+      $("#xlinks").innerHTML = [["bags", t("nav_bags")], ["bills", t("nav_bills")], ["scans", t("nav_scan")]]
+        .flatMap(([kind, name]) => ["csv", "xlsx"].map((ext) => `<a class="button secondary" download href="/api/v1/exports/${kind}.${ext}${esc(query)}">${esc(name)} .${ext}</a>`)).join("");
+    };
+    $("#xfrom").addEventListener("change", links);
+    $("#xto").addEventListener("change", links);
+    links();
+    $("#imp").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target, file = f.file.files[0];
+      if (!file || !f.area.value) return;
+      const q = new URLSearchParams({ area: f.area.value });
+      if (f.dry_run.checked) q.set("dry_run", "true");
+      $("#report").textContent = t("loading");
+      try {
+        let res;
+        try {
+          res = await fetch(`/api/v1/imports/labels?${q}`, { method: "POST", body: file, credentials: "same-origin",
+            headers: { Accept: "application/json", "Content-Type": XLSX_TYPE, "X-CSRF-Token": me.csrf_token } });
+        } catch (err) { throw new NetworkError(String(err)); }
+        const r = await res.json().catch(() => null);
+        if (!res.ok) throw new ApiError(r || { code: "internal", status: res.status });
+        note(r.dry_run ? t("dry_run_done", r) : r.nothing_changed ? t("nothing_changed", r) : t("import_done", r), r.rejected ? "info" : "ok");
+        $("#report").innerHTML = r.problems.length ? `<table><tr><th>${esc(t("sheet"))}</th><th>${esc(t("row"))}</th><th>${esc(t("problem"))}</th><th>${esc(t("qr"))}</th></tr>${r.problems.map((p) =>
+          `<tr><td>${esc(p.sheet)}</td><td>${esc(p.row)}</td><td><b>${esc(p.code)}</b> ${esc(p.message)}</td><td>${esc(p.value)}</td></tr>`).join("")}</table>` : "";
+      } catch (err) { $("#report").textContent = ""; note(errText(err.problem), "err"); }
+    });
   }
 
   render();

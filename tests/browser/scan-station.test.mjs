@@ -192,4 +192,20 @@ test("an admin creates a bill, loads the full parent, completes it and opens its
   await page.goto("/#/users");
   await page.waitForSelector("#list table");
   await shot("users-admin");
+
+  // Exports and the label import: download links that work with the cookie session, and an
+  // upload that is not a workbook refused in plain words.
+  await page.goto("/#/data");
+  await page.waitForSelector("#xlinks a");
+  assert.equal((await page.$$("#xlinks a")).length, 6);
+  const csv = await page.evaluate(async () => {
+    const r = await fetch(document.querySelector('#xlinks a[href*="bags.csv"]').getAttribute("href"));
+    return `${r.status} ${r.headers.get("content-type")} ${(await r.text()).split("\r\n")[0]}`;
+  });
+  assert.match(csv, /^200 text\/csv; charset=utf-8 qr,type,product_line,/);
+  await page.setInputFiles('#imp input[name="file"]', { name: "labels.xlsx", mimeType: "text/plain", buffer: Buffer.from("not a workbook") });
+  await page.selectOption('#imp select[name="area"]', "lucknow");
+  await page.click("#imp button");
+  await page.waitForFunction(() => /Excel/.test(document.querySelector("#msg").textContent));
+  await shot("exports-import");
 });
