@@ -426,15 +426,16 @@ fn csv_file(table: &'static str, columns: &'static [&'static str], rows: Rows) -
 fn write_workbook(
     table: &str,
     columns: &[&str],
+    rows_per_sheet: u32,
     mut rx: tokio::sync::mpsc::Receiver<Vec<Vec<Cell>>>,
 ) -> Result<std::fs::File, XlsxError> {
     let mut book = Workbook::new();
     let bold = Format::new().set_bold();
     let mut sheets = 0usize;
-    let mut row = ROWS_PER_SHEET;
+    let mut row = rows_per_sheet;
     while let Some(chunk) = rx.blocking_recv() {
         for cells in chunk {
-            if row >= ROWS_PER_SHEET {
+            if row >= rows_per_sheet {
                 sheets += 1;
                 let sheet = book.add_worksheet_with_constant_memory()?;
                 sheet.set_name(if sheets == 1 {
@@ -490,7 +491,8 @@ async fn xlsx_file(
     mut rows: Rows,
 ) -> ApiResult<Response> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let writer = tokio::task::spawn_blocking(move || write_workbook(table, columns, rx));
+    let writer =
+        tokio::task::spawn_blocking(move || write_workbook(table, columns, ROWS_PER_SHEET, rx));
     let mut failure = None;
     while let Some(chunk) = rows.next().await {
         match chunk {
@@ -658,6 +660,44 @@ mod tests {
             String::from_utf8_lossy(&out),
             "\"a,b\",\"say \"\"hi\"\"\",'=1+2,'-5,-3,0.5,true,,\"line\nbreak\"\r\n"
         );
+    }
+
+    #[test]
+    fn a_workbook_continues_on_a_new_sheet_when_one_is_full() {
+        use calamine::{Data, Reader, Xlsx};
+        use std::io::{Read, Seek};
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for chunk in 0..3 {
+            let rows = (0..2)
+                .map(|i| {
+                    vec![
+                        Cell::Text(format!("r{}", chunk * 2 + i)),
+                        Cell::Int(chunk * 2 + i),
+                        Cell::Bool(i == 1),
+                        Cell::Empty,
+                    ]
+                })
+                .collect();
+            tx.try_send(rows).unwrap();
+        }
+        drop(tx);
+        let mut file = write_workbook("bags", &["qr", "n", "b", "e"], 4, rx).unwrap();
+        let mut bytes = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        let mut book: Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(book.sheet_names(), ["bags", "bags 2"]);
+        let first = book.worksheet_range("bags").unwrap();
+        assert_eq!(first.height(), 5, "the header and four rows");
+        assert_eq!(first.get((0, 0)), Some(&Data::String("qr".into())));
+        assert_eq!(first.get((4, 0)), Some(&Data::String("r3".into())));
+        assert_eq!(first.get((4, 1)), Some(&Data::Float(3.0)));
+        assert_eq!(first.get((4, 2)), Some(&Data::Bool(true)));
+        let second = book.worksheet_range("bags 2").unwrap();
+        assert_eq!(second.height(), 3, "the header again and the last two rows");
+        assert_eq!(second.get((1, 0)), Some(&Data::String("r4".into())));
+        assert_eq!(second.get((2, 0)), Some(&Data::String("r5".into())));
     }
 
     #[test]
