@@ -32,7 +32,7 @@ struct ApiDoc;
 
 /// The API router and its OpenAPI document, from the same handlers (they cannot drift).
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::scans::router())
@@ -42,7 +42,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::epcis::router())
         .merge(routes::exports::router())
         .merge(routes::imports::router())
-        .split_for_parts()
+        .split_for_parts();
+    (router, crate::openapi::finish(doc))
 }
 
 pub fn router(state: AppState) -> Router {

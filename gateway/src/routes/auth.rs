@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"username": "asha", "password": "Mustard-Field-42"}))]
 pub struct LoginBody {
     pub username: String,
     pub password: String,
@@ -147,6 +148,7 @@ async fn me(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<MeAnswer>
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"current_password": "Mustard-Field-42", "new_password": "Moong-Harvest-77"}))]
 pub struct PasswordBody {
     pub current_password: String,
     pub new_password: String,

@@ -38,7 +38,7 @@ fn bag_type(name: &str) -> Result<i32, ApiError> {
 }
 
 /// One bag by QR (a label text works too).
-#[utoipa::path(get, path = "/api/v1/bags/{qr}", tag = "bags", params(("qr" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/bags/{qr}", tag = "bags", params(("qr" = String, Path, example = "SB10001")),
     responses((status = 200, body = Bag), (status = 404, body = Problem, description = "bag_not_found")))]
 async fn get_bag(
     State(state): State<AppState>,
@@ -107,8 +107,9 @@ pub struct PageParams {
 }
 
 /// A parent's children, by QR.
-#[utoipa::path(get, path = "/api/v1/bags/{qr}/children", tag = "bags", params(("qr" = String, Path), PageParams),
-    responses((status = 200, body = Page<Bag>), (status = 404, body = Problem, description = "parent_not_found")))]
+#[utoipa::path(get, path = "/api/v1/bags/{qr}/children", tag = "bags", params(("qr" = String, Path, example = "SB10001"), PageParams),
+    responses((status = 200, body = Page<Bag>), (status = 404, body = Problem, description = "parent_not_found"),
+              (status = 409, body = Problem, description = "qr_is_child: a child has no children")))]
 async fn children(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -128,6 +129,7 @@ async fn children(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"qr": "SB10003", "type": "parent", "area": "lucknow"}))]
 pub struct RegisterBody {
     pub qr: String,
     /// parent or child.
@@ -167,7 +169,7 @@ pub struct ParentOnly {
 
 /// Unlink a child from its parent (admin, biller).
 #[utoipa::path(delete, path = "/api/v1/bags/{parent_qr}/children/{child_qr}", tag = "bags",
-    params(("parent_qr" = String, Path), ("child_qr" = String, Path)),
+    params(("parent_qr" = String, Path, example = "SB10004"), ("child_qr" = String, Path, example = "CH400001")),
     responses((status = 200, body = ParentOnly), (status = 409, body = Problem, description = "parent_frozen")))]
 async fn unlink_child(
     State(state): State<AppState>,
@@ -190,6 +192,7 @@ async fn unlink_child(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"parent_qr": "SB10005"}))]
 pub struct MoveBody {
     pub parent_qr: String,
 }
@@ -201,7 +204,7 @@ pub struct MoveAnswer {
 }
 
 /// Move a child into another parent (admin, biller).
-#[utoipa::path(post, path = "/api/v1/bags/{child_qr}/move", tag = "bags", params(("child_qr" = String, Path)), request_body = MoveBody,
+#[utoipa::path(post, path = "/api/v1/bags/{child_qr}/move", tag = "bags", params(("child_qr" = String, Path, example = "CH500001")), request_body = MoveBody,
     responses((status = 200, body = MoveAnswer), (status = 409, body = Problem, description = "parent_full, parent_frozen")))]
 async fn move_child(
     State(state): State<AppState>,
@@ -226,7 +229,7 @@ async fn move_child(
 }
 
 /// Delete a bag with no children, no parent and no bill (admin, biller).
-#[utoipa::path(delete, path = "/api/v1/bags/{qr}", tag = "bags", params(("qr" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/bags/{qr}", tag = "bags", params(("qr" = String, Path, example = "SB10007")),
     responses((status = 204), (status = 409, body = Problem, description = "bag_has_children, bag_linked, bag_on_bill")))]
 async fn delete_bag(
     State(state): State<AppState>,

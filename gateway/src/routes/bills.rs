@@ -166,6 +166,8 @@ async fn list_bills(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"bill_id": "BILL-0002", "capacity": 2, "description": "Mustard seed, kharif lot",
+    "destination": "Jaipur", "vehicle_number": "RJ14 GA 1234"}))]
 pub struct CreateBillBody {
     pub bill_id: String,
     /// 1–500 parent bags (default 1).
@@ -201,7 +203,7 @@ async fn create_bill(
 }
 
 /// One bill with its parents.
-#[utoipa::path(get, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0001")),
     responses((status = 200, body = Bill), (status = 404, body = Problem, description = "bill_not_found")))]
 async fn get_bill(
     State(state): State<AppState>,
@@ -223,6 +225,7 @@ async fn get_bill(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"destination": "Jaipur", "vehicle_number": "RJ14 GA 1234"}))]
 pub struct UpdateBillBody {
     pub description: Option<String>,
     pub destination: Option<String>,
@@ -231,7 +234,7 @@ pub struct UpdateBillBody {
 }
 
 /// Edit a bill (admin, biller); capacity never below the attached count.
-#[utoipa::path(patch, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)), request_body = UpdateBillBody,
+#[utoipa::path(patch, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0001")), request_body = UpdateBillBody,
     responses((status = 200, body = Bill), (status = 400, body = Problem, description = "capacity_below_attached"), (status = 409, body = Problem, description = "bill_completed")))]
 async fn update_bill(
     State(state): State<AppState>,
@@ -257,7 +260,7 @@ async fn update_bill(
 }
 
 /// Delete a bill (admin; never a completed one); its parents become free.
-#[utoipa::path(delete, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0007")),
     responses((status = 204), (status = 409, body = Problem, description = "bill_completed")))]
 async fn delete_bill(
     State(state): State<AppState>,
@@ -274,6 +277,7 @@ async fn delete_bill(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"parent_qr": "SB10010"}))]
 pub struct AttachBody {
     pub parent_qr: String,
 }
@@ -285,7 +289,7 @@ pub struct AttachAnswer {
 }
 
 /// Load a parent bag onto the bill (admin, biller).
-#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/parents", tag = "bills", params(("bill_id" = String, Path)), request_body = AttachBody,
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/parents", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0005")), request_body = AttachBody,
     responses((status = 200, body = AttachAnswer), (status = 404, body = Problem, description = "bag_not_found"),
               (status = 409, body = Problem, description = "not_a_parent, on_other_bill, bill_full, bill_completed")))]
 async fn attach_parent(
@@ -313,7 +317,7 @@ async fn attach_parent(
 
 /// Take a parent off the bill (admin, biller).
 #[utoipa::path(delete, path = "/api/v1/bills/{bill_id}/parents/{parent_qr}", tag = "bills",
-    params(("bill_id" = String, Path), ("parent_qr" = String, Path)),
+    params(("bill_id" = String, Path, example = "BILL-0006"), ("parent_qr" = String, Path, example = "SB10011")),
     responses((status = 200, body = Bill), (status = 409, body = Problem, description = "bill_completed")))]
 async fn detach_parent(
     State(state): State<AppState>,
@@ -334,7 +338,7 @@ async fn detach_parent(
 }
 
 /// Complete a full bill: its parents freeze.
-#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/complete", tag = "bills", params(("bill_id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/complete", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0003")),
     responses((status = 200, body = Bill), (status = 409, body = Problem, description = "bill_incomplete")))]
 async fn complete_bill(
     State(state): State<AppState>,
@@ -352,7 +356,7 @@ async fn complete_bill(
 }
 
 /// Reopen a completed bill.
-#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/reopen", tag = "bills", params(("bill_id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/bills/{bill_id}/reopen", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0004")),
     responses((status = 200, body = Bill), (status = 409, body = Problem)))]
 async fn reopen_bill(
     State(state): State<AppState>,
@@ -372,6 +376,7 @@ async fn reopen_bill(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DocParams {
     /// `a4` (default) or `a6` (a label).
+    #[param(example = "a4")]
     pub format: Option<String>,
 }
 
@@ -383,7 +388,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The printable dispatch document (A4) or label (A6), HTML with print CSS.
-#[utoipa::path(get, path = "/api/v1/bills/{bill_id}/document", tag = "bills", params(("bill_id" = String, Path), DocParams),
+#[utoipa::path(get, path = "/api/v1/bills/{bill_id}/document", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0001"), DocParams),
     responses((status = 200, content_type = "text/html", description = "printable document"), (status = 404, body = Problem)))]
 async fn document(
     State(state): State<AppState>,

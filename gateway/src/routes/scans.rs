@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"qr": "SB10002", "area": "lucknow"}))]
 pub struct ParentBody {
     pub qr: String,
     /// Admins and billers name the area of a new parent; dispatchers use their own.
@@ -70,6 +71,7 @@ async fn scan_parent(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"parent_qr": "SB10002", "child_qr": "CH200001"}))]
 pub struct ChildBody {
     pub parent_qr: String,
     /// The child's QR, or the whole printed label text.
@@ -112,6 +114,7 @@ async fn scan_child(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"parent_qr": "SB10002"}))]
 pub struct UndoBody {
     pub parent_qr: String,
 }
@@ -183,7 +186,7 @@ async fn list_scans(
 /// Live scans as Server-Sent Events (`event: scan`), one upstream stream per gateway fanned out to
 /// every viewer; dispatchers see their own area. Heartbeats keep proxies from closing it; the
 /// viewer's session is re-checked while it stays open.
-#[utoipa::path(get, path = "/api/v1/scans/live", tag = "scans",
+#[utoipa::path(get, path = "/api/v1/scans/live", tag = "scans", operation_id = "live_scans",
     responses((status = 200, content_type = "text/event-stream", description = "one `scan` event per scan")))]
 async fn live(
     State(state): State<AppState>,

@@ -130,7 +130,7 @@ async fn get_dashboard(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Jso
 }
 
 /// Dashboard figures as Server-Sent Events (`event: dashboard`) whenever they change.
-#[utoipa::path(get, path = "/api/v1/stats/live", tag = "stats",
+#[utoipa::path(get, path = "/api/v1/stats/live", tag = "stats", operation_id = "live_dashboard",
     responses((status = 200, content_type = "text/event-stream", description = "`dashboard` events")))]
 async fn live(
     State(state): State<AppState>,
@@ -215,7 +215,9 @@ pub async fn pump_live_dashboard(state: AppState, mut stop: tokio::sync::watch::
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct HourParams {
     /// 1–14 (default 14).
+    #[param(example = 7)]
     pub days: Option<u32>,
+    #[param(example = "lucknow")]
     pub area: Option<String>,
 }
 
@@ -275,7 +277,8 @@ pub struct UserActivity {
 }
 
 /// A user's activity (admin).
-#[utoipa::path(get, path = "/api/v1/stats/users/{id}/activity", tag = "stats", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/stats/users/{id}/activity", tag = "stats",
+    params(("id" = String, Path, example = json!(crate::routes::users::EXAMPLE_USER_ID))),
     responses((status = 200, body = UserActivity), (status = 403, body = Problem)))]
 async fn user_activity(
     State(state): State<AppState>,
@@ -376,7 +379,7 @@ async fn audit(
 }
 
 /// Everything that happened to one bag, oldest first.
-#[utoipa::path(get, path = "/api/v1/bags/{qr}/history", tag = "bags", params(("qr" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/bags/{qr}/history", tag = "bags", params(("qr" = String, Path, example = "SB10001")),
     responses((status = 200, body = Vec<AuditEvent>)))]
 async fn bag_history(
     State(state): State<AppState>,

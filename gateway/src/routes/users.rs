@@ -25,6 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_password))
 }
 
+/// The user id in this module's examples (a documentation placeholder; a test seeding its own
+/// user substitutes that user's id).
+pub const EXAMPLE_USER_ID: &str = "01936f3e-8a4b-7c2d-9e1f-0a1b2c3d4e5f";
+
 fn role(name: &str) -> Result<i32, ApiError> {
     role_value(name).map(|r| r as i32).ok_or_else(|| {
         ApiError::new(
@@ -71,6 +75,8 @@ async fn list_users(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"username": "ravi", "email": "ravi@example.in", "password": "Kharif-Sowing-88",
+    "role": "dispatcher", "dispatch_area": "lucknow"}))]
 pub struct CreateUserBody {
     pub username: String,
     #[serde(default)]
@@ -110,7 +116,7 @@ async fn create_user(
 }
 
 /// One user.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, example = json!(EXAMPLE_USER_ID))),
     responses((status = 200, body = User), (status = 404, body = Problem)))]
 async fn get_user(
     State(state): State<AppState>,
@@ -127,6 +133,7 @@ async fn get_user(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "meena@example.in", "dispatch_area": "indore"}))]
 pub struct UpdateUserBody {
     pub email: Option<String>,
     pub role: Option<String>,
@@ -135,7 +142,7 @@ pub struct UpdateUserBody {
 }
 
 /// Change a user's email, role, area or active flag.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)), request_body = UpdateUserBody,
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, example = json!(EXAMPLE_USER_ID))), request_body = UpdateUserBody,
     responses((status = 200, body = User), (status = 409, body = Problem, description = "last_admin, self_change_forbidden")))]
 async fn update_user(
     State(state): State<AppState>,
@@ -161,7 +168,7 @@ async fn update_user(
 }
 
 /// Deactivate a user (never deleted); their sessions end.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, example = json!(EXAMPLE_USER_ID))),
     responses((status = 200, body = User), (status = 409, body = Problem, description = "last_admin")))]
 async fn deactivate_user(
     State(state): State<AppState>,
@@ -179,7 +186,7 @@ async fn deactivate_user(
 }
 
 /// Unlock one user locked by failed logins.
-#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", params(("id" = String, Path, example = json!(EXAMPLE_USER_ID))),
     responses((status = 200, body = User)))]
 async fn unlock_user(
     State(state): State<AppState>,
@@ -217,13 +224,14 @@ async fn unlock_all(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<U
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"password": "Rabi-Season-2025"}))]
 pub struct ResetBody {
     /// A temporary password; the user must change it at next login.
     pub password: String,
 }
 
 /// Reset a user's password to a temporary one.
-#[utoipa::path(post, path = "/api/v1/users/{id}/reset-password", tag = "users", params(("id" = String, Path)), request_body = ResetBody,
+#[utoipa::path(post, path = "/api/v1/users/{id}/reset-password", tag = "users", params(("id" = String, Path, example = json!(EXAMPLE_USER_ID))), request_body = ResetBody,
     responses((status = 200, body = User), (status = 400, body = Problem, description = "weak_password")))]
 async fn reset_password(
     State(state): State<AppState>,
