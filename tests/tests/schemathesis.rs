@@ -1,0 +1,345 @@
+//! Schemathesis (from PyPI, in the project's `.venv`: `scripts/venv.sh`, run by `make test`)
+//! against the gateway's OpenAPI document on the real stack, once authenticated as an admin and
+//! once as a dispatcher: no 5xx, no answer the document does not describe (status, content type,
+//! body schema), and a 2xx on every operation across the two runs.
+//!
+//! The document's examples name known objects (parent `SB10001` on bill `BILL-0001`, a bag to
+//! delete, a bill to complete, …); this test seeds exactly those, one object per destructive
+//! operation, so the order schemathesis runs them in does not matter. The examples phase runs
+//! first and reaches the 2xx; coverage and fuzzing then throw everything else at every operation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+use tracetrack_tests::*;
+
+/// The password of the documented login and change-password examples.
+const EXAMPLE_PASSWORD: &str = "Mustard-Field-42";
+/// Test cases per operation and phase: about a minute per run on two cores. Generation is
+/// derandomized (`--generation-deterministic`), so a failure reproduces.
+const MAX_EXAMPLES: &str = "15";
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance";
+
+struct Api<'a> {
+    client: Client,
+    gw: &'a Gateway,
+}
+
+impl Api<'_> {
+    /// A call that must succeed; its JSON answer (Null when empty).
+    async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .client
+            .request(method.clone(), self.gw.url(path))
+            .bearer_auth(token);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "seeding {method} {path} {body:?}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        self.ok(Method::POST, path, token, Some(body)).await
+    }
+
+    async fn login(&self, username: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.gw.url("/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "login {username}: {}", r.status());
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn user(&self, admin: &str, username: &str, role: &str, password: &str) -> String {
+        let u = self
+            .post(
+                "/api/v1/users",
+                admin,
+                json!({"username": username, "email": format!("{username}@example.in"),
+                       "password": password, "role": role, "dispatch_area": "lucknow"}),
+            )
+            .await;
+        u["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn parent(&self, token: &str, qr: &str, children: &[&str]) {
+        self.post(
+            "/api/v1/scans/parent",
+            token,
+            json!({"qr": qr, "area": "lucknow"}),
+        )
+        .await;
+        for c in children {
+            self.post(
+                "/api/v1/scans/child",
+                token,
+                json!({"parent_qr": qr, "child_qr": c}),
+            )
+            .await;
+        }
+    }
+
+    async fn bill(&self, token: &str, id: &str, capacity: i32, parents: &[&str]) {
+        self.post(
+            "/api/v1/bills",
+            token,
+            json!({"bill_id": id, "capacity": capacity}),
+        )
+        .await;
+        for p in parents {
+            self.post(
+                &format!("/api/v1/bills/{id}/parents"),
+                token,
+                json!({"parent_qr": p}),
+            )
+            .await;
+        }
+    }
+}
+
+/// Seeds what the document's examples name. Returns the id of the user the user examples act on.
+async fn seed(api: &Api<'_>, admin: &str) -> String {
+    // Login example; the change-password users start with the same password.
+    api.user(admin, "asha", "dispatcher", EXAMPLE_PASSWORD)
+        .await;
+    api.user(admin, "pw_admin_run", "dispatcher", EXAMPLE_PASSWORD)
+        .await;
+    api.user(admin, "pw_dispatcher_run", "dispatcher", EXAMPLE_PASSWORD)
+        .await;
+    api.user(admin, "dina", "dispatcher", USER_PASSWORD).await;
+    let target = api.user(admin, "meena", "dispatcher", USER_PASSWORD).await;
+
+    // Bags (mustard parents, lucknow): looked up; scanned into; unlinked from; moved; deleted;
+    // and the parents of the bills below.
+    api.parent(admin, "SB10001", &["CH100001", "CH100002", "CH100003"])
+        .await;
+    api.parent(admin, "SB10002", &["CH200002"]).await;
+    api.parent(admin, "SB10004", &["CH400001"]).await;
+    api.parent(admin, "SB10005", &[]).await;
+    api.parent(admin, "SB10006", &["CH500001"]).await;
+    for qr in ["SB10007", "SB10008", "SB10009", "SB10010", "SB10011"] {
+        api.parent(admin, qr, &[]).await;
+    }
+    // Bills: looked up and edited; completed; reopened; loaded; unloaded; deleted.
+    api.bill(admin, "BILL-0001", 5, &["SB10001"]).await;
+    api.bill(admin, "BILL-0003", 1, &["SB10008"]).await;
+    api.bill(admin, "BILL-0004", 1, &["SB10009"]).await;
+    api.post("/api/v1/bills/BILL-0004/complete", admin, json!({}))
+        .await;
+    api.bill(admin, "BILL-0005", 2, &[]).await;
+    api.bill(admin, "BILL-0006", 1, &["SB10011"]).await;
+    api.bill(admin, "BILL-0007", 1, &[]).await;
+    target
+}
+
+fn venv_st() -> PathBuf {
+    let st = repo_root().join(".venv/bin/st");
+    assert!(
+        st.exists(),
+        "{} is missing: run `bash scripts/venv.sh` (make test does)",
+        st.display()
+    );
+    st
+}
+
+/// One schemathesis run; panics with its output unless it exits 0. Returns its NDJSON report.
+async fn run_st(
+    dir: &Path,
+    name: &str,
+    document: &Path,
+    gw: &Gateway,
+    token: &str,
+    phases: &str,
+    env: &[(&str, &str)],
+) -> PathBuf {
+    let report = dir.join(format!("{name}.ndjson"));
+    let config = repo_root().join("tests/python/schemathesis.toml");
+    let mut cmd = tokio::process::Command::new(venv_st());
+    cmd.arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(document)
+        .args(["--url", &gw.url("")])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", CHECKS])
+        .args(["--phases", phases])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .arg("--generation-deterministic")
+        .args(["--workers", "1"])
+        .args(["--request-timeout", "10"])
+        .arg("--no-color")
+        .args(["--report", "ndjson"])
+        .arg("--report-ndjson-path")
+        .arg(&report)
+        .current_dir(dir)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("--- schemathesis as {name} ---\n{stdout}");
+    assert!(
+        out.status.success(),
+        "schemathesis as {name} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
+/// Every operation's statuses in an NDJSON report, by "METHOD /path".
+fn statuses(report: &Path, seen: &mut BTreeMap<String, BTreeSet<u16>>) {
+    let text = std::fs::read_to_string(report).unwrap();
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        let Some(recorder) = event
+            .get("ScenarioFinished")
+            .and_then(|s| s.get("recorder"))
+        else {
+            continue;
+        };
+        let label = recorder["label"].as_str().unwrap_or_default().to_owned();
+        let Some(interactions) = recorder.get("interactions").and_then(Value::as_object) else {
+            continue;
+        };
+        for i in interactions.values() {
+            if let Some(code) = i["response"]["status_code"].as_u64() {
+                seen.entry(label.clone()).or_default().insert(code as u16);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_as_admin_and_dispatcher() {
+    venv_st(); // fail fast when the venv is missing
+    let stack = BillingStack::start(1, 1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    let billing_url = stack.billings[0].url();
+    let gw = Gateway::start(&stack, |s| {
+        s.billing_url = billing_url;
+        s.stats_url = stats.url();
+        // Schemathesis fires far more than a scanner: the limits are tested in gateway.rs.
+        s.rate_limits.enabled = false;
+    })
+    .await;
+    let api = Api {
+        client: Client::new(),
+        gw: &gw,
+    };
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let target = seed(&api, &admin).await;
+    let dina = api.login("dina", USER_PASSWORD).await;
+    // Something for each run to undo: its own newest link.
+    api.post(
+        "/api/v1/scans/child",
+        &dina,
+        json!({"parent_qr": "SB10002", "child_qr": "CH200003"}),
+    )
+    .await;
+
+    // The live document, with the placeholder user id of its examples replaced by the seeded
+    // user's (schemathesis sends explicit examples as they are).
+    let doc = api
+        .client
+        .get(gw.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let placeholder = tracetrack_gateway::routes::users::EXAMPLE_USER_ID;
+    assert!(doc.contains(placeholder));
+    let dir = std::env::temp_dir().join(format!("tt-schemathesis-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let document = dir.join("openapi.json");
+    std::fs::write(&document, doc.replace(placeholder, &target)).unwrap();
+    let operations: BTreeSet<String> = {
+        let d: Value = serde_json::from_str(&doc).unwrap();
+        d["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| format!("{} {path}", m.to_uppercase()))
+            })
+            .collect()
+    };
+
+    // Every session first: the admin run may deactivate the users it finds.
+    let admin_logout = api.login("admin", ADMIN_PASSWORD).await;
+    let admin_password = api.login("pw_admin_run", EXAMPLE_PASSWORD).await;
+    let dina_logout = api.login("dina", USER_PASSWORD).await;
+    let dina_password = api.login("pw_dispatcher_run", EXAMPLE_PASSWORD).await;
+    let mut seen = BTreeMap::new();
+    // The dispatcher first, without the stateful phase: its links (a list's QR scanned into) could
+    // reach the objects the admin's examples need. The admin's run ends with the stateful phase,
+    // after its examples have run.
+    let report = run_st(
+        &dir,
+        "dispatcher",
+        &document,
+        &gw,
+        &dina,
+        "examples,coverage,fuzzing",
+        &[
+            ("TT_ST_LOGOUT_TOKEN", &dina_logout),
+            ("TT_ST_PASSWORD_TOKEN", &dina_password),
+        ],
+    )
+    .await;
+    statuses(&report, &mut seen);
+    let report = run_st(
+        &dir,
+        "admin",
+        &document,
+        &gw,
+        &admin,
+        "examples,coverage,fuzzing,stateful",
+        &[
+            ("TT_ST_LOGOUT_TOKEN", &admin_logout),
+            ("TT_ST_PASSWORD_TOKEN", &admin_password),
+        ],
+    )
+    .await;
+    statuses(&report, &mut seen);
+
+    let missing: Vec<String> = operations
+        .iter()
+        .filter(|op| {
+            !seen
+                .get(*op)
+                .is_some_and(|s| s.iter().any(|c| (200..300).contains(c)))
+        })
+        .map(|op| format!("{op}: {:?}", seen.get(op)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations never answered 2xx: {missing:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
