@@ -60,7 +60,7 @@ async fn get_bag(
 pub struct SearchParams {
     /// parent or child.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = "^(parent|child)?$")]
     pub kind: Option<String>,
     pub area: Option<String>,
     /// QR prefix.
@@ -68,7 +68,9 @@ pub struct SearchParams {
     pub linked: Option<bool>,
     pub billed: Option<bool>,
     /// Created from (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -134,6 +136,7 @@ pub struct RegisterBody {
     pub qr: String,
     /// parent or child.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(parent|child)$")]
     pub kind: String,
     pub area: String,
 }

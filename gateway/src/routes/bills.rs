@@ -131,10 +131,14 @@ fn one(b: Option<pb::Bill>) -> ApiResult<Json<Bill>> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
+    /// new, processing, completing, completed or reopening.
+    #[param(pattern = "^(new|processing|completing|completed|reopening)?$")]
     pub status: Option<String>,
     /// Bill id prefix.
     pub q: Option<String>,
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
     pub created_by: Option<String>,
     pub page_size: Option<u32>,
@@ -171,6 +175,7 @@ async fn list_bills(
 pub struct CreateBillBody {
     pub bill_id: String,
     /// 1–500 parent bags (default 1).
+    #[schema(minimum = 1, maximum = 500)]
     pub capacity: Option<i32>,
     pub description: Option<String>,
     pub destination: Option<String>,
@@ -230,6 +235,8 @@ pub struct UpdateBillBody {
     pub description: Option<String>,
     pub destination: Option<String>,
     pub vehicle_number: Option<String>,
+    /// 1–500 parent bags, never below the parents attached.
+    #[schema(minimum = 1, maximum = 500)]
     pub capacity: Option<i32>,
 }
 
@@ -376,7 +383,7 @@ async fn reopen_bill(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DocParams {
     /// `a4` (default) or `a6` (a label).
-    #[param(example = "a4")]
+    #[param(example = "a4", pattern = "^(a4|a6)$")]
     pub format: Option<String>,
 }
 

@@ -34,8 +34,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct EpcisParams {
     /// Events at or after this time (RFC 3339); default: the beginning.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Events before this time (RFC 3339); default: when the export starts.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 

@@ -154,7 +154,9 @@ pub struct ScanParams {
     /// Parent or child QR.
     pub qr: Option<String>,
     /// RFC 3339.
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,

@@ -348,7 +348,9 @@ pub struct AuditParams {
     pub user_id: Option<String>,
     /// An event type, or a prefix ending in "." (e.g. `auth.`).
     pub action: Option<String>,
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
     pub page_size: Option<u32>,
     pub page_token: Option<String>,

@@ -42,6 +42,7 @@ fn role(name: &str) -> Result<i32, ApiError> {
 pub struct ListParams {
     /// Username prefix.
     pub q: Option<String>,
+    #[param(pattern = "^(admin|biller|dispatcher)?$")]
     pub role: Option<String>,
     pub include_inactive: Option<bool>,
     pub page_size: Option<u32>,
@@ -82,6 +83,7 @@ pub struct CreateUserBody {
     #[serde(default)]
     pub email: String,
     pub password: String,
+    #[schema(pattern = "^(admin|biller|dispatcher)$")]
     pub role: String,
     pub dispatch_area: Option<String>,
 }
@@ -136,6 +138,7 @@ async fn get_user(
 #[schema(example = json!({"email": "meena@example.in", "dispatch_area": "indore"}))]
 pub struct UpdateUserBody {
     pub email: Option<String>,
+    #[schema(pattern = "^(admin|biller|dispatcher)$")]
     pub role: Option<String>,
     pub dispatch_area: Option<String>,
     pub active: Option<bool>,
