@@ -275,8 +275,10 @@ pub struct BagParams {
     /// Parents on a bill or not.
     pub billed: Option<bool>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -314,8 +316,10 @@ pub struct BillParams {
     /// Bill id prefix (case-insensitive).
     pub q: Option<String>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// The creator's user id.
     pub created_by: Option<String>,
@@ -360,8 +364,10 @@ pub struct ScanParams {
     /// Parent or child QR.
     pub qr: Option<String>,
     /// At or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 

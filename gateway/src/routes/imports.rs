@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ImportParams {
     /// The dispatch area every bag of the workbook goes into.
+    #[param(example = "lucknow")]
     pub area: Option<String>,
     /// Parse and report only; write nothing.
     pub dry_run: Option<bool>,
