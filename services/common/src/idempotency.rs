@@ -52,7 +52,8 @@ pub fn derive_key(parent_key: &str, scope: &str, purpose: &str) -> String {
     format!("d-{}", hex::encode(&h.finalize()[..16]))
 }
 
-fn request_hash(rpc: &str, request: &impl Message) -> Vec<u8> {
+/// What identifies a request under a key: the RPC and the request's bytes.
+pub fn request_hash(rpc: &str, request: &impl Message) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(rpc.as_bytes());
     h.update([0]);
@@ -88,6 +89,21 @@ pub async fn begin<M: Message + Default>(
     if claimed.is_some() {
         return Ok(Begin::New);
     }
+    stored(conn, schema, scope, key, &hash)
+        .await
+        .map(Begin::Replay)
+}
+
+/// The answer stored under `key` by an earlier request (committed), checked against this
+/// request's hash: `idempotency_key_reused` for a different request, `conflict` while the first
+/// is still running.
+pub async fn stored<M: Message + Default>(
+    conn: &mut PgConnection,
+    schema: &str,
+    scope: &str,
+    key: &str,
+    hash: &[u8],
+) -> AppResult<M> {
     let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(&format!(
         r#"SELECT request_hash, response FROM "{schema}".idempotency_keys WHERE scope = $1 AND key = $2"#
     ))
@@ -107,9 +123,7 @@ pub async fn begin<M: Message + Default>(
             "the first request with this key is still running",
         )
     })?;
-    M::decode(bytes.as_slice())
-        .map(Begin::Replay)
-        .map_err(AppError::internal)
+    M::decode(bytes.as_slice()).map_err(AppError::internal)
 }
 
 /// Stores the answer with the key, in the same transaction as the change.

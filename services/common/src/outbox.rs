@@ -38,13 +38,21 @@ pub struct NewEvent<'a> {
     pub payload: serde_json::Value,
 }
 
-/// Writes an event in the caller's transaction. Returns its id.
-pub async fn enqueue(
-    conn: &mut PgConnection,
-    schema: &str,
-    source: &str,
-    event: NewEvent<'_>,
-) -> AppResult<Uuid> {
+/// An outbox row, ready to be written by a statement of the caller's (see [`prepare`]).
+pub struct Prepared {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub aggregate_id: String,
+    pub envelope: Vec<u8>,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+/// The columns of an outbox row, in [`Prepared`]'s order, for callers that write the row inside
+/// a statement of their own (one round trip for a change and its event).
+pub const OUTBOX_COLUMNS: &str = "event_id, event_type, aggregate_id, envelope, created_at";
+
+/// Builds an event's outbox row without writing it.
+pub fn prepare(source: &str, event: NewEvent<'_>) -> Prepared {
     let event_id = Uuid::now_v7();
     let now = Utc::now();
     let envelope = EventEnvelope {
@@ -62,18 +70,35 @@ pub async fn enqueue(
         payload_json: event.payload.to_string(),
         traceparent: crate::telemetry::current_traceparent().unwrap_or_default(),
     };
+    Prepared {
+        event_id,
+        event_type: event.event_type.to_owned(),
+        aggregate_id: event.aggregate_id.to_owned(),
+        envelope: envelope.encode_to_vec(),
+        created_at: now,
+    }
+}
+
+/// Writes an event in the caller's transaction. Returns its id.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    schema: &str,
+    source: &str,
+    event: NewEvent<'_>,
+) -> AppResult<Uuid> {
+    let row = prepare(source, event);
     sqlx::query(&format!(
         r#"INSERT INTO "{schema}".outbox (event_id, event_type, aggregate_id, envelope, created_at)
            VALUES ($1, $2, $3, $4, $5)"#
     ))
-    .bind(event_id)
-    .bind(event.event_type)
-    .bind(event.aggregate_id)
-    .bind(envelope.encode_to_vec())
-    .bind(now)
+    .bind(row.event_id)
+    .bind(&row.event_type)
+    .bind(&row.aggregate_id)
+    .bind(&row.envelope)
+    .bind(row.created_at)
     .execute(&mut *conn)
     .await?;
-    Ok(event_id)
+    Ok(row.event_id)
 }
 
 /// id, event id, type, aggregate id, envelope, created at.

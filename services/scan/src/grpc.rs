@@ -10,13 +10,13 @@
 //! 3. Call bag-registry with the end user's token, scan's service token, and a key derived
 //!    deterministically from the client's key (or a fresh one when the client sent none).
 //!    No transaction is open during this call: a slow registry holds no database connection.
-//! 4. One transaction: claim the idempotency key (`idempotency::begin`), append the scan event,
-//!    store the answer (`idempotency::finish`) and write the `scan.recorded` outbox row;
-//!    commit. If `begin` finds that a concurrent request with the same key committed first, its
-//!    answer is returned and this one records nothing. Both made the same registry call with
+//! 4. One statement, so one round trip and one commit ([`store::record`]): claim the
+//!    idempotency key with the answer, append the scan event and write the `scan.recorded`
+//!    outbox row. If a concurrent request with the same key committed first, its answer is
+//!    read and returned, and this one records nothing. Both made the same registry call with
 //!    the same derived key, which bag-registry answers once, so nothing happened twice.
 //! 5. A refusal (or a failure) of the registry is recorded too, with the error code as its
-//!    outcome, in a transaction of its own (event plus outbox row), and then returned to the
+//!    outcome, in a statement of its own (event plus outbox row), and then returned to the
 //!    caller unchanged. Refusals are not stored under the idempotency key: a retry with the
 //!    same key tries again.
 //!
@@ -30,7 +30,7 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -321,16 +321,10 @@ impl Scan {
         })
     }
 
-    async fn enqueue(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Caller,
-        ev: &ScanEventRow,
-    ) -> AppResult<()> {
+    /// The `scan.recorded` outbox row of `ev`.
+    fn event_row(caller: &Caller, ev: &ScanEventRow) -> AppResult<outbox::Prepared> {
         let payload = serde_json::to_value(ev).map_err(AppError::internal)?;
-        outbox::enqueue(
-            conn,
-            SCHEMA,
+        Ok(outbox::prepare(
             SERVICE,
             NewEvent {
                 event_type: EVENT_TYPE,
@@ -340,9 +334,7 @@ impl Scan {
                 actor: caller.actor(),
                 payload,
             },
-        )
-        .await?;
-        Ok(())
+        ))
     }
 
     fn stamp(ev: &mut ScanEventRow, outcome: &str) {
@@ -370,22 +362,27 @@ impl Scan {
         resp: R,
     ) -> AppResult<R> {
         let scope = caller.scope();
-        let mut tx = self.pool().begin().await?;
-        if let Some(key) = caller.idempotency_key.as_deref() {
-            if let Begin::Replay(first) =
-                idempotency::begin::<R>(&mut tx, SCHEMA, &scope, key, kind.rpc(), req).await?
-            {
-                return Ok(first);
-            }
-        }
         Self::stamp(&mut ev, outcome);
-        store::insert_event(&mut tx, &ev).await?;
-        self.enqueue(&mut tx, caller, &ev).await?;
-        if let Some(key) = caller.idempotency_key.as_deref() {
-            idempotency::finish(&mut tx, SCHEMA, &scope, key, &resp).await?;
+        let event = Self::event_row(caller, &ev)?;
+        let Some(key) = caller.idempotency_key.as_deref() else {
+            store::record(self.pool(), &ev, &event, None).await?;
+            return Ok(resp);
+        };
+        let hash = idempotency::request_hash(kind.rpc(), req);
+        let response = resp.encode_to_vec();
+        let claim = store::Claim {
+            scope: &scope,
+            key,
+            request_hash: &hash,
+            response: &response,
+        };
+        if store::record(self.pool(), &ev, &event, Some(claim)).await? {
+            return Ok(resp);
         }
-        tx.commit().await?;
-        Ok(resp)
+        // A request with the same key got there first (both made the same registry call, which
+        // bag-registry answered once): its answer, and nothing recorded twice.
+        let mut conn = self.pool().acquire().await?;
+        idempotency::stored::<R>(&mut conn, SCHEMA, &scope, key, &hash).await
     }
 
     /// Records a failed attempt (event and outbox row, committed), then hands back the error
@@ -398,11 +395,8 @@ impl Scan {
     ) -> AppError {
         Self::stamp(&mut ev, err.code.as_str());
         let written = async {
-            let mut tx = self.pool().begin().await?;
-            store::insert_event(&mut tx, &ev).await?;
-            self.enqueue(&mut tx, caller, &ev).await?;
-            tx.commit().await?;
-            AppResult::Ok(())
+            let event = Self::event_row(caller, &ev)?;
+            store::record(self.pool(), &ev, &event, None).await
         }
         .await;
         if let Err(e) = written {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
-use tracetrack_common::AppResult;
+use tracetrack_common::{idempotency, outbox, AppResult};
 use uuid::Uuid;
 
 /// One scan attempt, as stored in `scan.scan_events` and as sent, JSON encoded, in the
@@ -38,28 +38,79 @@ pub struct ScanEventRow {
 const COLUMNS: &str = "id, occurred_at, user_id, username, kind, area, parent_qr, child_qr, \
      raw_input, outcome, parent_child_count, parent_capacity, idempotency_key";
 
-/// Appends one event in the caller's transaction.
-pub async fn insert_event(conn: &mut PgConnection, e: &ScanEventRow) -> AppResult<()> {
-    sqlx::query(&format!(
-        "INSERT INTO scan.scan_events ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(e.id)
-    .bind(e.occurred_at)
-    .bind(e.user_id)
-    .bind(&e.username)
-    .bind(&e.kind)
-    .bind(&e.area)
-    .bind(&e.parent_qr)
-    .bind(&e.child_qr)
-    .bind(&e.raw_input)
-    .bind(&e.outcome)
-    .bind(e.parent_child_count)
-    .bind(e.parent_capacity)
-    .bind(&e.idempotency_key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// The idempotency part of [`record`]: the client's key, its request's hash and the answer.
+pub struct Claim<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a [u8],
+    pub response: &'a [u8],
+}
+
+/// Records a scan in ONE statement (its own transaction: one round trip, one commit): the
+/// event, its outbox row and, with a key, the key claimed with the answer. With a key that an
+/// earlier request holds, nothing is written and the answer is `false` (the caller then reads
+/// the earlier answer); otherwise `true`. An expired key is taken over.
+pub async fn record(
+    pool: &sqlx::PgPool,
+    e: &ScanEventRow,
+    event: &outbox::Prepared,
+    claim: Option<Claim<'_>>,
+) -> AppResult<bool> {
+    let oc = outbox::OUTBOX_COLUMNS;
+    let sql = if claim.is_some() {
+        format!(
+            r#"WITH k AS (
+                 INSERT INTO scan.idempotency_keys AS k (scope, key, request_hash, response)
+                 VALUES ($19, $20, $21, $22)
+                 ON CONFLICT (scope, key) DO UPDATE
+                    SET request_hash = EXCLUDED.request_hash, response = EXCLUDED.response, created_at = now()
+                    WHERE k.created_at < now() - make_interval(hours => {ttl})
+                 RETURNING 1),
+               e AS (
+                 INSERT INTO scan.scan_events ({COLUMNS})
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE EXISTS (SELECT 1 FROM k)),
+               o AS (
+                 INSERT INTO scan.outbox ({oc})
+                 SELECT $14, $15, $16, $17, $18 WHERE EXISTS (SELECT 1 FROM k))
+             SELECT EXISTS (SELECT 1 FROM k)"#,
+            ttl = idempotency::TTL_HOURS
+        )
+    } else {
+        format!(
+            r#"WITH e AS (
+                 INSERT INTO scan.scan_events ({COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13))
+             INSERT INTO scan.outbox ({oc}) VALUES ($14, $15, $16, $17, $18)
+             RETURNING true"#
+        )
+    };
+    let mut q = sqlx::query_scalar::<_, bool>(&sql)
+        .bind(e.id)
+        .bind(e.occurred_at)
+        .bind(e.user_id)
+        .bind(&e.username)
+        .bind(&e.kind)
+        .bind(&e.area)
+        .bind(&e.parent_qr)
+        .bind(&e.child_qr)
+        .bind(&e.raw_input)
+        .bind(&e.outcome)
+        .bind(e.parent_child_count)
+        .bind(e.parent_capacity)
+        .bind(&e.idempotency_key)
+        .bind(event.event_id)
+        .bind(&event.event_type)
+        .bind(&event.aggregate_id)
+        .bind(&event.envelope)
+        .bind(event.created_at);
+    if let Some(c) = &claim {
+        q = q
+            .bind(c.scope)
+            .bind(c.key)
+            .bind(c.request_hash)
+            .bind(c.response);
+    }
+    Ok(q.fetch_one(pool).await?)
 }
 
 /// What ListScans asks for; every filter is optional.
