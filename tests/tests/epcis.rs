@@ -258,6 +258,9 @@ async fn the_export_of_a_known_scenario_validates_and_holds_the_events_in_order(
     let gw = Gateway::start(&stack, |s| {
         s.stats_url = stats.url();
         s.billing_url = billing;
+        // 30 child scans by one user back to back can pass the per-user limit (30/s) on a fast
+        // machine; the limits have their own tests in gateway.rs.
+        s.rate_limits.enabled = false;
     })
     .await;
     let c = Client::new();
