@@ -48,7 +48,7 @@ use futures::StreamExt;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
-use tracetrack_common::caller::{Caller, CallerResolver, UserIdentity};
+use tracetrack_common::caller::{AreaView as View, Caller, CallerResolver, UserIdentity};
 use tracetrack_common::client::{self, Intercepted};
 use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
@@ -316,34 +316,6 @@ pub fn maybe_applied(code: ErrorCode) -> bool {
             | ErrorCode::Internal
             | ErrorCode::Overloaded
     )
-}
-
-/// Which parents of a bill a user sees: dispatchers their own area's, everyone else all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum View {
-    All,
-    Area(String),
-    Nothing,
-}
-
-impl View {
-    fn of(user: &UserIdentity) -> Self {
-        if !user.role.is_area_scoped() {
-            return View::All;
-        }
-        match &user.area {
-            Some(a) => View::Area(a.clone()),
-            None => View::Nothing,
-        }
-    }
-
-    fn sees(&self, area: &str) -> bool {
-        match self {
-            View::All => true,
-            View::Area(a) => a == area,
-            View::Nothing => false,
-        }
-    }
 }
 
 fn encode_token(at: DateTime<Utc>, id: &str) -> String {

@@ -296,3 +296,32 @@ impl TokenVerifier for RemoteVerifier {
         Ok(Some(resp.service))
     }
 }
+
+/// What an end user may see of area-bound data (scans, a bill's parents): dispatchers their own
+/// area's, everyone else all; an area-scoped user without an area sees nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AreaView {
+    All,
+    Area(String),
+    Nothing,
+}
+
+impl AreaView {
+    pub fn of(user: &UserIdentity) -> Self {
+        if !user.role.is_area_scoped() {
+            return AreaView::All;
+        }
+        match &user.area {
+            Some(a) => AreaView::Area(a.clone()),
+            None => AreaView::Nothing,
+        }
+    }
+
+    pub fn sees(&self, area: &str) -> bool {
+        match self {
+            AreaView::All => true,
+            AreaView::Area(a) => a == area,
+            AreaView::Nothing => false,
+        }
+    }
+}

@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracetrack_common::caller::{Caller, CallerResolver, UserIdentity};
+use tracetrack_common::caller::{AreaView as View, Caller, CallerResolver, UserIdentity};
 use tracetrack_common::client::{self, Intercepted};
 use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
@@ -189,34 +189,6 @@ fn registry_error(status: &Status) -> AppError {
             "the bag registry did not answer in time, try again",
         ),
         _ => err,
-    }
-}
-
-/// Which events a user may see: dispatchers their own area's, everyone else all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum View {
-    All,
-    Area(String),
-    Nothing,
-}
-
-impl View {
-    fn of(user: &UserIdentity) -> Self {
-        if !user.role.is_area_scoped() {
-            return View::All;
-        }
-        match &user.area {
-            Some(a) => View::Area(a.clone()),
-            None => View::Nothing,
-        }
-    }
-
-    fn sees(&self, area: &str) -> bool {
-        match self {
-            View::All => true,
-            View::Area(a) => a == area,
-            View::Nothing => false,
-        }
     }
 }
 

@@ -334,7 +334,7 @@ impl StatsHandler {
     pub async fn record_many(
         &self,
         conn: &mut PgConnection,
-        events: &[(&EventEnvelope, Value)],
+        events: &[(&EventEnvelope, &Value)],
     ) -> Result<(), ApplyError> {
         use prost::Message;
         if events.is_empty() {
@@ -500,11 +500,11 @@ impl StatsHandler {
         }
         let bad = self.project_many(conn, &good).await?;
         let bad_set: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
-        let kept: Vec<(&EventEnvelope, Value)> = good
+        let kept: Vec<(&EventEnvelope, &Value)> = good
             .iter()
             .enumerate()
             .filter(|(i, _)| !bad_set.contains(i))
-            .map(|(_, (e, p))| (*e, p.clone()))
+            .map(|(_, (e, p))| (*e, p))
             .collect();
         self.record_many(conn, &kept).await?;
         if let Some(newest) = kept.iter().filter_map(|(e, _)| occurred_at(e).ok()).max() {
