@@ -112,7 +112,8 @@ start billing tracetrack-billing "$BILLING_PORT" "$BILLING_ADMIN_PORT" tt_billin
   TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 
 start stats tracetrack-stats "$STATS_PORT" "$STATS_ADMIN_PORT" tt_stats \
-  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_STATS"
+  TRACETRACK_AUTH__SERVICE_TOKEN="$TOKEN_STATS" \
+  TRACETRACK_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 
 # The gateway has no database; it is ready when /healthz answers.
 env TRACETRACK_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" TRACETRACK_ADMIN_ADDR="127.0.0.1:$GATEWAY_ADMIN_PORT" \
@@ -138,7 +139,7 @@ cat >&2 <<BANNER
     billing (gRPC)       127.0.0.1:$BILLING_PORT     metrics http://127.0.0.1:$BILLING_ADMIN_PORT/metrics
     stats (gRPC)         127.0.0.1:$STATS_PORT     metrics http://127.0.0.1:$STATS_ADMIN_PORT/metrics
     log in as            admin / $ADMIN_PASSWORD   (kept in $SECRETS)
-    try it               grpcurl -plaintext -d '{"username":"admin","password":"…"}' 127.0.0.1:$AUTH_PORT tracetrack.auth.v1.AuthService/Login
+    try it               curl -s http://127.0.0.1:$GATEWAY_PORT/api/v1/auth/login -H 'content-type: application/json' -d '{"username":"admin","password":"…"}'   (gRPC Login answers only the gateway)
     logs                 $STATE/logs/
     gateway metrics      http://127.0.0.1:$GATEWAY_ADMIN_PORT/metrics
   The web client arrives at http://127.0.0.1:$GATEWAY_PORT/ with its issue; the API answers now.

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), shed))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ErrorCode::Internal, "internal error").into_response()
@@ -82,6 +83,56 @@ async fn readyz(State(state): State<AppState>) -> Response {
             .into_response()
     } else {
         Json(serde_json::json!({"status": "ready"})).into_response()
+    }
+}
+
+/// Overload protection: at most `max_concurrent_requests` requests are handled at once and the
+/// next is refused at once with 429 `overloaded` and `Retry-After` (no unbounded queue); a
+/// request gets `request_timeout_ms`, then 503 `deadline_exceeded` (its upstream calls are
+/// dropped with it, and their `grpc-timeout` tells the services to stop too). Health is
+/// exempt; exports and imports are exempt from the timeout (they run as long as they need).
+/// A live stream counts only until its headers are sent.
+async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    let long = path.starts_with("/api/v1/exports/") || path.starts_with("/api/v1/imports/");
+    let Ok(_permit) = state.0.requests.clone().try_acquire_owned() else {
+        metrics::counter!("gateway_shed_total").increment(1);
+        return ApiError(tracetrack_common::shed::overloaded()).into_response();
+    };
+    let _in_flight = InFlight::new();
+    let timeout = std::time::Duration::from_millis(state.0.settings.request_timeout_ms);
+    if long || timeout.is_zero() {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            metrics::counter!("gateway_timed_out_total").increment(1);
+            ApiError::new(
+                ErrorCode::DeadlineExceeded,
+                "the request took too long, try again",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `gateway_requests_in_flight`: requests holding a place (see [`shed`]).
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        metrics::gauge!("gateway_requests_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("gateway_requests_in_flight").decrement(1.0);
     }
 }
 

@@ -25,13 +25,29 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
     pub cookie_secure: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// The gateway's immediate peer is a proxy that appends the address it saw to
+    /// `X-Forwarded-For` (an ingress controller or load balancer). The client is then the
+    /// right-most address of that header that is not a trusted proxy (`trusted_proxies`); the
+    /// entries left of it are the client's own words and never believed.
     pub trust_forwarded_for: bool,
+    /// Further proxies in front of the gateway, as CIDRs or addresses, comma-separated
+    /// (`10.0.0.0/8,192.168.1.7`): a peer in these is trusted too, and these are skipped when
+    /// walking `X-Forwarded-For` from the right.
+    pub trusted_proxies: String,
     pub rate_limits: RateLimits,
     /// SSE heartbeat interval.
     pub sse_heartbeat_secs: u64,
-    /// How often an open live stream re-checks its viewer's session.
+    /// How often an open live stream re-checks its viewer's session, role and area.
     pub sse_recheck_secs: u64,
+    /// Live streams one user may hold open at once (tabs, phones), and all of them together.
+    pub sse_max_per_user: usize,
+    pub sse_max_total: usize,
+    /// Requests handled at once; past it a request is refused at once with 429 `overloaded`
+    /// (with `Retry-After`) instead of queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take before it is answered 503 `deadline_exceeded` (exports and
+    /// imports, which run as long as they need, excepted).
+    pub request_timeout_ms: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Largest label workbook `POST /api/v1/imports/labels` accepts (that route only).
@@ -59,6 +75,10 @@ pub struct RateLimits {
     pub login_per_ip_per_minute: u64,
     /// Requests per logged-in user per second (a scanner firing 5 scans/s is far below).
     pub user_per_second: u64,
+    /// Failed token checks (a bearer token or cookie auth does not know) per client address per
+    /// minute; past it that address gets 429 before its tokens are checked again. Valid tokens
+    /// are cached and never counted, so a warehouse behind one NAT is not throttled by them.
+    pub bad_tokens_per_ip_per_minute: u64,
 }
 
 impl Default for RateLimits {
@@ -68,6 +88,7 @@ impl Default for RateLimits {
             login_per_account_per_minute: 20,
             login_per_ip_per_minute: 600,
             user_per_second: 30,
+            bad_tokens_per_ip_per_minute: 60,
         }
     }
 }
@@ -87,9 +108,14 @@ impl Default for Settings {
             upstream_timeout_ms: 5000,
             cookie_secure: false,
             trust_forwarded_for: false,
+            trusted_proxies: String::new(),
             rate_limits: RateLimits::default(),
             sse_heartbeat_secs: 15,
             sse_recheck_secs: 30,
+            sse_max_per_user: 8,
+            sse_max_total: 4096,
+            max_concurrent_requests: 1024,
+            request_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
             max_import_bytes: 50 * 1024 * 1024,
             import_timeout_secs: 600,

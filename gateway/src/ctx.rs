@@ -3,7 +3,7 @@
 //! limit; the idempotency key (the client's, or one made here before any retry); the client
 //! address and request id passed on to the services.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -40,24 +40,71 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        if let Some(ip) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+/// Who may tell the gateway the client's address (`X-Forwarded-For`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    /// The immediate peer is always a trusted proxy.
+    pub peer: bool,
+    pub nets: Vec<ipnet::IpNet>,
+}
+
+impl TrustedProxies {
+    pub fn parse(peer: bool, list: &str) -> anyhow::Result<Self> {
+        let nets = list
+            .split(',')
             .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return ip.to_owned();
-        }
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!("trusted_proxies: {s:?} is not an address or CIDR")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { peer, nets })
     }
-    parts
+
+    fn listed(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+    /// right-most `X-Forwarded-For` hop that is not a trusted proxy (what the last trusted proxy
+    /// saw). Entries further left were written by the client and are never taken.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> String {
+        let Some(peer) = peer else {
+            return String::new();
+        };
+        if !(self.peer || self.listed(peer)) {
+            return peer.to_string();
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.listed(ip) => continue,
+                Ok(ip) => return ip.to_string(),
+                // Not an address: nothing a trusted proxy wrote; stop at what we know.
+                Err(_) => break,
+            }
+        }
+        peer.to_string()
+    }
+}
+
+pub fn client_ip(parts: &Parts, proxies: &TrustedProxies) -> String {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default()
+        .map(|c| c.0.ip());
+    proxies.client(peer, &parts.headers)
 }
 
 /// The client's address (the socket peer, or `X-Forwarded-For` behind a trusted proxy).
@@ -70,10 +117,29 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(client_ip(
-            parts,
-            state.0.settings.trust_forwarded_for,
-        )))
+        Ok(ClientIp(client_ip(parts, &state.0.proxies)))
+    }
+}
+
+/// A token the verifier has not seen valid lately: refused early when its client address has
+/// failed too often this minute (a guessing client costs no Authenticate call then), and a
+/// failure is counted against the address. Valid tokens are cached and never get here twice
+/// within the cache's life, so many users behind one NAT are not throttled by their own tokens.
+async fn verify_uncached(
+    state: &AppState,
+    token: &str,
+    ip: &str,
+) -> Result<UserIdentity, ApiError> {
+    let limit = state.0.settings.rate_limits.bad_tokens_per_ip_per_minute;
+    let key = format!("badtoken:{ip}");
+    crate::ratelimit::refuse_over(state, &key, limit, 60).await?;
+    match state.0.verifier.verify_user(token).await? {
+        Some(user) => Ok(user),
+        None => {
+            metrics::counter!("gateway_bad_tokens_total").increment(1);
+            crate::ratelimit::count_failure(state, &key, 60).await;
+            Err(AppError::unauthenticated().into())
+        }
     }
 }
 
@@ -103,12 +169,10 @@ impl FromRequestParts<AppState> for Ctx {
                 None => return Err(AppError::unauthenticated().into()),
             },
         };
-        let user = state
-            .0
-            .verifier
-            .verify_user(&token)
-            .await?
-            .ok_or_else(AppError::unauthenticated)?;
+        let user = match state.0.verifier.cached_user(&token).await {
+            Some(user) => user,
+            None => verify_uncached(state, &token, &client_ip(parts, &state.0.proxies)).await?,
+        };
         if via_cookie && is_unsafe(&parts.method) {
             let sent = parts
                 .headers
@@ -145,7 +209,7 @@ impl FromRequestParts<AppState> for Ctx {
             user,
             token,
             idempotency_key,
-            client_ip: client_ip(parts, state.0.settings.trust_forwarded_for),
+            client_ip: client_ip(parts, &state.0.proxies),
             request_id: current_request_id(),
         })
     }
@@ -181,5 +245,52 @@ impl Ctx {
 
     pub fn is_admin(&self) -> bool {
         self.user.role == tracetrack_domain::Role::Admin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let peer = Some("10.0.0.5".parse().unwrap());
+        // No proxy trusted: the header is ignored.
+        let none = TrustedProxies::default();
+        assert_eq!(none.client(peer, &xff(&["1.2.3.4"])), "10.0.0.5");
+        // The peer is the ingress: what it appended (right-most) is the client; a spoofed
+        // left-most entry is not taken.
+        let ingress = TrustedProxies::parse(true, "").unwrap();
+        assert_eq!(
+            ingress.client(peer, &xff(&["6.6.6.6, 203.0.113.9"])),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            ingress.client(peer, &xff(&["6.6.6.6", "203.0.113.9"])),
+            "203.0.113.9"
+        );
+        assert_eq!(ingress.client(peer, &HeaderMap::new()), "10.0.0.5");
+        // A CDN in front of the ingress: its hops are skipped.
+        let chain = TrustedProxies::parse(false, "10.0.0.0/8, 198.51.100.7").unwrap();
+        assert_eq!(
+            chain.client(peer, &xff(&["6.6.6.6, 203.0.113.9, 198.51.100.7"])),
+            "203.0.113.9"
+        );
+        // A peer outside the list is the client, whatever it says.
+        assert_eq!(
+            chain.client(Some("203.0.113.50".parse().unwrap()), &xff(&["6.6.6.6"])),
+            "203.0.113.50"
+        );
+        // Garbage from the client stops the walk at the last trusted hop's peer.
+        assert_eq!(chain.client(peer, &xff(&["not-an-ip"])), "10.0.0.5");
+        assert!(TrustedProxies::parse(false, "10.0.0.0/33").is_err());
     }
 }

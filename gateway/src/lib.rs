@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod live;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

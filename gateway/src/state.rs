@@ -13,7 +13,6 @@ use tracetrack_proto::auth::v1::user_admin_service_client::UserAdminServiceClien
 use tracetrack_proto::billing::v1::billing_service_client::BillingServiceClient;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::scan::v1::scan_service_client::ScanServiceClient;
-use tracetrack_proto::scan::v1::ScanEvent;
 use tracetrack_proto::stats::v1::stats_service_client::StatsServiceClient;
 use tracetrack_proto::stats::v1::Dashboard;
 
@@ -21,6 +20,8 @@ use crate::config::Settings;
 
 pub struct Inner {
     pub settings: Settings,
+    /// Who may say the client's address (`X-Forwarded-For`).
+    pub proxies: crate::ctx::TrustedProxies,
     pub auth: AuthServiceClient<Intercepted>,
     pub users: UserAdminServiceClient<Intercepted>,
     pub registry: BagRegistryServiceClient<Intercepted>,
@@ -33,7 +34,11 @@ pub struct Inner {
     pub verifier: RemoteVerifier,
     redis: OnceCell<redis::aio::ConnectionManager>,
     /// Every scan, from the one upstream WatchScans stream this gateway holds.
-    pub scans_live: broadcast::Sender<Arc<ScanEvent>>,
+    pub scans_live: broadcast::Sender<Arc<crate::routes::scans::LiveScan>>,
+    /// Open live streams, per user and in all (caps).
+    pub streams: crate::live::Streams,
+    /// Requests being handled now (`max_concurrent_requests`; past it: 429 `overloaded`).
+    pub requests: Arc<tokio::sync::Semaphore>,
     /// The latest all-areas dashboard from the one upstream WatchDashboard stream.
     pub dashboard_live: tokio::sync::watch::Sender<Option<Arc<Dashboard>>>,
     /// True once shutdown has begun: `/readyz` answers 503 and live streams end (browsers
@@ -57,7 +62,7 @@ impl AppState {
             .service_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned());
-        let outgoing = Outgoing::new(token.as_deref())?;
+        let outgoing = Outgoing::new(token.as_deref())?.with_deadline(timeout);
         let auth_channel = client::balanced_channel(&settings.auth.url, timeout)?;
         let registry = client::balanced_channel(&settings.registry_url, timeout)?;
         let registry_import = client::balanced_channel(
@@ -68,13 +73,20 @@ impl AppState {
         let stats = client::balanced_channel(&settings.stats_url, timeout)?;
         let billing = client::balanced_channel(&settings.billing_url, timeout)?;
         let (scans_live, _) = broadcast::channel(4096);
+        let proxies = crate::ctx::TrustedProxies::parse(
+            settings.trust_forwarded_for,
+            &settings.trusted_proxies,
+        )?;
         Ok(Self(Arc::new(Inner {
+            proxies,
             auth: AuthServiceClient::with_interceptor(auth_channel.clone(), outgoing.clone()),
             users: UserAdminServiceClient::with_interceptor(auth_channel, outgoing.clone()),
             registry: BagRegistryServiceClient::with_interceptor(registry, outgoing.clone()),
             registry_import: BagRegistryServiceClient::with_interceptor(
                 registry_import,
-                outgoing.clone(),
+                outgoing
+                    .clone()
+                    .with_deadline(Duration::from_secs(settings.import_timeout_secs.max(1))),
             ),
             scan: ScanServiceClient::with_interceptor(scan, outgoing.clone()),
             stats: StatsServiceClient::with_interceptor(stats, outgoing.clone()),
@@ -82,6 +94,10 @@ impl AppState {
             verifier: RemoteVerifier::new(&settings.auth)?,
             redis: OnceCell::new(),
             scans_live,
+            streams: crate::live::Streams::default(),
+            requests: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_requests.max(1),
+            )),
             dashboard_live: tokio::sync::watch::channel(None).0,
             stopping: tokio::sync::watch::channel(false).0,
             settings,

@@ -155,11 +155,15 @@ impl AuthServer {
         username: &str,
         password: &str,
     ) -> Result<pb::LoginResponse, AppError> {
+        // Login is for the gateway only: tests call it as the gateway does.
+        let mut req = tonic::Request::new(pb::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        });
+        req.metadata_mut()
+            .insert("x-service-token", service_token("gateway").parse().unwrap());
         self.auth()
-            .login(pb::LoginRequest {
-                username: username.into(),
-                password: password.into(),
-            })
+            .login(req)
             .await
             .map(|r| r.into_inner())
             .map_err(|s| AppError::from_status(&s))
@@ -743,7 +747,14 @@ impl Stack {
     }
 
     pub async fn start_stats(&self, redis: &str) -> Running {
-        start_stats(stats_settings(&self.db, redis, &self.prefix, &self.auth)).await
+        let mut s = stats_settings(&self.db, redis, &self.prefix, &self.auth);
+        s.registry_url = self
+            .registries
+            .iter()
+            .map(Running::url)
+            .collect::<Vec<_>>()
+            .join(",");
+        start_stats(s).await
     }
 }
 

@@ -68,7 +68,8 @@ impl Health for Forwarder {
 async fn serve<S: Health>(svc: S) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = tracetrack_common::server::grpc_server().add_service(HealthServer::new(svc));
+    let router = tracetrack_common::server::grpc_server(&Default::default())
+        .add_service(HealthServer::new(svc));
     tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
     addr
 }

@@ -9,7 +9,6 @@ use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tracetrack_common::caller::TokenVerifier;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::scan::v1 as pb;
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +19,7 @@ use crate::ctx::Ctx;
 use crate::dto::{bag, timestamp, Bag, Page, Problem, ScanEvent};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::live::View;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -193,7 +193,8 @@ async fn list_scans(
 async fn live(
     State(state): State<AppState>,
     ctx: Ctx,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let admitted = state.0.streams.admit(&state, ctx.user.id, "scans")?;
     let settings = &state.0.settings;
     let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
     let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
@@ -203,34 +204,37 @@ async fn live(
         .role
         .is_area_scoped()
         .then(|| ctx.user.area.clone().unwrap_or_default());
-    metrics::gauge!("gateway_sse_clients", "stream" => "scans").increment(1.0);
     let stream = async_stream(
         state.clone(),
+        admitted,
         ctx.token.clone(),
+        View::of(&ctx.user),
         recheck,
-        move |ev: &pb::ScanEvent| area.as_ref().is_none_or(|a| *a == ev.area),
+        move |ev: &LiveScan| area.as_ref().is_none_or(|a| *a == ev.area),
         rx,
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }
 
-struct Guard;
-impl Drop for Guard {
-    fn drop(&mut self) {
-        metrics::gauge!("gateway_sse_clients", "stream" => "scans").decrement(1.0);
-    }
+/// One scan as every viewer gets it: serialised once, by the pump, not once per viewer.
+pub struct LiveScan {
+    pub area: String,
+    pub id: String,
+    pub json: String,
 }
 
 fn async_stream(
     state: AppState,
+    admitted: crate::live::Admitted,
     token: String,
+    started: View,
     recheck: Duration,
-    visible: impl Fn(&pb::ScanEvent) -> bool + Send + 'static,
-    mut rx: broadcast::Receiver<std::sync::Arc<pb::ScanEvent>>,
+    visible: impl Fn(&LiveScan) -> bool + Send + 'static,
+    mut rx: broadcast::Receiver<std::sync::Arc<LiveScan>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
-        let _guard = Guard;
+        let _admitted = admitted;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
         let mut stopping = state.0.stopping.subscribe();
         loop {
@@ -239,16 +243,15 @@ fn async_stream(
                 // Shutting down: end the stream; the browser reconnects to another replica.
                 () = crate::state::stopped(&mut stopping) => break,
                 _ = tick.tick() => {
-                    // Session ended (logout, deactivation, expiry): end the stream.
-                    if let Ok(None) = state.0.verifier.verify_user(&token).await {
-                        let _ = tx.send(Ok(Event::default().event("end").data("session ended"))).await;
+                    // Session ended, or the viewer's role or area changed: end the stream.
+                    if let Some(last) = crate::live::recheck(&state, &token, &started).await {
+                        let _ = tx.send(Ok(last)).await;
                         break;
                     }
                 }
                 got = rx.recv() => match got {
                     Ok(ev) if visible(&ev) => {
-                        let dto = ScanEvent::from(ev.as_ref());
-                        let event = Event::default().event("scan").id(dto.id.clone()).json_data(&dto).unwrap_or_default();
+                        let event = Event::default().event("scan").id(ev.id.as_str()).data(ev.json.as_str());
                         if tx.try_send(Ok(event)).is_err() && tx.is_closed() {
                             break;
                         }
@@ -283,7 +286,14 @@ pub async fn pump_live_scans(state: AppState, mut stop: tokio::sync::watch::Rece
                         _ = stop.changed() => return,
                         msg = stream.message() => match msg {
                             Ok(Some(ev)) => {
-                                let _ = state.0.scans_live.send(std::sync::Arc::new(ev));
+                                let dto = ScanEvent::from(&ev);
+                                if let Ok(json) = serde_json::to_string(&dto) {
+                                    let _ = state.0.scans_live.send(std::sync::Arc::new(LiveScan {
+                                        area: ev.area,
+                                        id: dto.id,
+                                        json,
+                                    }));
+                                }
                             }
                             Ok(None) => break,
                             Err(e) => {

@@ -9,7 +9,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use tracetrack_common::caller::TokenVerifier;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::stats::v1 as pb;
 use utoipa::{IntoParams, ToSchema};
@@ -135,7 +134,9 @@ async fn get_dashboard(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Jso
 async fn live(
     State(state): State<AppState>,
     ctx: Ctx,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let admitted = state.0.streams.admit(&state, ctx.user.id, "dashboard")?;
+    let started = crate::live::View::of(&ctx.user);
     let settings = &state.0.settings;
     let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
     let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
@@ -144,6 +145,7 @@ async fn live(
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(8);
     let token = ctx.token.clone();
     tokio::spawn(async move {
+        let _admitted = admitted;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
         let mut last: Option<Dashboard> = None;
         rx.mark_changed();
@@ -153,8 +155,9 @@ async fn live(
                 _ = tx.closed() => break,
                 () = crate::state::stopped(&mut stopping) => break,
                 _ = tick.tick() => {
-                    if let Ok(None) = state.0.verifier.verify_user(&token).await {
-                        let _ = tx.send(Ok(Event::default().event("end").data("session ended"))).await;
+                    // Session ended, or the viewer's role or area changed: end the stream.
+                    if let Some(end) = crate::live::recheck(&state, &token, &started).await {
+                        let _ = tx.send(Ok(end)).await;
                         break;
                     }
                 }
@@ -173,8 +176,8 @@ async fn live(
             }
         }
     });
-    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }
 
 /// Holds the gateway's one upstream WatchDashboard stream (service token alone: every area).
@@ -321,8 +324,9 @@ pub struct AuditEvent {
     pub actor_user_id: Option<String>,
     pub actor_username: String,
     pub actor_service: String,
+    /// The actor's address: admins only (empty for other roles).
     pub ip: String,
-    /// The event's body (before/after where meaningful).
+    /// The event's body (before/after where meaningful): admins only (`{}` for other roles).
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
@@ -330,7 +334,9 @@ pub struct AuditEvent {
 fn audit_event(e: pb::AuditEvent) -> AuditEvent {
     AuditEvent {
         occurred_at: rfc3339(&e.occurred_at),
-        details: serde_json::from_str(&e.details_json).unwrap_or(serde_json::Value::Null),
+        // Raw details (and the actor's address) reach admins only; others get an empty object.
+        details: serde_json::from_str(&e.details_json)
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
         actor_user_id: Some(e.actor_user_id).filter(|s| !s.is_empty()),
         event_id: e.event_id,
         action: e.action,

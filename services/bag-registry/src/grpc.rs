@@ -21,6 +21,8 @@ use crate::store::{self, BagRow, BAG_COLUMNS, SCHEMA, SERVICE};
 
 pub struct Inner {
     pub pool: PgPool,
+    /// Exports running at once in this replica.
+    pub exports: tracetrack_common::export::Limiter,
     pub lines: Vec<ProductLine>,
     pub areas: Vec<String>,
     pub callers: CallerResolver,
@@ -228,9 +230,12 @@ impl Registry {
         if caller.user.is_none() && caller.service.is_none() {
             return Err(AppError::unauthenticated());
         }
-        if caller.user.is_some() {
-            caller.user()?;
-        }
+        // A user sees the bags of the areas they may see (one bag by id is open to every
+        // role — GetBag — but a batch is a list); a service (billing) sees all.
+        let view = match &caller.user {
+            Some(_) => tracetrack_common::caller::AreaView::of(caller.user()?),
+            None => tracetrack_common::caller::AreaView::All,
+        };
         let qrs: Vec<String> = req
             .get_ref()
             .qrs
@@ -243,7 +248,11 @@ impl Registry {
         let mut conn = self.pool().acquire().await?;
         let rows = store::bags(&mut conn, &qrs).await?;
         Ok(pb::GetBagsResponse {
-            bags: rows.iter().map(BagRow::to_pb).collect(),
+            bags: rows
+                .iter()
+                .filter(|b| view.sees(&b.area))
+                .map(BagRow::to_pb)
+                .collect(),
         })
     }
 
@@ -254,8 +263,9 @@ impl Registry {
         req: &pb::SearchBagsRequest,
     ) -> AppResult<store::BagFilter> {
         Ok(store::BagFilter {
+            // An area-scoped user without an area sees nothing (no bag has the empty area).
             area: if user.role.is_area_scoped() {
-                user.area.clone()
+                Some(user.area.clone().unwrap_or_default())
             } else if req.area.trim().is_empty() {
                 None
             } else {
@@ -936,9 +946,11 @@ impl Registry {
         let req = req.into_inner();
         let filter = self.bag_filter(&user, &req.filter.unwrap_or_default())?;
         let limit = export::chunk_size(req.chunk_size);
+        let permit = self.0.exports.acquire()?;
         let mut tx = export::snapshot(self.pool()).await?;
         let first = store::bags_by_qr(&mut tx, &filter, None, limit).await?;
         let pages = export::pages(
+            permit,
             tx,
             first,
             limit,

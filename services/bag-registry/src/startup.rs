@@ -39,6 +39,9 @@ impl Application {
         let verifier = RemoteVerifier::new(&settings.common.auth)?;
         let registry = Registry(Arc::new(Inner {
             pool: runtime.pool.clone(),
+            exports: tracetrack_common::export::Limiter::new(
+                settings.common.limits.max_concurrent_exports,
+            ),
             lines,
             areas,
             callers: CallerResolver::new(Arc::new(verifier)),

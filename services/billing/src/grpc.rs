@@ -83,6 +83,8 @@ pub type RegistryClient = BagRegistryServiceClient<Intercepted>;
 
 pub struct Inner {
     pub pool: PgPool,
+    /// Exports running at once in this replica.
+    pub exports: tracetrack_common::export::Limiter,
     pub callers: CallerResolver,
     /// One shared channel to bag-registry (billing's service token on every call).
     pub registry: RegistryClient,
@@ -704,9 +706,11 @@ impl Billing {
         let limit = export::chunk_size(req.chunk_size);
         let mut filter = list_filter(&req.filter.unwrap_or_default())?;
         filter.limit = limit;
+        let permit = self.0.exports.acquire()?;
         let mut tx = export::snapshot(self.pool()).await?;
         let first = store::list_bills(&mut *tx, &filter).await?;
         let pages = export::pages(
+            permit,
             tx,
             first,
             limit,

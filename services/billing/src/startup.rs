@@ -47,13 +47,19 @@ impl Application {
             &settings.registry_url,
             Duration::from_millis(settings.registry_timeout_ms),
         )?;
-        let registry =
-            BagRegistryServiceClient::with_interceptor(channel, Outgoing::new(token.as_deref())?);
+        let registry = BagRegistryServiceClient::with_interceptor(
+            channel,
+            Outgoing::new(token.as_deref())?
+                .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
+        );
         let (stop, stop_rx) = watch::channel(false);
         let every = Duration::from_millis(settings.sweeper_interval_ms.max(10));
         let sweeper_enabled = settings.sweeper_enabled;
         let billing = Billing(Arc::new(Inner {
             pool: runtime.pool.clone(),
+            exports: tracetrack_common::export::Limiter::new(
+                settings.common.limits.max_concurrent_exports,
+            ),
             callers,
             registry,
             settings,

@@ -19,6 +19,9 @@ use crate::config::AuthClientSettings;
 use crate::error::{AppError, AppResult};
 use crate::metadata::{self, CLIENT_IP, SERVICE_TOKEN};
 
+/// The service account of the HTTP gateway, the only caller whose `x-client-ip` is believed.
+pub const GATEWAY: &str = "gateway";
+
 /// Longest a verified token is trusted without asking auth again.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(30);
 
@@ -174,13 +177,16 @@ impl CallerResolver {
     pub async fn resolve(&self, md: &MetadataMap) -> AppResult<Caller> {
         let mut caller = Caller {
             idempotency_key: crate::idempotency::key_from(md)?,
-            client_ip: metadata::get_str(md, CLIENT_IP).map(str::to_owned),
             ..Caller::default()
         };
         if let Some(token) = metadata::get_str(md, SERVICE_TOKEN) {
             caller.service = Some(self.verifier.verify_service(token).await?.ok_or_else(|| {
                 AppError::new(ErrorCode::Unauthenticated, "unknown service token")
             })?);
+        }
+        // The end user's address is the gateway's word: from anyone else it could be made up.
+        if caller.service.as_deref() == Some(GATEWAY) {
+            caller.client_ip = metadata::get_str(md, CLIENT_IP).map(str::to_owned);
         }
         if let Some(token) = metadata::bearer(md) {
             caller.user = Some(
@@ -205,6 +211,10 @@ pub struct RemoteVerifier {
     client: pb::auth_service_client::AuthServiceClient<Intercepted>,
     users: Cache<[u8; 32], UserIdentity>,
     services: Cache<[u8; 32], String>,
+    /// Tokens auth said it does not know, remembered for a minute: a random token sent again
+    /// costs no Authenticate call. (A refused token never becomes valid: tokens are random and
+    /// an ended session is never revived.)
+    refused: Cache<[u8; 32], ()>,
 }
 
 impl RemoteVerifier {
@@ -215,7 +225,8 @@ impl RemoteVerifier {
             .service_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned());
-        let outgoing = Outgoing::new(token.as_deref())?;
+        let outgoing = Outgoing::new(token.as_deref())?
+            .with_deadline(Duration::from_millis(settings.timeout_ms));
         let ttl = Duration::from_secs(settings.cache_ttl_secs).min(MAX_CACHE_TTL);
         Ok(Self {
             client: pb::auth_service_client::AuthServiceClient::with_interceptor(channel, outgoing),
@@ -227,7 +238,16 @@ impl RemoteVerifier {
                 .max_capacity(1_000)
                 .time_to_live(ttl)
                 .build(),
+            refused: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         })
+    }
+
+    /// The user of a token verified in the last 30 s, without asking auth.
+    pub async fn cached_user(&self, token: &str) -> Option<UserIdentity> {
+        self.users.get(&token_key(token)).await
     }
 
     async fn authenticate(
@@ -261,6 +281,9 @@ impl TokenVerifier for RemoteVerifier {
         if let Some(u) = self.users.get(&key).await {
             return Ok(Some(u));
         }
+        if self.refused.contains_key(&key) {
+            return Ok(None);
+        }
         let resp = self
             .authenticate(pb::AuthenticateRequest {
                 user_token: token.to_owned(),
@@ -268,6 +291,7 @@ impl TokenVerifier for RemoteVerifier {
             })
             .await?;
         let Some(user) = resp.user else {
+            self.refused.insert(key, ()).await;
             return Ok(None);
         };
         let identity = UserIdentity {

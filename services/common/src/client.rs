@@ -47,17 +47,27 @@ pub fn balanced_channel(urls: &str, timeout: Duration) -> anyhow::Result<Channel
     Ok(Channel::balance_list(endpoints.into_iter()))
 }
 
-/// Adds `x-service-token` and `traceparent` to every outgoing request.
+/// Adds `x-service-token` and `traceparent` to every outgoing request, and `grpc-timeout` (the
+/// channel's deadline) when the request has none, so the callee drops work its caller gave up.
 #[derive(Clone)]
 pub struct Outgoing {
     service_token: Option<MetadataValue<Ascii>>,
+    deadline: Option<Duration>,
 }
 
 impl Outgoing {
     pub fn new(service_token: Option<&str>) -> anyhow::Result<Self> {
         Ok(Self {
             service_token: service_token.map(MetadataValue::try_from).transpose()?,
+            deadline: None,
         })
+    }
+
+    /// Tells callees the deadline (the channel's `timeout`): `grpc-timeout` on every request
+    /// that does not carry a shorter one of its own.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 }
 
@@ -66,6 +76,11 @@ impl tonic::service::Interceptor for Outgoing {
         crate::telemetry::inject_into_metadata(req.metadata_mut());
         if let Some(token) = &self.service_token {
             req.metadata_mut().insert(SERVICE_TOKEN, token.clone());
+        }
+        if let Some(d) = self.deadline {
+            if req.metadata().get("grpc-timeout").is_none() {
+                req.set_timeout(d);
+            }
         }
         Ok(req)
     }

@@ -43,6 +43,30 @@ pub struct CommonSettings {
     pub auth: AuthClientSettings,
     pub shutdown: ShutdownSettings,
     pub events: EventSettings,
+    pub limits: LimitSettings,
+}
+
+/// Overload protection (`crate::shed`): calls beyond `max_concurrent_rpcs` are refused at once
+/// with `overloaded`; each call gets at most `request_timeout_ms` (0: none).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    pub max_concurrent_rpcs: usize,
+    pub request_timeout_ms: u64,
+    /// Streaming exports running at once per replica (each holds a connection and a snapshot
+    /// for its whole length); more are refused with `overloaded`, so exports cannot take the
+    /// connections the scan path needs.
+    pub max_concurrent_exports: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_rpcs: 512,
+            request_timeout_ms: 15_000,
+            max_concurrent_exports: 2,
+        }
+    }
 }
 
 impl Default for CommonSettings {
@@ -56,6 +80,7 @@ impl Default for CommonSettings {
             auth: AuthClientSettings::default(),
             shutdown: ShutdownSettings::default(),
             events: EventSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }

@@ -146,3 +146,15 @@ impl AppError {
         AppError::from(err)
     }
 }
+
+static ANSWERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process's database answered its last health check (the readiness loop of
+/// `server::ServiceRuntime` keeps it): tells a busy pool (overloaded) from an outage.
+pub fn answers() -> bool {
+    ANSWERS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_answers(ok: bool) {
+    ANSWERS.store(ok, std::sync::atomic::Ordering::Relaxed);
+}

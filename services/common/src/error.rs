@@ -94,23 +94,36 @@ impl AppError {
                 };
             }
         }
-        let code = match status.code() {
-            Code::InvalidArgument => ErrorCode::InvalidArgument,
-            Code::Unauthenticated => ErrorCode::Unauthenticated,
-            Code::PermissionDenied => ErrorCode::PermissionDenied,
-            Code::NotFound => ErrorCode::NotFound,
-            Code::ResourceExhausted => ErrorCode::Overloaded,
-            Code::Unavailable => ErrorCode::Unavailable,
-            Code::DeadlineExceeded | Code::Cancelled => ErrorCode::DeadlineExceeded,
-            Code::Aborted => ErrorCode::Conflict,
-            _ => ErrorCode::Internal,
+        // Not one of ours: a transport failure ("tcp connect error", a reset connection arrives
+        // as `Unknown`), a layer's answer (load shedding, a deadline), or a bug. Its text is
+        // someone else's words: the caller gets ours, the log gets theirs.
+        let (code, message) = match status.code() {
+            Code::InvalidArgument => (ErrorCode::InvalidArgument, "the request is not valid"),
+            Code::Unauthenticated => (
+                ErrorCode::Unauthenticated,
+                "not logged in or session expired",
+            ),
+            Code::PermissionDenied => (ErrorCode::PermissionDenied, "not allowed"),
+            Code::NotFound => (ErrorCode::NotFound, "not found"),
+            Code::ResourceExhausted => (ErrorCode::Overloaded, "the service is busy, try again"),
+            Code::Unavailable | Code::Unknown => (
+                ErrorCode::Unavailable,
+                "a service is unavailable, try again",
+            ),
+            Code::DeadlineExceeded | Code::Cancelled => (
+                ErrorCode::DeadlineExceeded,
+                "a service did not answer in time, try again",
+            ),
+            Code::Aborted => (ErrorCode::Conflict, "a concurrent change won, retry"),
+            _ => (ErrorCode::Internal, "internal error"),
         };
-        let message = if code == ErrorCode::Internal {
-            "internal error".to_owned()
+        tracing::warn!(grpc_code = ?status.code(), upstream = %status.message(), code = %code, "upstream error without a TraceTrack code");
+        let err = Self::new(code, message);
+        if code == ErrorCode::Overloaded {
+            err.with_detail("retry_after_seconds", 1)
         } else {
-            status.message().to_owned()
-        };
-        Self::new(code, message)
+            err
+        }
     }
 }
 
@@ -159,6 +172,14 @@ impl From<AppError> for Status {
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            // No connection came free in time while the database answers health checks: every
+            // connection is busy with live work, so this replica is overloaded (429, retry
+            // soon). A database that cannot be reached is an outage (503) — see `db::answers`.
+            sqlx::Error::PoolTimedOut if crate::db::answers() => {
+                let mut e = crate::shed::overloaded();
+                e.source = Some(err.into());
+                e
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 AppError::unavailable("the database", err)
             }
@@ -200,6 +221,24 @@ mod tests {
         let back = AppError::from_status(&status);
         assert_eq!(back.code, ErrorCode::ChildLinkedElsewhere);
         assert_eq!(back.detail("other_parent_qr"), Some("SB00001"));
+    }
+
+    #[test]
+    fn foreign_statuses_get_our_words() {
+        let e = AppError::from_status(&Status::unavailable(
+            "error trying to connect: tcp connect error: Connection refused (os error 111)",
+        ));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(!e.message.contains("tcp"), "{}", e.message);
+        let e = AppError::from_status(&Status::unknown("connection reset by peer"));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(!e.message.contains("reset"), "{}", e.message);
+        let e = AppError::from_status(&Status::resource_exhausted("load shed"));
+        assert_eq!(e.code, ErrorCode::Overloaded);
+        assert_eq!(e.detail("retry_after_seconds"), Some("1"));
+        let e = AppError::from_status(&Status::internal("h2 protocol error: stream 7"));
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert_eq!(e.message, "internal error");
     }
 
     #[test]

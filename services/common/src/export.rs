@@ -5,12 +5,45 @@
 //! large the result. A client that stalls for longer than the idle-in-transaction timeout (60 s)
 //! loses its export (the stream ends with an error).
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::AppResult;
+
+/// How many exports may run at once in one replica (each holds a pool connection and a snapshot
+/// for its whole length). Past it an export is refused at once with `overloaded`, so a dozen
+/// admins exporting cannot take the connections the scan path needs.
+#[derive(Clone)]
+pub struct Limiter(Arc<Semaphore>);
+
+/// A running export's place; held by its stream until the stream ends or is dropped.
+pub struct Permit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Limiter {
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max.max(1))))
+    }
+
+    pub fn acquire(&self) -> AppResult<Permit> {
+        match self.0.clone().try_acquire_owned() {
+            Ok(p) => Ok(Permit(p)),
+            Err(_) => {
+                metrics::counter!("export_refused_total").increment(1);
+                Err(crate::AppError::new(
+                    tracetrack_domain::ErrorCode::Overloaded,
+                    "too many exports are running; try again in a minute",
+                )
+                .with_detail("retry_after_seconds", 10))
+            }
+        }
+    }
+}
 
 /// What a streaming export RPC answers: chunks of rows, or the error that ended it.
 pub type ExportStream<T> = BoxStream<'static, Result<T, tonic::Status>>;
@@ -36,6 +69,7 @@ pub async fn snapshot(pool: &PgPool) -> AppResult<Transaction<'static, Postgres>
 }
 
 struct Pages<T, K, F> {
+    _permit: Permit,
     tx: Option<Transaction<'static, Postgres>>,
     first: Option<Vec<T>>,
     cursor: Option<K>,
@@ -47,6 +81,7 @@ struct Pages<T, K, F> {
 /// An empty page ends the stream without being sent. `metric` names the export in
 /// `export_rows_total{export}`.
 pub fn pages<T, K, F>(
+    permit: Permit,
     tx: Transaction<'static, Postgres>,
     first: Vec<T>,
     limit: i64,
@@ -60,6 +95,7 @@ where
     F: for<'c> Fn(&'c mut PgConnection, K) -> BoxFuture<'c, AppResult<Vec<T>>> + Send + 'static,
 {
     let state = Pages {
+        _permit: permit,
         tx: Some(tx),
         first: Some(first),
         cursor: None,

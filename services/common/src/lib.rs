@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod redis;
 pub mod server;
+pub mod shed;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -17,9 +17,10 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
-use crate::config::CommonSettings;
+use crate::config::{CommonSettings, LimitSettings};
 use crate::metrics::RedLayer;
 use crate::outbox::Relay;
+use crate::shed::ShedLayer;
 
 pub struct ServiceRuntime {
     /// Short name: "auth", "bag-registry", …
@@ -115,7 +116,7 @@ impl ServiceRuntime {
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
-        let server = grpc_server()
+        let server = grpc_server(&self.settings.limits)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = drain_rx.await;
@@ -155,11 +156,15 @@ impl ServiceRuntime {
 }
 
 /// The tonic server every service uses: each request runs in a span parented to the caller's
-/// W3C trace context, and RED metrics are recorded per RPC.
-pub fn grpc_server() -> tonic::transport::Server<Stack<RedLayer, Identity>> {
+/// W3C trace context, RED metrics are recorded per RPC (refused calls included), and overload is
+/// shed (`crate::shed`).
+pub fn grpc_server(
+    limits: &LimitSettings,
+) -> tonic::transport::Server<Stack<ShedLayer, Stack<RedLayer, Identity>>> {
     tonic::transport::Server::builder()
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(RedLayer)
+        .layer(ShedLayer::new(limits))
 }
 
 async fn set_all(reporter: &HealthReporter, names: &[String], status: ServingStatus) {
@@ -180,17 +185,24 @@ async fn readiness_loop(
         if *stop.borrow() {
             return;
         }
-        let ok = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(1),
-                sqlx::query("SELECT 1").execute(&pool)
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let answered = tokio::time::timeout(
+            Duration::from_secs(1),
+            sqlx::query("SELECT 1").execute(&pool),
+        )
+        .await;
+        // No connection free within the second because every one is busy with live work: the
+        // database answers, this replica is just loaded (requests get `overloaded`, 429) — not
+        // an outage to take it out of rotation for.
+        let busy = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
+        let ok = match answered {
+            Ok(Ok(_)) => true,
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => busy,
+            Ok(Err(_)) => false,
+        };
         if *stop.borrow() {
             return;
         }
+        crate::db::set_answers(ok);
         if last != Some(ok) {
             let status = if ok {
                 ServingStatus::Serving

@@ -62,6 +62,8 @@ pub type RegistryClient = BagRegistryServiceClient<Intercepted>;
 
 pub struct Inner {
     pub pool: PgPool,
+    /// Exports running at once in this replica.
+    pub exports: tracetrack_common::export::Limiter,
     pub callers: CallerResolver,
     /// One shared channel to bag-registry (with scan's service token on every call).
     pub registry: RegistryClient,
@@ -589,9 +591,11 @@ impl Scan {
         let limit = export::chunk_size(req.chunk_size);
         let mut filter = list_filter(&req.filter.unwrap_or_default(), None)?;
         filter.limit = limit;
+        let permit = self.0.exports.acquire()?;
         let mut tx = export::snapshot(self.pool()).await?;
         let first = store::list_events(&mut *tx, &filter).await?;
         let pages = export::pages(
+            permit,
             tx,
             first,
             limit,

@@ -69,8 +69,11 @@ impl Application {
             &settings.registry_url,
             Duration::from_millis(settings.registry_timeout_ms),
         )?;
-        let registry =
-            BagRegistryServiceClient::with_interceptor(channel, Outgoing::new(token.as_deref())?);
+        let registry = BagRegistryServiceClient::with_interceptor(
+            channel,
+            Outgoing::new(token.as_deref())?
+                .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
+        );
 
         let (feed_tx, _) = broadcast::channel(settings.watch_buffer.max(16));
         let stream =
@@ -88,6 +91,9 @@ impl Application {
 
         let scan = Scan(Arc::new(Inner {
             pool,
+            exports: tracetrack_common::export::Limiter::new(
+                settings.common.limits.max_concurrent_exports,
+            ),
             callers,
             registry,
             feed: feed_tx,

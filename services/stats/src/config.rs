@@ -19,6 +19,11 @@ pub struct Settings {
     pub consumer_enabled: bool,
     /// WatchDashboard re-reads the figures at most this often.
     pub watch_interval_ms: u64,
+    /// bag-registry's gRPC endpoint(s), comma-separated (`TRACETRACK_REGISTRY_URL`): a
+    /// dispatcher's bag history needs the bag's current area, which stats does not keep.
+    pub registry_url: String,
+    /// Deadline of every call to bag-registry.
+    pub registry_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -34,6 +39,8 @@ impl Default for Settings {
             consumer_claim_idle_ms: 15_000,
             consumer_enabled: true,
             watch_interval_ms: 300,
+            registry_url: "http://127.0.0.1:50052".into(),
+            registry_timeout_ms: 3000,
         }
     }
 }

@@ -10,9 +10,12 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracetrack_common::caller::{Caller, CallerResolver};
+use tracetrack_common::caller::{AreaView, Caller, CallerResolver};
+use tracetrack_common::client::{self, Intercepted};
 use tracetrack_common::{AppError, AppResult};
-use tracetrack_domain::Role;
+use tracetrack_domain::{ErrorCode, Role};
+use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
+use tracetrack_proto::registry::v1::GetBagRequest;
 use tracetrack_proto::stats::v1 as pb;
 use uuid::Uuid;
 
@@ -23,6 +26,10 @@ pub const SERVICE: &str = "stats";
 
 pub struct Inner {
     pub pool: PgPool,
+    /// Exports running at once in this replica.
+    pub exports: tracetrack_common::export::Limiter,
+    /// bag-registry, for a bag's current area (a dispatcher's history view).
+    pub registry: BagRegistryServiceClient<Intercepted>,
     pub settings: Settings,
     pub callers: CallerResolver,
     pub changed: watch::Receiver<u64>,
@@ -151,6 +158,17 @@ fn same_figures(a: &pb::Dashboard, b: &pb::Dashboard) -> bool {
     strip(a) == strip(b)
 }
 
+/// An audit row as a caller may see it: the actor's address and the raw details are for admins
+/// only (a bag's history is open to every role that may see the bag).
+fn audit_row_for(r: AuditRow, admin: bool) -> pb::AuditEvent {
+    let mut e = audit_row(r);
+    if !admin {
+        e.ip.clear();
+        e.details_json.clear();
+    }
+    e
+}
+
 fn audit_row(r: AuditRow) -> pb::AuditEvent {
     pb::AuditEvent {
         event_id: r.event_id.to_string(),
@@ -212,8 +230,18 @@ impl Stats {
         &self,
         req: Request<pb::WatchDashboardRequest>,
     ) -> AppResult<ReceiverStream<Result<pb::Dashboard, Status>>> {
+        // For the gateway alone: it holds one stream for all its browsers, filters per viewer
+        // and re-checks each viewer's session itself. A user's stream here would keep the view
+        // it started with (no session re-check), so users are refused.
         let caller = self.caller(&req).await?;
-        let area = scope(&caller)?;
+        if caller.user.is_some() {
+            return Err(AppError::new(
+                ErrorCode::CallerNotAllowed,
+                "WatchDashboard is for the gateway; users read GetDashboard or /api/v1/stats/live",
+            ));
+        }
+        caller.require_service(&["gateway"])?;
+        let area: Option<String> = None;
         let (tx, rx) = mpsc::channel(16);
         let inner = self.0.clone();
         tokio::spawn(async move {
@@ -412,9 +440,47 @@ impl Stats {
         &self,
         req: Request<pb::GetBagHistoryRequest>,
     ) -> AppResult<pb::GetBagHistoryResponse> {
-        self.caller(&req).await?.user()?;
+        let caller = self.caller(&req).await?;
+        let user = caller.user()?;
         let qr = tracetrack_domain::qr::normalize(&req.get_ref().qr)
             .map_err(|e| AppError::new(e.code, e.message))?;
+        // Scoped like every area read: a dispatcher sees the history of their own area's bags
+        // only. stats keeps no areas, so it asks bag-registry where the bag is now.
+        let view = AreaView::of(user);
+        if view != AreaView::All {
+            let bag = self
+                .0
+                .registry
+                .clone()
+                .get_bag(client::request(
+                    GetBagRequest { qr: qr.clone() },
+                    caller.user_token.as_deref(),
+                    None,
+                ))
+                .await
+                .map_err(|s| match AppError::from_status(&s) {
+                    e if e.code == ErrorCode::BagNotFound => e,
+                    e if matches!(
+                        e.code,
+                        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::DeadlineExceeded
+                    ) =>
+                    {
+                        AppError::unavailable("bag-registry", s)
+                    }
+                    e => e,
+                })?
+                .into_inner()
+                .bag
+                .ok_or_else(|| AppError::new(ErrorCode::BagNotFound, "no bag with that code"))?;
+            if !view.sees(&bag.area) {
+                return Err(AppError::new(
+                    ErrorCode::WrongArea,
+                    "that bag belongs to another area",
+                )
+                .with_detail("area", &bag.area));
+            }
+        }
+        let admin = user.role == Role::Admin;
         let rows: Vec<AuditRow> = sqlx::query_as(&format!(
             r#"SELECT {AUDIT_COLUMNS} FROM stats.bag_history h
                JOIN stats.audit_events a ON a.occurred_at = h.occurred_at AND a.event_id = h.event_id
@@ -424,7 +490,7 @@ impl Stats {
         .fetch_all(&self.0.pool)
         .await?;
         Ok(pb::GetBagHistoryResponse {
-            events: rows.into_iter().map(audit_row).collect(),
+            events: rows.into_iter().map(|r| audit_row_for(r, admin)).collect(),
         })
     }
 
@@ -445,12 +511,10 @@ impl Stats {
             // Every event is after 1970; an earlier `to` just gives an empty window.
             None => DateTime::UNIX_EPOCH.min(to),
         };
-        let tx = self
-            .0
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
+        let permit = self.0.exports.acquire()?;
+        let tx = tracetrack_common::export::snapshot(&self.0.pool).await?;
         let mut pages = EpcisPages {
+            _permit: permit,
             tx: Some(tx),
             time_zone: self.0.settings.business_time_zone.clone(),
             from,
@@ -494,6 +558,7 @@ pub type EpcisStream =
     futures::stream::BoxStream<'static, Result<pb::ExportEpcisEventsResponse, Status>>;
 
 struct EpcisPages {
+    _permit: tracetrack_common::export::Permit,
     tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
     time_zone: String,
     from: DateTime<Utc>,

@@ -15,6 +15,7 @@ use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
 use tracetrack_common::consumer::{Consumer, ConsumerSettings, Handler};
 use tracetrack_common::server::ServiceRuntime;
 use tracetrack_proto::events::v1::EventEnvelope;
+use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::stats::v1 as pb;
 
 use crate::apply::StatsHandler;
@@ -54,7 +55,26 @@ impl Application {
         let (handler, changed) = handler(&settings);
         let (stop_tx, stop) = watch::channel(false);
         let verifier = RemoteVerifier::new(&settings.common.auth)?;
+        let registry = BagRegistryServiceClient::with_interceptor(
+            tracetrack_common::client::balanced_channel(
+                &settings.registry_url,
+                Duration::from_millis(settings.registry_timeout_ms),
+            )?,
+            tracetrack_common::client::Outgoing::new(
+                settings
+                    .common
+                    .auth
+                    .service_token
+                    .as_ref()
+                    .map(secrecy::ExposeSecret::expose_secret),
+            )?
+            .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
+        );
         let stats = Stats(Arc::new(Inner {
+            registry,
+            exports: tracetrack_common::export::Limiter::new(
+                settings.common.limits.max_concurrent_exports,
+            ),
             pool: runtime.pool.clone(),
             settings: settings.clone(),
             callers: CallerResolver::new(Arc::new(verifier)),
