@@ -77,7 +77,12 @@ impl tonic::service::Interceptor for Outgoing {
         if let Some(token) = &self.service_token {
             req.metadata_mut().insert(SERVICE_TOKEN, token.clone());
         }
-        if let Some(d) = self.deadline {
+        // The shorter of the channel's deadline and what is left of our own caller's.
+        let deadline = match (self.deadline, crate::shed::remaining()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = deadline {
             if req.metadata().get("grpc-timeout").is_none() {
                 req.set_timeout(d);
             }
