@@ -91,7 +91,7 @@ COMMON=(--base-url "$URL" --session-cache "$STATE/sessions.json")
 SMOKE_STARTED=$(date +%s)
 
 step "seed 50,000 bags, users, bills; verify through the API" \
-  "$BENCH" seed --bags 50000 --auth-url "http://127.0.0.1:$TT_AUTH_PORT" \
+  "$BENCH" seed --bags 50000 \
   --registry-url "http://127.0.0.1:$TT_REGISTRY_PORT" --dispatchers 30 --billers 12 --admins 4 \
   --bills 10 --bill-size 5 --verify-timeout-secs 60 "${COMMON[@]}"
 step "run scan-storm" "$BENCH" run --scenario scan-storm --vus 16 --seconds 10 --warmup-seconds 1 \

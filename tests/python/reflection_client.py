@@ -1,12 +1,15 @@
 """A third-party client: discovers TraceTrack's auth API through gRPC reflection alone (no
-generated code), then runs Login -> WhoAmI -> Logout -> WhoAmI and checks that the last call is
+generated code), checks that gRPC Login is refused to it (PERMISSION_DENIED,
+`caller_not_allowed`: Login answers only the gateway), logs in through the gateway's HTTP API,
+then runs WhoAmI -> Logout -> WhoAmI over gRPC with that session and checks that the last call is
 refused with UNAUTHENTICATED and the stable reason `unauthenticated` in google.rpc.ErrorInfo.
 
-usage: reflection_client.py HOST:PORT USERNAME PASSWORD
+usage: reflection_client.py HOST:PORT GATEWAY_URL USERNAME PASSWORD
 """
 
 import json
 import sys
+import urllib.request
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
@@ -20,7 +23,7 @@ AUTH = "tracetrack.auth.v1.AuthService"
 
 
 def main() -> int:
-    addr, username, password = sys.argv[1:4]
+    addr, gateway, username, password = sys.argv[1:5]
     channel = grpc.insecure_channel(addr)
     reflection = ProtoReflectionDescriptorDatabase(channel)
     services = sorted(reflection.get_services())
@@ -41,15 +44,7 @@ def main() -> int:
         metadata = [("authorization", f"Bearer {token}")] if token else None
         return call(req_cls(**fields), metadata=metadata, timeout=10)
 
-    login = rpc("Login", {"username": username, "password": password})
-    assert login.token, "Login returned no token"
-    me = rpc("WhoAmI", {}, login.token)
-    assert me.user.username == username, me
-    rpc("Logout", {}, login.token)
-    try:
-        rpc("WhoAmI", {}, login.token)
-    except grpc.RpcError as err:
-        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err.code()
+    def reasons_of(err):
         status = rpc_status.from_call(err)
         reasons = []
         for detail in status.details if status else []:
@@ -57,8 +52,37 @@ def main() -> int:
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 reasons.append((info.domain, info.reason))
+        return reasons
+
+    try:
+        rpc("Login", {"username": username, "password": password})
+        print("gRPC Login answered a caller without the gateway's service token", file=sys.stderr)
+        return 1
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, err.code()
+        assert ("tracetrack", "caller_not_allowed") in reasons_of(err), reasons_of(err)
+
+    request = urllib.request.Request(
+        gateway.rstrip("/") + "/api/v1/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    # Straight to the gateway on loopback, whatever proxy the environment names.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as resp:
+        token = json.load(resp)["token"]
+    assert token, "the gateway's login returned no token"
+    me = rpc("WhoAmI", {}, token)
+    assert me.user.username == username, me
+    rpc("Logout", {}, token)
+    try:
+        rpc("WhoAmI", {}, token)
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err.code()
+        reasons = reasons_of(err)
         assert ("tracetrack", "unauthenticated") in reasons, reasons
-        print(json.dumps({"services": services, "user": me.user.username, "after_logout": "UNAUTHENTICATED", "reason": "unauthenticated"}))
+        print(json.dumps({"services": services, "user": me.user.username, "grpc_login": "caller_not_allowed", "after_logout": "UNAUTHENTICATED", "reason": "unauthenticated"}))
         return 0
     print("WhoAmI after Logout succeeded", file=sys.stderr)
     return 1

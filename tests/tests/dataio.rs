@@ -667,3 +667,64 @@ async fn without_billing_the_bills_are_reported_not_migrated() {
     assert!(run.render(5).contains("NOT MIGRATED"));
     has(&run, "bill", 1, "billing_unreachable");
 }
+
+// ------------------------------------------------------------------------ the CLIs' login
+
+/// The CLIs log in through the gateway's HTTP API (auth's gRPC Login answers only the gateway)
+/// and use that session on gRPC: `tracetrack-import-labels` imports a small workbook through a
+/// real gateway and bag-registry; a wrong password stops it with the gateway's code.
+#[tokio::test]
+async fn the_import_cli_logs_in_through_the_gateway() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+
+    let token = tracetrack_dataio::session::login(&gw.url(""), "admin", ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.bag(&token, "SB00001").await.unwrap_err().code,
+        ErrorCode::BagNotFound,
+        "the gateway's session works on gRPC"
+    );
+    let e = tracetrack_dataio::session::login(&gw.url(""), "admin", "Wrong-Guess-1")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("invalid_credentials"), "{e:#}");
+
+    let mut rows: Vec<Row> = vec![(Some("Sr. No.".into()), "Scanned".into())];
+    rows.extend((1..=30).map(|n| (Some(n.to_string()), label_text(900_000 + n))));
+    rows.push((Some("Parent Code".into()), "SB00001".into()));
+    let book = write_book(&Generated {
+        sheets: vec![("Sheet1".into(), rows)],
+        ..Generated::default()
+    });
+    let dir = std::env::temp_dir().join(format!("tt-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("labels.xlsx");
+    std::fs::write(&file, book).unwrap();
+    let run = |password: &str| {
+        tokio::process::Command::new(workspace_bin("tracetrack-import-labels"))
+            .arg(&file)
+            .args(["--area", "lucknow", "--gateway-url", &gw.url("")])
+            .args(["--registry-url", &stack.registries[0].url()])
+            .args(["--password", password])
+            .env_remove("TRACETRACK_ADMIN_PASSWORD")
+            .kill_on_drop(true)
+            .output()
+    };
+    let out = run(ADMIN_PASSWORD).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parent = stack.bag(&stack.admin, "SB00001").await.unwrap();
+    assert_eq!(parent.child_count, 30);
+
+    let out = run("Wrong-Guess-2").await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid_credentials"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

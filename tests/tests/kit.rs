@@ -145,6 +145,13 @@ async fn sigterm_drains_in_flight_rpcs() {
         .env("TRACETRACK_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
         // One hash at a time, so a burst of logins queues up and stays in flight.
         .env("TRACETRACK_ARGON2__MAX_CONCURRENT", "1")
+        // Login answers only the gateway; and 12 parallel logins of one account would pass the
+        // lockout's limit on attempts in flight (each counts until it succeeds).
+        .env(
+            "TRACETRACK_SERVICE_TOKENS__GATEWAY",
+            service_token("gateway"),
+        )
+        .env("TRACETRACK_LOCKOUT__MAX_FAILURES", "100")
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -161,11 +168,13 @@ async fn sigterm_drains_in_flight_rpcs() {
         .map(|_| {
             let mut c = pb::auth_service_client::AuthServiceClient::new(channel.clone());
             tokio::spawn(async move {
-                c.login(pb::LoginRequest {
+                let mut req = tonic::Request::new(pb::LoginRequest {
                     username: "admin".into(),
                     password: ADMIN_PASSWORD.into(),
-                })
-                .await
+                });
+                req.metadata_mut()
+                    .insert("x-service-token", service_token("gateway").parse().unwrap());
+                c.login(req).await
             })
         })
         .collect();

@@ -1,5 +1,6 @@
 //! `make run` as a newcomer would use it, checked by a third-party client: Python grpcio (from the
-//! project's .venv) discovers auth through reflection and runs Login → WhoAmI → Logout → WhoAmI,
+//! project's .venv) discovers auth through reflection, is refused gRPC Login (it answers only the
+//! gateway), logs in through the gateway's HTTP API and runs WhoAmI → Logout → WhoAmI over gRPC,
 //! which must end UNAUTHENTICATED with the stable reason. Ctrl-C then stops everything.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -69,9 +70,21 @@ async fn make_run_serves_a_third_party_grpc_client() {
         .unwrap()
         .to_owned();
 
+    // The gateway is up (the Python client logs in through it).
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{gateway}{p}");
+    let start = std::time::Instant::now();
+    while http.get(url("/healthz")).send().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "gateway did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = tokio::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/python/reflection_client.py"))
         .arg(addr.to_string())
+        .arg(url(""))
         .arg("admin")
         .arg(&password)
         .output()
@@ -88,21 +101,15 @@ async fn make_run_serves_a_third_party_grpc_client() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("\"grpc_login\": \"caller_not_allowed\""),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("tracetrack.auth.v1.AuthService"),
         "{stdout}"
     );
 
     // The gateway serves the HTTP API of the same system.
-    let http = reqwest::Client::new();
-    let url = |p: &str| format!("http://127.0.0.1:{gateway}{p}");
-    let start = std::time::Instant::now();
-    while http.get(url("/healthz")).send().await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "gateway did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let login: serde_json::Value = http
         .post(url("/api/v1/auth/login"))
         .json(&serde_json::json!({"username": "admin", "password": password}))

@@ -15,6 +15,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub lockout: LockoutSettings,
     pub argon2: Argon2Settings,
+    pub purge: PurgeSettings,
     /// Creates the user `admin` with this password once, when no such user exists; never
     /// overwrites. No default exists in code.
     pub bootstrap_admin_password: Option<SecretString>,
@@ -32,6 +33,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             lockout: LockoutSettings::default(),
             argon2: Argon2Settings::default(),
+            purge: PurgeSettings::default(),
             bootstrap_admin_password: None,
             service_tokens: BTreeMap::new(),
             areas: default_areas(),
@@ -79,6 +81,25 @@ impl Default for LockoutSettings {
     }
 }
 
+/// The purge of rows nobody needs any more (ended sessions, stale failure counters).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PurgeSettings {
+    /// Seconds between purges; 0 turns the purge off.
+    pub interval_secs: u64,
+    /// Sessions are kept this long after they ended or expired (for the audit of who was in).
+    pub keep_sessions_secs: u64,
+}
+
+impl Default for PurgeSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10 * 60,
+            keep_sessions_secs: 24 * 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Argon2Settings {
@@ -88,6 +109,9 @@ pub struct Argon2Settings {
     pub parallelism: u32,
     /// Hashes computed at once (each holds `memory_kib`); the rest wait.
     pub max_concurrent: usize,
+    /// Hashes that may wait for one of those slots; past it the call answers `overloaded`
+    /// (RESOURCE_EXHAUSTED, HTTP 429) instead of queueing without bound.
+    pub max_waiting: usize,
 }
 
 impl Default for Argon2Settings {
@@ -97,6 +121,7 @@ impl Default for Argon2Settings {
             iterations: 2,
             parallelism: 1,
             max_concurrent: 2,
+            max_waiting: 64,
         }
     }
 }

@@ -272,8 +272,57 @@ impl Auth {
 
     // ---------------------------------------------------------------- AuthService
 
+    /// Counts one password attempt on `account` before it is verified; a locked name is
+    /// refused here (audited as `auth.login_locked`) without verifying anything.
+    async fn admit(&self, account: &str, actor: &Actor) -> AppResult<(i32, Option<DateTime<Utc>>)> {
+        let lockout = &self.0.settings.lockout;
+        match store::reserve_attempt(
+            self.pool(),
+            account,
+            lockout.max_failures,
+            lockout.lock_secs,
+        )
+        .await?
+        {
+            store::Attempt::Admitted {
+                failures,
+                locked_until,
+            } => Ok((failures, locked_until)),
+            store::Attempt::Locked(until) => {
+                let mut tx = self.pool().begin().await?;
+                self.audit(
+                    &mut tx,
+                    actor.clone(),
+                    "auth.login_locked",
+                    "",
+                    json!({"account": account, "locked_until": until}),
+                )
+                .await?;
+                tx.commit().await?;
+                Err(locked(until))
+            }
+        }
+    }
+
+    /// Takes back an admitted attempt that was never verified (overload, a database error):
+    /// no password was tried. Best effort; the attempt stays counted if this fails too.
+    async fn release(&self, account: &str) {
+        let max = self.0.settings.lockout.max_failures;
+        let refund = async {
+            let mut conn = self.pool().acquire().await?;
+            store::refund_attempt(&mut conn, account, 1, max).await
+        };
+        if let Err(e) = refund.await {
+            tracing::warn!(error = %e, "could not take back an unverified password attempt");
+        }
+    }
+
     async fn login(&self, req: Request<pb::LoginRequest>) -> AppResult<pb::LoginResponse> {
-        let ip = metadata::get_str(req.metadata(), metadata::CLIENT_IP).map(str::to_owned);
+        // Only the gateway logs users in: it rate-limits logins per account and per address
+        // before they get here.
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["gateway"])?;
+        let ip = caller.client_ip.clone();
         let req = req.into_inner();
         let username = req.username.trim();
         if username.is_empty() || username.len() > 100 || req.password.len() > 1024 {
@@ -285,30 +334,33 @@ impl Auth {
             ip: ip.clone().unwrap_or_default(),
             ..Actor::default()
         };
-        if let Some(until) = store::locked_until(self.pool(), &account).await? {
-            let mut tx = self.pool().begin().await?;
-            self.audit(
-                &mut tx,
-                actor,
-                "auth.login_locked",
-                "",
-                json!({"account": account, "locked_until": until}),
-            )
-            .await?;
-            tx.commit().await?;
-            return Err(locked(until));
-        }
-        let user = store::user_by_username(self.pool(), &account).await?;
+        let (failures, locked_until) = self.admit(&account, &actor).await?;
         let password = SecretString::from(req.password);
-        let verified = self
-            .0
-            .hasher
-            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
+        let checked = async {
+            let user = store::user_by_username(self.pool(), &account).await?;
+            let stored = user.as_ref().map(|u| u.password_hash.as_str());
+            let verified = self.0.hasher.verify(&password, stored).await?;
+            Ok::<_, AppError>((user, verified))
+        };
+        let (user, verified) = match checked.await {
+            Ok(v) => v,
+            Err(e) => {
+                self.release(&account).await;
+                return Err(e);
+            }
+        };
         let mut tx = self.pool().begin().await?;
         match user.filter(|u| verified && u.active) {
             Some(user) => {
-                store::clear_failures(&mut tx, &account).await?;
+                // The success breaks the run: this attempt and those admitted before it are
+                // taken back; failures admitted after it (concurrent attempts) stay counted.
+                store::refund_attempt(
+                    &mut tx,
+                    &account,
+                    failures,
+                    self.0.settings.lockout.max_failures,
+                )
+                .await?;
                 let token = format!("tt_{}", random_token(32));
                 let csrf = random_token(24);
                 let session_id = Uuid::now_v7();
@@ -355,14 +407,7 @@ impl Auth {
                 })
             }
             None => {
-                let lockout = &self.0.settings.lockout;
-                let (failures, locked_until) = store::record_failure(
-                    &mut tx,
-                    &account,
-                    lockout.max_failures,
-                    lockout.lock_secs,
-                )
-                .await?;
+                // Already counted when admitted.
                 let (event, err) = match locked_until {
                     Some(until) => ("auth.login_locked", locked(until)),
                     None => ("auth.login_failed", invalid_credentials()),
@@ -463,17 +508,6 @@ impl Auth {
             .ok_or_else(AppError::unauthenticated)?;
         drop(conn);
         let current = SecretString::from(req.current_password);
-        if !self
-            .0
-            .hasher
-            .verify(&current, Some(&row.password_hash))
-            .await?
-        {
-            return Err(AppError::new(
-                ErrorCode::InvalidCredentials,
-                "the current password is wrong",
-            ));
-        }
         password::check_policy(&row.username, &req.new_password)?;
         if req.new_password == secrecy::ExposeSecret::expose_secret(&current) {
             return Err(AppError::new(
@@ -482,6 +516,40 @@ impl Auth {
             )
             .with_detail("reason", "unchanged"));
         }
+        // A wrong current password counts toward the same lockout as a login, admitted before
+        // it is verified; a locked account is refused without verifying.
+        let account = row.username.to_lowercase();
+        let (failures, locked_until) = self.admit(&account, &caller.actor()).await?;
+        let verified = match self
+            .0
+            .hasher
+            .verify(&current, Some(&row.password_hash))
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                self.release(&account).await;
+                return Err(e);
+            }
+        };
+        if !verified {
+            return Err(match locked_until {
+                Some(until) => locked(until),
+                None => AppError::new(
+                    ErrorCode::InvalidCredentials,
+                    "the current password is wrong",
+                ),
+            });
+        }
+        let mut conn = self.pool().acquire().await?;
+        store::refund_attempt(
+            &mut conn,
+            &account,
+            failures,
+            self.0.settings.lockout.max_failures,
+        )
+        .await?;
+        drop(conn);
         let hash = self
             .0
             .hasher

@@ -2,13 +2,14 @@
 //! parameters for unknown users (same work either way), and the password policy.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::ErrorCode;
 
@@ -17,8 +18,50 @@ use crate::config::Argon2Settings;
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    permits: Arc<Permits>,
     dummy: Arc<String>,
+}
+
+/// `max_concurrent` hashes at once and at most `max_waiting` more waiting for a slot; the rest
+/// are refused at once with `overloaded`, so a burst cannot queue without bound.
+struct Permits {
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+/// Counts one waiter while it lives (also when its future is dropped while waiting).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Permits {
+    async fn acquire(&self) -> AppResult<SemaphorePermit<'_>> {
+        match self.slots.try_acquire() {
+            Ok(p) => return Ok(p),
+            Err(TryAcquireError::Closed) => {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "argon2 semaphore closed"
+                )))
+            }
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        if before >= self.max_waiting {
+            metrics::counter!("auth_password_hashes_shed_total").increment(1);
+            return Err(AppError::new(
+                ErrorCode::Overloaded,
+                "too many password checks at once; try again in a moment",
+            )
+            .with_detail("retry_after_seconds", 1));
+        }
+        self.slots.acquire().await.map_err(AppError::internal)
+    }
 }
 
 /// Which hash a verification ran against; both paths cost the same.
@@ -57,7 +100,11 @@ impl Hasher {
         let dummy = hash_blocking(&params, dummy_password.as_bytes())?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            permits: Arc::new(Permits {
+                slots: Semaphore::new(settings.max_concurrent.max(1)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: settings.max_waiting,
+            }),
             dummy: Arc::new(dummy),
         })
     }
@@ -71,7 +118,7 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: &SecretString) -> AppResult<String> {
-        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
+        let _permit = self.permits.acquire().await?;
         let params = self.params.clone();
         let pw = password.expose_secret().to_owned();
         tokio::task::spawn_blocking(move || hash_blocking(&params, pw.as_bytes()))
@@ -90,7 +137,7 @@ impl Hasher {
         };
         let hash = stored.unwrap_or(&self.dummy).to_owned();
         let pw = password.expose_secret().to_owned();
-        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
+        let _permit = self.permits.acquire().await?;
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .map(|parsed| {
@@ -207,6 +254,49 @@ mod tests {
     fn the_list_has_ten_thousand_entries() {
         assert_eq!(common_passwords().len(), 10_000);
         assert!(common_passwords().contains("password1"));
+    }
+
+    /// With every slot taken, `max_waiting` calls wait and the next is refused at once with
+    /// `overloaded` (retry after 1 s); the waiting ones finish once a slot frees up.
+    #[tokio::test]
+    async fn the_wait_queue_is_bounded() {
+        let settings = Argon2Settings {
+            max_concurrent: 1,
+            max_waiting: 2,
+            ..Argon2Settings::default()
+        };
+        let h = Hasher::new(&settings).unwrap();
+        let held = h.permits.slots.acquire().await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify(&SecretString::from("x"), None).await })
+            })
+            .collect();
+        while h.permits.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let e = h.verify(&SecretString::from("x"), None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded);
+        assert_eq!(e.detail("retry_after_seconds"), Some("1"));
+        let e = h
+            .hash(&SecretString::from("Seed-Sack-42"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded);
+        assert_eq!(
+            h.permits.waiting.load(Ordering::SeqCst),
+            2,
+            "the refused left"
+        );
+
+        drop(held);
+        for w in waiters {
+            assert!(!w.await.unwrap().unwrap());
+        }
+        assert_eq!(h.permits.waiting.load(Ordering::SeqCst), 0);
+        // Free again: calls go through.
+        assert!(!h.verify(&SecretString::from("x"), None).await.unwrap());
     }
 
     #[tokio::test]

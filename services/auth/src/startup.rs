@@ -80,13 +80,16 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let purge = tokio::spawn(purge_loop(self.auth.clone(), stop_rx));
         let routes = Routes::new(pb::auth_service_server::AuthServiceServer::new(
             self.auth.clone(),
         ))
         .add_service(pb::user_admin_service_server::UserAdminServiceServer::new(
             self.auth,
         ));
-        self.runtime
+        let result = self
+            .runtime
             .serve(
                 routes,
                 &[
@@ -95,7 +98,50 @@ impl Application {
                 ],
                 shutdown,
             )
-            .await
+            .await;
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), purge).await;
+        result
+    }
+}
+
+/// Every `purge.interval_secs` (0: never), deletes the sessions and failure counters nobody
+/// needs any more, so neither table only grows. Every replica runs it; the deletes are
+/// idempotent.
+async fn purge_loop(auth: Auth, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let settings = &auth.0.settings;
+    if settings.purge.interval_secs == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs(settings.purge.interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match store::purge(
+            &auth.0.pool,
+            settings.purge.keep_sessions_secs,
+            settings.session.idle_timeout_secs,
+            settings.lockout.lock_secs,
+        )
+        .await
+        {
+            Ok(p) => {
+                metrics::counter!("auth_purged_rows_total", "table" => "sessions")
+                    .increment(p.sessions);
+                metrics::counter!("auth_purged_rows_total", "table" => "login_failures")
+                    .increment(p.login_failures);
+                if p != store::Purged::default() {
+                    tracing::info!(
+                        sessions = p.sessions,
+                        login_failures = p.login_failures,
+                        "purged ended sessions and stale login failures"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "purge failed; retrying next round"),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
-use tracetrack_common::AppResult;
+use tracetrack_common::{AppError, AppResult};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -65,32 +65,93 @@ pub async fn locked_until(pool: &PgPool, account: &str) -> AppResult<Option<Date
     .await?)
 }
 
-/// Counts one more failure in a row, atomically; the `max`-th locks the name for `lock_secs`.
-/// A lock that has run out starts a fresh count.
-pub async fn record_failure(
-    conn: &mut PgConnection,
+/// What the lockout says to one password attempt on an account name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted as a failure up front (`failures` in a row, this one included); verify it, then
+    /// [`refund_attempt`] it on success. `locked_until` is set when this attempt was the one that
+    /// reached the limit: it is still verified, and a failure answers `account_locked`.
+    Admitted {
+        failures: i32,
+        locked_until: Option<DateTime<Utc>>,
+    },
+    /// The name is locked: refuse without verifying anything.
+    Locked(DateTime<Utc>),
+}
+
+/// Admits or refuses one attempt, atomically and before any password is verified: one upsert
+/// counts it as a failure unless a lock is in force (no row back). So a burst of parallel
+/// attempts gets exactly `max` verifications, however many run at once. A lock that has run out
+/// starts a fresh count.
+pub async fn reserve_attempt(
+    pool: &PgPool,
     account: &str,
     max: i32,
     lock_secs: u64,
-) -> AppResult<(i32, Option<DateTime<Utc>>)> {
-    Ok(sqlx::query_as(
-        r#"INSERT INTO auth.login_failures AS f (account, failures, locked_until, last_failure_at)
-           VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + make_interval(secs => $3) END, now())
-           ON CONFLICT (account) DO UPDATE SET
-             failures = CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= now() THEN 1
-                             ELSE f.failures + 1 END,
-             locked_until = CASE
-               WHEN (CASE WHEN f.locked_until IS NOT NULL AND f.locked_until <= now() THEN 1
-                          ELSE f.failures + 1 END) >= $2
-               THEN now() + make_interval(secs => $3) END,
-             last_failure_at = now()
-           RETURNING failures, locked_until"#,
+) -> AppResult<Attempt> {
+    // A lock that runs out between the upsert and the read admits the next try.
+    for _ in 0..3 {
+        let admitted: Option<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+            r#"INSERT INTO auth.login_failures AS f (account, failures, locked_until, last_failure_at)
+               VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + make_interval(secs => $3) END, now())
+               ON CONFLICT (account) DO UPDATE SET
+                 failures = CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failures + 1 END,
+                 locked_until = CASE
+                   WHEN (CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failures + 1 END) >= $2
+                   THEN now() + make_interval(secs => $3) END,
+                 last_failure_at = now()
+               WHERE f.locked_until IS NULL OR f.locked_until <= now()
+               RETURNING failures, locked_until"#,
+        )
+        .bind(account)
+        .bind(max)
+        .bind(lock_secs as f64)
+        .fetch_optional(pool)
+        .await?;
+        if let Some((failures, locked_until)) = admitted {
+            return Ok(Attempt::Admitted {
+                failures,
+                locked_until,
+            });
+        }
+        if let Some(until) = locked_until(pool, account).await? {
+            return Ok(Attempt::Locked(until));
+        }
+    }
+    Err(AppError::internal(anyhow::anyhow!(
+        "the lock on {account:?} kept changing under the attempt"
+    )))
+}
+
+/// Takes back `n` failures counted by [`reserve_attempt`]: on a success, its `failures` (this
+/// attempt and the ones admitted before it, whose run the success broke; failures admitted
+/// after it by concurrent attempts stay counted); on an attempt that was never verified, 1.
+/// Lifts the lock once the count is below `max`; deletes the row at 0.
+pub async fn refund_attempt(
+    conn: &mut PgConnection,
+    account: &str,
+    n: i32,
+    max: i32,
+) -> AppResult<()> {
+    let left: Option<i32> = sqlx::query_scalar(
+        r#"UPDATE auth.login_failures SET
+             failures = GREATEST(failures - $2, 0),
+             locked_until = CASE WHEN GREATEST(failures - $2, 0) < $3 THEN NULL ELSE locked_until END
+           WHERE account = $1
+           RETURNING failures"#,
     )
     .bind(account)
+    .bind(n)
     .bind(max)
-    .bind(lock_secs as f64)
-    .fetch_one(&mut *conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if left == Some(0) {
+        sqlx::query("DELETE FROM auth.login_failures WHERE account = $1 AND failures = 0")
+            .bind(account)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn clear_failures(conn: &mut PgConnection, account: &str) -> AppResult<bool> {
@@ -194,6 +255,69 @@ pub async fn end_user_sessions(
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// What one purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub login_failures: u64,
+}
+
+/// Rows deleted per statement, so a purge never holds many row locks at once.
+const PURGE_BATCH: i64 = 5_000;
+
+/// Deletes sessions over for longer than `keep_secs` (ended, past their absolute expiry, or idle
+/// for longer than `idle_secs`), and failure counters whose last attempt is older than the lock
+/// window and that hold no lock in force.
+pub async fn purge(
+    pool: &PgPool,
+    keep_secs: u64,
+    idle_secs: u64,
+    lock_secs: u64,
+) -> AppResult<Purged> {
+    let mut purged = Purged::default();
+    loop {
+        let n = sqlx::query(
+            r#"DELETE FROM auth.sessions WHERE id IN (
+                 SELECT id FROM auth.sessions
+                 WHERE ended_at < now() - make_interval(secs => $1)
+                    OR expires_at < now() - make_interval(secs => $1)
+                    OR last_seen_at < now() - make_interval(secs => $1 + $2)
+                 LIMIT $3)"#,
+        )
+        .bind(keep_secs as f64)
+        .bind(idle_secs as f64)
+        .bind(PURGE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged.sessions += n;
+        if n < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    loop {
+        let n = sqlx::query(
+            r#"DELETE FROM auth.login_failures WHERE account IN (
+                 SELECT account FROM auth.login_failures
+                 WHERE last_failure_at < now() - make_interval(secs => $1)
+                   AND (locked_until IS NULL OR locked_until <= now())
+                 LIMIT $2)
+               AND last_failure_at < now() - make_interval(secs => $1)
+               AND (locked_until IS NULL OR locked_until <= now())"#,
+        )
+        .bind(lock_secs as f64)
+        .bind(PURGE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged.login_failures += n;
+        if n < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(purged)
 }
 
 pub async fn service_by_token(pool: &PgPool, token_hash: &[u8]) -> AppResult<Option<String>> {

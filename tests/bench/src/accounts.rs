@@ -372,8 +372,18 @@ impl Accounts {
     }
 }
 
-/// `POST /api/v1/auth/login`, waiting out the gateway's login rate limits.
+/// `POST /api/v1/auth/login`, waiting out the gateway's login rate limits; the session token.
 pub async fn login(api: &Api, username: &str, password: &str) -> anyhow::Result<String> {
+    let v = login_answer(api, username, password).await?;
+    v.get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("login answered without a token")
+}
+
+/// `POST /api/v1/auth/login`'s whole answer (token, user, …); an account that must change its
+/// password first is refused.
+pub async fn login_answer(api: &Api, username: &str, password: &str) -> anyhow::Result<Value> {
     let body = json!({ "username": username, "password": password });
     let a = api
         .send_patiently(
@@ -389,10 +399,7 @@ pub async fn login(api: &Api, username: &str, password: &str) -> anyhow::Result<
     if v.get("must_change_password").and_then(Value::as_bool) == Some(true) {
         anyhow::bail!("{username} must change their password before doing anything else");
     }
-    v.get("token")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .context("login answered without a token")
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -81,12 +81,10 @@ pub struct Args {
     /// Import even when the plan's last bags exist already.
     #[arg(long)]
     force: bool,
-    /// Only import bags (no users, bills or API verification).
+    /// Only import bags (no users, bills or API verification; the login still goes through the
+    /// gateway, `--base-url`).
     #[arg(long)]
     no_http: bool,
-    /// The gateway (users, bills and the verification go through its HTTP API).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    base_url: String,
     /// Where the benchmark users' sessions are cached for `run` (mode 0600).
     #[arg(long, default_value = ".local/bench/sessions.json")]
     session_cache: std::path::PathBuf,
@@ -387,11 +385,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.no_http {
         return Ok(());
     }
-    let api = Api::new(&args.base_url, Duration::from_secs(60))?;
+    let api = Api::new(&args.login.base_url, Duration::from_secs(60))?;
     anyhow::ensure!(
         api.healthy().await,
         "the gateway at {} does not answer /healthz",
-        args.base_url
+        args.login.base_url
     );
     let accounts = Arc::new(
         Accounts::open(

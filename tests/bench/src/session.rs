@@ -1,20 +1,23 @@
-//! Logging in to auth and opening channels to the services.
+//! Logging in through the gateway and opening channels to the services.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use serde_json::Value;
 use tonic::transport::Channel;
 use tracetrack_common::client;
 use tracetrack_common::AppError;
-use tracetrack_proto::auth::v1::auth_service_client::AuthServiceClient;
-use tracetrack_proto::auth::v1::LoginRequest;
 
-/// Who the benchmark logs in as.
+use crate::accounts;
+use crate::api::Api;
+
+/// Who the benchmark logs in as, and where.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoginArgs {
-    /// The auth service's gRPC endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub auth_url: String,
+    /// The gateway: the tool logs in through its HTTP API (auth's gRPC Login answers only the
+    /// gateway); the session token then works on the services' gRPC APIs.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub base_url: String,
     #[arg(long, default_value = "admin")]
     pub username: String,
     /// Defaults to $TRACETRACK_ADMIN_PASSWORD (`make run` keeps it in .local/run/secrets.env as
@@ -33,27 +36,28 @@ pub struct Session {
 
 impl LoginArgs {
     pub async fn login(&self) -> anyhow::Result<Session> {
-        let mut auth = AuthServiceClient::new(open(&self.auth_url, Duration::from_secs(10))?);
-        let resp = auth
-            .login(LoginRequest {
-                username: self.username.clone(),
-                password: self.password.clone(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", AppError::from_status(&s)))
-            .with_context(|| format!("logging in as {} at {}", self.username, self.auth_url))?
-            .into_inner();
-        if resp.must_change_password {
-            anyhow::bail!(
-                "{} must change their password before doing anything else",
-                self.username
-            );
-        }
-        let user = resp.user.unwrap_or_default();
+        let api = Api::new(&self.base_url, Duration::from_secs(30))?;
+        let v = accounts::login_answer(&api, &self.username, &self.password).await?;
+        let field = |k: &str| {
+            v.get("user")
+                .and_then(|u| u.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         Ok(Session {
-            token: resp.token,
-            role: user.role().as_str_name().to_owned(),
-            user_id: user.id,
+            token: v
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| {
+                    format!(
+                        "logging in as {} at {}: no token",
+                        self.username, self.base_url
+                    )
+                })?,
+            role: field("role"),
+            user_id: field("id"),
         })
     }
 }

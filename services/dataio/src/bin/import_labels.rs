@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracetrack_dataio::import::{self, RegistryClient, DEFAULT_BATCH, MAX_BATCH};
 use tracetrack_dataio::labels;
-use tracetrack_dataio::session::{login, open};
+use tracetrack_dataio::session::{login, open, DEFAULT_GATEWAY_URL};
 use tracetrack_domain::qr::ProductLine;
 
 #[derive(Debug, Parser)]
@@ -28,9 +28,9 @@ struct Args {
     /// bag-registry's gRPC endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     registry_url: String,
-    /// auth's gRPC endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    auth_url: String,
+    /// The gateway's HTTP address: the tool logs in through it.
+    #[arg(long, default_value = DEFAULT_GATEWAY_URL)]
+    gateway_url: String,
     /// An admin's username.
     #[arg(long, default_value = "admin")]
     username: String,
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             problems: parsed.problems.clone(),
         }
     } else {
-        let token = login(&args.auth_url, &args.username, &args.password).await?;
+        let token = login(&args.gateway_url, &args.username, &args.password).await?;
         let mut registry =
             RegistryClient::new(open(&args.registry_url, Duration::from_secs(3600))?)
                 .max_encoding_message_size(64 << 20);

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracetrack_dataio::import::{DEFAULT_BATCH, MAX_BATCH};
 use tracetrack_dataio::legacy::{self, PlanOptions, Targets};
-use tracetrack_dataio::session::login;
+use tracetrack_dataio::session::{login, DEFAULT_GATEWAY_URL};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,8 +25,12 @@ struct Args {
     /// Report only: nothing is written anywhere.
     #[arg(long)]
     dry_run: bool,
+    /// auth's gRPC endpoint (users are created through UserAdminService).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     auth_url: String,
+    /// The gateway's HTTP address: the tool logs in through it.
+    #[arg(long, default_value = DEFAULT_GATEWAY_URL)]
+    gateway_url: String,
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     registry_url: String,
     /// billing's gRPC endpoint; an empty value skips bills (reported as not migrated).
@@ -82,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             auth_url: args.auth_url.clone(),
             registry_url: args.registry_url.clone(),
             billing_url: Some(args.billing_url.clone()).filter(|u| !u.trim().is_empty()),
-            token: login(&args.auth_url, &args.username, password).await?,
+            token: login(&args.gateway_url, &args.username, password).await?,
             batch_size: args.batch_size as usize,
         })
     };
