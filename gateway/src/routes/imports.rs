@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tracetrack_common::AppError;
 use tracetrack_dataio::import::{self, DEFAULT_BATCH};
 use tracetrack_dataio::labels::{self, WorkbookError};
 use tracetrack_domain::qr::ProductLine;
@@ -110,9 +112,43 @@ fn invalid_workbook(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidWorkbook, message)
 }
 
+/// One workbook parse at a time per gateway: a parse may decompress up to
+/// `labels::MAX_UNCOMPRESSED_BYTES` and hold up to `labels::MAX_ROWS` rows, so a second upload
+/// meanwhile is shed (`overloaded`, 429 with `Retry-After`), not queued.
+static PARSING: Semaphore = Semaphore::const_new(1);
+
+fn parse_slot() -> Result<SemaphorePermit<'static>, ApiError> {
+    PARSING.try_acquire().map_err(|_| {
+        ApiError(
+            AppError::new(
+                ErrorCode::Overloaded,
+                "another workbook is being read; try again in a moment",
+            )
+            .with_detail("retry_after_seconds", 1),
+        )
+    })
+}
+
+/// What the caller is told when a workbook cannot be read.
+fn workbook_error(e: WorkbookError) -> ApiError {
+    match e {
+        WorkbookError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        WorkbookError::Unreadable(_) => {
+            invalid_workbook("the body is not a readable .xlsx workbook")
+        }
+        WorkbookError::Sheet { sheet, .. } => ApiError(
+            invalid_workbook(format!("sheet {sheet:?} cannot be read"))
+                .0
+                .with_detail("sheet", sheet),
+        ),
+    }
+}
+
 /// Import a label-printing workbook (admin). The body is the `.xlsx` file itself (up to
-/// `max_import_bytes`, 50 MiB by default); every sheet is read: column A a serial number,
-/// column B the scanned text, 15 or 30 label rows then the parent's row. Bags already
+/// `max_import_bytes`, 50 MiB by default, and at most 256 MiB once decompressed, 1,000,000
+/// non-empty rows); every sheet is read: column A a serial number, column B the scanned text
+/// (other columns are ignored), 15 or 30 label rows then the parent's row. One workbook is
+/// read at a time: another upload meanwhile is `429 overloaded` (`Retry-After`). Bags already
 /// registered are left alone, so uploading the same workbook again creates nothing
 /// (`nothing_changed`). Rules: `tracetrack_dataio::labels`.
 #[utoipa::path(post, path = "/api/v1/imports/labels", tag = "imports", params(ImportParams),
@@ -122,7 +158,8 @@ fn invalid_workbook(message: impl Into<String>) -> ApiError {
         (status = 400, body = Problem, description = "invalid_workbook, area_required"),
         (status = 401, body = Problem, description = "unauthenticated"),
         (status = 403, body = Problem, description = "permission_denied: admins only"),
-        (status = 413, body = Problem, description = "payload_too_large")))]
+        (status = 413, body = Problem, description = "payload_too_large: over the upload size, the decompressed size, the files or the rows a workbook may have"),
+        (status = 429, body = Problem, description = "overloaded: another workbook is being read (Retry-After)")))]
 async fn import_labels(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -164,21 +201,18 @@ async fn import_labels(
             "the request body is empty: send the .xlsx file",
         ));
     }
-    // Parsing a large workbook is CPU work: off the executor.
+    let slot = parse_slot()?;
+    // Parsing a large workbook is CPU work: off the executor. The slot goes with it, so it is
+    // held until the parse ends even if the caller goes away.
     let parsed = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         labels::parse_workbook(&bytes, &ProductLine::defaults())
     })
     .await
     .map_err(|_| ApiError::new(ErrorCode::Internal, "the workbook could not be parsed"))?
-    .map_err(|e| match e {
-        WorkbookError::Unreadable(_) => {
-            invalid_workbook("the body is not a readable .xlsx workbook")
-        }
-        WorkbookError::Sheet { sheet, .. } => ApiError(
-            invalid_workbook(format!("sheet {sheet:?} cannot be read"))
-                .0
-                .with_detail("sheet", sheet),
-        ),
+    .map_err(|e| {
+        tracing::info!(error = %e, "label workbook refused");
+        workbook_error(e)
     })?;
     tracing::info!(
         area,
@@ -218,4 +252,37 @@ async fn import_labels(
         .await?
     };
     Ok(Json(report.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn one_parse_at_a_time_and_the_second_is_told_when_to_retry() {
+        let first = parse_slot().unwrap();
+        let refused = parse_slot().unwrap_err().0;
+        assert_eq!(refused.code, ErrorCode::Overloaded);
+        assert_eq!(refused.code.http_status(), 429);
+        assert_eq!(refused.detail("retry_after_seconds"), Some("1"));
+        drop(first);
+        drop(parse_slot().unwrap());
+    }
+
+    #[test]
+    fn too_large_is_413_and_unreadable_is_400() {
+        let e = workbook_error(WorkbookError::TooLarge {
+            what: "the archive's decompressed size",
+            limit: "256 MiB".into(),
+        })
+        .0;
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(e.code.http_status(), 413);
+        assert!(e.message.contains("256 MiB"), "{}", e.message);
+        let e = workbook_error(WorkbookError::Unreadable("x".into())).0;
+        assert_eq!(e.code, ErrorCode::InvalidWorkbook);
+        assert_eq!(e.code.http_status(), 400);
+    }
 }

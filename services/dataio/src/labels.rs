@@ -4,7 +4,15 @@
 //! followed by their parent's row; a parent holds 15 or 30 labels, as its product line says.
 //!
 //! How rows are read (the decisions, in one place):
-//! - A row with nothing in columns A and B is skipped. Columns after B are ignored.
+//! - A row with nothing in columns A and B is skipped. Columns after B are ignored (never held:
+//!   the cells are streamed, so a cell at `XFD1048576` costs nothing). Rows must be stored in
+//!   ascending order (every writer does); a sheet that goes back is refused.
+//! - Only the first 4 KiB of a cell are looked at, and column B's text is kept to 257 characters
+//!   (a longer text is still refused as longer than 256, `qr::MAX_RAW_LEN`).
+//! - Limits, refused as [`WorkbookError::TooLarge`] before anything past them is read: the
+//!   archive's declared decompressed size ([`MAX_UNCOMPRESSED_BYTES`]) and files
+//!   ([`MAX_ENTRIES`]), the shared strings it declares ([`MAX_SHARED_STRINGS`]), the non-empty
+//!   rows of the whole workbook ([`MAX_ROWS`]).
 //! - **Parent row**: column A says "Parent Code" (any case or punctuation), or column B is a QR
 //!   matching a product line's parent pattern while column A holds no serial number. A parent QR
 //!   *with* a serial number is where a label should be (`qr_is_parent`), unless the labels above
@@ -33,14 +41,37 @@
 //! - A parent QR that closes a second group is reported on that row (`invalid_argument`); the
 //!   second group's labels still go into the same parent up to its capacity.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::rc::Rc;
 
-use calamine::{Data, Range, Reader, Xlsx};
+use calamine::{DataRef, Reader, Xlsx, XlsxCellReader, XlsxError};
 use serde::Serialize;
 use tracetrack_domain::qr::{self, ProductLine, QrError};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1::{BagType, ImportBag};
+
+/// Most bytes the archive's files may hold once decompressed, all together (their sizes as the
+/// archive's directory declares them; the zip reader refuses a file that inflates past its
+/// declared size). Checked before anything is decompressed.
+pub const MAX_UNCOMPRESSED_BYTES: u64 = 256 << 20;
+/// Most files in the archive (a workbook has a dozen or so, plus one per sheet).
+pub const MAX_ENTRIES: usize = 10_000;
+/// Most non-empty rows (columns A and B) read from one workbook, all sheets together.
+pub const MAX_ROWS: u64 = 1_000_000;
+/// Most strings the shared-string table may declare: calamine reserves room for the declared
+/// count before reading it, so a forged count would ask for terabytes.
+pub const MAX_SHARED_STRINGS: u64 = 4 * MAX_ROWS;
+/// How much of a cell is looked at: a long shared string can be referenced by every cell of a
+/// sheet, so no cell is ever read (or copied) whole.
+const CELL_PREFIX_BYTES: usize = 4096;
+/// Characters of column B kept: one more than a scanned text may have, so a longer text is
+/// still refused as too long (`qr::MAX_RAW_LEN`).
+const KEEP_CHARS: usize = qr::MAX_RAW_LEN + 1;
+/// How far into the shared-string part its `<sst>` element must start.
+const SST_SCAN_BYTES: u64 = 1 << 20;
 
 /// A workbook that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +80,13 @@ pub enum WorkbookError {
     Unreadable(String),
     #[error("sheet {sheet:?} cannot be read: {message}")]
     Sheet { sheet: String, message: String },
+    /// Over one of the limits above: refused before (or instead of) reading further.
+    #[error("the workbook is too large to read: {what} is over the limit of {limit}")]
+    TooLarge { what: &'static str, limit: String },
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
 }
 
 /// Parent or child.
@@ -132,21 +170,361 @@ impl LabelImport {
 }
 
 /// Parses a label-printing workbook (every sheet) against the product lines in force.
+///
+/// The archive is checked first (files, their declared decompressed sizes, the shared-string
+/// count), then each sheet's cells are streamed in file order: only columns A and B are kept,
+/// so a cell far away (`XFD1048576`) costs nothing, and at most [`MAX_ROWS`] rows are read.
 pub fn parse_workbook(bytes: &[u8], lines: &[ProductLine]) -> Result<LabelImport, WorkbookError> {
-    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes))
-        .map_err(|e: calamine::XlsxError| WorkbookError::Unreadable(e.to_string()))?;
+    parse_with_limit(bytes, lines, MAX_ROWS)
+}
+
+fn parse_with_limit(
+    bytes: &[u8],
+    lines: &[ProductLine],
+    max_rows: u64,
+) -> Result<LabelImport, WorkbookError> {
+    let parts = check_archive(bytes)?;
+    let (reader, over_budget) = Budgeted::new(bytes, parts);
+    let too_much_read = || WorkbookError::TooLarge {
+        what: "what its parts read more than once inflate to",
+        limit: mib(REOPEN_BYTES),
+    };
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(reader).map_err(|e: XlsxError| {
+        if over_budget.get() {
+            too_much_read()
+        } else {
+            WorkbookError::Unreadable(e.to_string())
+        }
+    })?;
     let mut parser = Parser::new(lines);
+    parser.max_rows = max_rows;
     for name in book.sheet_names() {
-        let range = book
-            .worksheet_range(&name)
-            .map_err(|e| WorkbookError::Sheet {
-                sheet: name.clone(),
-                message: e.to_string(),
-            })?;
+        let sheet_error = |e: XlsxError| {
+            if over_budget.get() {
+                too_much_read()
+            } else {
+                WorkbookError::Sheet {
+                    sheet: name.clone(),
+                    message: e.to_string(),
+                }
+            }
+        };
         parser.out.sheets.push(name.clone());
-        parser.sheet(&name, &range);
+        let cells = match book.worksheet_cells_reader(&name) {
+            Ok(cells) => cells,
+            // A chart sheet: no cells (as calamine's own ranges treat it).
+            Err(XlsxError::NotAWorksheet(_)) => continue,
+            Err(e) => return Err(sheet_error(e)),
+        };
+        let rows = SheetRows::new(cells).map(|r| r.map_err(&sheet_error));
+        parser.sheet(&name, rows)?;
     }
     Ok(parser.out)
+}
+
+/// What parts opened again may inflate, all together (declared sizes). calamine opens each part
+/// once, so a workbook needs next to nothing; what this stops is a workbook listing many sheets
+/// that are all the same highly compressed part, inflated again for each.
+const REOPEN_BYTES: u64 = 64 << 20;
+
+/// The upload as calamine reads it. Every opening of a part seeks to the start of its data
+/// (zip's `find_content`): the second and later openings of a part count its declared size
+/// against [`REOPEN_BYTES`], and past it the seek fails and the shared flag says why.
+struct Budgeted<'a> {
+    inner: Cursor<&'a [u8]>,
+    /// Where each part's data starts: its declared size, and whether it was opened yet.
+    parts: HashMap<u64, (u64, bool)>,
+    left: u64,
+    over: Rc<Cell<bool>>,
+}
+
+impl<'a> Budgeted<'a> {
+    fn new(bytes: &'a [u8], parts: HashMap<u64, u64>) -> (Self, Rc<Cell<bool>>) {
+        let over = Rc::new(Cell::new(false));
+        let budget = Self {
+            inner: Cursor::new(bytes),
+            parts: parts
+                .into_iter()
+                .map(|(at, size)| (at, (size, false)))
+                .collect(),
+            left: REOPEN_BYTES,
+            over: over.clone(),
+        };
+        (budget, over)
+    }
+}
+
+impl Read for Budgeted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Seek for Budgeted<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        if let Some((size, opened)) = self.parts.get_mut(&at) {
+            if *opened {
+                match self.left.checked_sub(*size) {
+                    Some(left) => self.left = left,
+                    None => {
+                        self.over.set(true);
+                        return Err(io::Error::other("a part is read again and again"));
+                    }
+                }
+            }
+            *opened = true;
+        }
+        Ok(at)
+    }
+}
+
+/// Refuses an archive too large to read, from its central directory alone: too many files, or
+/// more than [`MAX_UNCOMPRESSED_BYTES`] declared in all. No file can inflate past its declared
+/// size (the zip reader fails it: zip's `Crc32Reader::with_size_limit`), so the declared sizes
+/// bound what calamine decompresses. Then the shared-string count calamine would reserve room
+/// for is checked. Returns where each part's data starts, with its declared size.
+fn check_archive(bytes: &[u8]) -> Result<HashMap<u64, u64>, WorkbookError> {
+    let unreadable = |e: zip::result::ZipError| WorkbookError::Unreadable(e.to_string());
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(unreadable)?;
+    if zip.len() > MAX_ENTRIES {
+        return Err(WorkbookError::TooLarge {
+            what: "the number of files in the archive",
+            limit: format!("{MAX_ENTRIES} files"),
+        });
+    }
+    let mut total: u64 = 0;
+    let mut shared_strings = Vec::new();
+    let mut parts = HashMap::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(unreadable)?;
+        total = total.saturating_add(entry.size());
+        if let Some(at) = entry.data_start() {
+            let size = parts.entry(at).or_insert(0);
+            *size = entry.size().max(*size);
+        }
+        if total > MAX_UNCOMPRESSED_BYTES {
+            return Err(WorkbookError::TooLarge {
+                what: "the archive's decompressed size",
+                limit: mib(MAX_UNCOMPRESSED_BYTES),
+            });
+        }
+        // calamine finds parts by name regardless of case.
+        if entry
+            .name_raw()
+            .to_ascii_lowercase()
+            .ends_with(b"sharedstrings.xml")
+        {
+            shared_strings.push(i);
+        }
+    }
+    for i in shared_strings {
+        let part = zip.by_index(i).map_err(unreadable)?;
+        let mut head = Vec::new();
+        part.take(SST_SCAN_BYTES)
+            .read_to_end(&mut head)
+            .map_err(|e| WorkbookError::Unreadable(e.to_string()))?;
+        match sst_unique_count(&head) {
+            Some(Ok(n)) if n <= MAX_SHARED_STRINGS => {}
+            Some(Ok(_)) => {
+                return Err(WorkbookError::TooLarge {
+                    what: "the shared-string table",
+                    limit: format!("{MAX_SHARED_STRINGS} strings"),
+                })
+            }
+            Some(Err(())) => {
+                return Err(WorkbookError::Unreadable(
+                    "the shared-string table's uniqueCount is not a number".into(),
+                ))
+            }
+            None if head.len() as u64 >= SST_SCAN_BYTES => {
+                return Err(WorkbookError::Unreadable(format!(
+                    "the shared-string table does not start within its first {}",
+                    mib(SST_SCAN_BYTES)
+                )))
+            }
+            // No <sst> element, or no count: calamine reserves nothing (and fails on the former).
+            None => {}
+        }
+    }
+    Ok(parts)
+}
+
+/// The `uniqueCount` of the first `<sst>` start tag in `xml` (skipping what an XML reader
+/// skips: comments, processing instructions, declarations, end tags), `Some(Err)` when it is
+/// not a plain number, `Some(Ok(0))` when the tag has no count, `None` when no `<sst>` tag starts
+/// (completely) in `xml`. Every `uniqueCount` of the tag counts (the largest is returned).
+fn sst_unique_count(xml: &[u8]) -> Option<Result<u64, ()>> {
+    fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    }
+    let mut i = 0;
+    while let Some(lt) = find(xml, i, b"<") {
+        let rest = &xml[lt..];
+        let skip_to = |end: &[u8]| find(xml, lt, end).map(|e| e + end.len());
+        if rest.starts_with(b"<!--") {
+            i = skip_to(b"-->")?;
+            continue;
+        }
+        if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(b"]]>")?;
+            continue;
+        }
+        if rest.starts_with(b"<?") {
+            i = skip_to(b"?>")?;
+            continue;
+        }
+        if rest.starts_with(b"<!") || rest.starts_with(b"</") {
+            i = skip_to(b">")?;
+            continue;
+        }
+        // A start tag: its name, then attributes up to the '>' outside quotes.
+        let name_len = rest[1..]
+            .iter()
+            .position(|c| c.is_ascii_whitespace() || *c == b'>' || *c == b'/')
+            .unwrap_or(rest.len() - 1);
+        let name = &rest[1..1 + name_len];
+        let local = name.rsplit(|c| *c == b':').next().unwrap_or(name);
+        let mut quote = None;
+        let mut end = None;
+        for (k, c) in rest.iter().enumerate().skip(1 + name_len) {
+            match (quote, *c) {
+                (None, b'"' | b'\'') => quote = Some(*c),
+                (Some(q), c) if c == q => quote = None,
+                (None, b'>') => {
+                    end = Some(k);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end?;
+        if local != b"sst" {
+            i = lt + end + 1;
+            continue;
+        }
+        return Some(unique_count(&rest[1 + name_len..end]));
+    }
+    None
+}
+
+/// The largest `uniqueCount="…"` among a start tag's attributes (0 if none).
+fn unique_count(attrs: &[u8]) -> Result<u64, ()> {
+    let mut most = 0u64;
+    let mut rest = attrs;
+    while let Some(p) = rest.windows(11).position(|w| w == b"uniqueCount") {
+        let before_ok = p == 0 || rest[p - 1].is_ascii_whitespace();
+        let after = &rest[p + 11..];
+        rest = after;
+        let after = after.trim_ascii_start();
+        let Some(after) = after.strip_prefix(b"=") else {
+            continue;
+        };
+        if !before_ok {
+            continue;
+        }
+        let after = after.trim_ascii_start();
+        let Some((&q, value)) = after.split_first() else {
+            return Err(());
+        };
+        if q != b'"' && q != b'\'' {
+            return Err(());
+        }
+        let len = value.iter().position(|c| *c == q).ok_or(())?;
+        let digits = value[..len].trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = if digits.len() > 19 {
+            u64::MAX
+        } else {
+            std::str::from_utf8(digits)
+                .map_err(|_| ())?
+                .parse::<u64>()
+                .map_err(|_| ())?
+        };
+        most = most.max(n);
+    }
+    Ok(most)
+}
+
+/// One row's columns A and B, as read.
+struct SheetRow {
+    /// 0-based.
+    index: u32,
+    a: ColumnA,
+    b: String,
+}
+
+/// A sheet's rows with something in column A or B, from calamine's cell stream (rows must come
+/// in ascending order, as every writer stores them).
+struct SheetRows<'a, RS: Read + Seek> {
+    cells: XlsxCellReader<'a, RS>,
+    pending: Option<SheetRow>,
+    done: bool,
+}
+
+impl<'a, RS: Read + Seek> SheetRows<'a, RS> {
+    fn new(cells: XlsxCellReader<'a, RS>) -> Self {
+        Self {
+            cells,
+            pending: None,
+            done: false,
+        }
+    }
+}
+
+impl<RS: Read + Seek> Iterator for SheetRows<'_, RS> {
+    type Item = Result<SheetRow, XlsxError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let cell = match self.cells.next_cell() {
+                Ok(Some(cell)) => cell,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            let (row, col) = cell.get_position();
+            let value = cell.get_value();
+            if col > 1 || matches!(value, DataRef::Empty) {
+                continue;
+            }
+            let flushed = match &self.pending {
+                Some(p) if p.index == row => None,
+                Some(p) if p.index > row => {
+                    self.done = true;
+                    return Some(Err(XlsxError::Unexpected(
+                        "rows are not in ascending order",
+                    )));
+                }
+                _ => self.pending.replace(SheetRow {
+                    index: row,
+                    a: ColumnA::Empty,
+                    b: String::new(),
+                }),
+            };
+            if let Some(p) = self.pending.as_mut() {
+                if col == 0 {
+                    p.a = column_a(value);
+                } else {
+                    p.b = column_b(value);
+                }
+            }
+            if let Some(row) = flushed {
+                return Some(Ok(row));
+            }
+        }
+        self.pending.take().map(Ok)
+    }
 }
 
 /// What column A says.
@@ -158,12 +536,38 @@ enum ColumnA {
     Text,
 }
 
-fn column_a(cell: Option<&Data>) -> ColumnA {
+/// A cell's text (its first [`CELL_PREFIX_BYTES`]): integral numbers without a decimal point
+/// (a label number typed as a number has lost its leading zeros, which cannot be recovered).
+fn cell_text<'c>(cell: &'c DataRef<'_>) -> Cow<'c, str> {
+    let text: Cow<'c, str> = match cell {
+        DataRef::Empty => Cow::Borrowed(""),
+        DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}").into(),
+        DataRef::Float(f) => f.to_string().into(),
+        DataRef::Int(i) => i.to_string().into(),
+        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Cow::Borrowed(s),
+        DataRef::SharedString(s) => Cow::Borrowed(s),
+        DataRef::Bool(b) => b.to_string().into(),
+        DataRef::DateTime(d) => d.to_string().into(),
+        DataRef::Error(e) => e.to_string().into(),
+    };
+    match text {
+        Cow::Borrowed(s) if s.len() > CELL_PREFIX_BYTES => {
+            let mut end = CELL_PREFIX_BYTES;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Cow::Borrowed(&s[..end])
+        }
+        other => other,
+    }
+}
+
+fn column_a(cell: &DataRef<'_>) -> ColumnA {
     match cell {
-        None | Some(Data::Empty) => ColumnA::Empty,
-        Some(Data::Int(_) | Data::Float(_)) => ColumnA::Serial,
-        Some(other) => {
-            let text = other.to_string();
+        DataRef::Empty => ColumnA::Empty,
+        DataRef::Int(_) | DataRef::Float(_) => ColumnA::Serial,
+        other => {
+            let text = cell_text(other);
             let text = text.trim();
             if text.is_empty() {
                 ColumnA::Empty
@@ -174,6 +578,7 @@ fn column_a(cell: Option<&Data>) -> ColumnA {
                     .chars()
                     .filter(|c| c.is_alphanumeric())
                     .flat_map(char::to_lowercase)
+                    .take(12)
                     .collect();
                 if squashed == "parentcode" {
                     ColumnA::ParentMarker
@@ -185,13 +590,23 @@ fn column_a(cell: Option<&Data>) -> ColumnA {
     }
 }
 
-/// A cell's text: integral numbers without a decimal point (a label number typed as a number
-/// has lost its leading zeros, which cannot be recovered).
-fn cell_text(cell: Option<&Data>) -> String {
-    match cell {
-        None | Some(Data::Empty) => String::new(),
-        Some(Data::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
-        Some(other) => other.to_string(),
+/// Column B's text, kept to [`KEEP_CHARS`] characters. A longer text keeps its length past
+/// `qr::MAX_RAW_LEN` (so it is refused as too long, as a whole one would be) and its first
+/// non-blank characters (shown in the report).
+fn column_b(cell: &DataRef<'_>) -> String {
+    let raw = cell_text(cell);
+    let text = raw.trim_start();
+    if text.trim_end().is_empty() {
+        return String::new();
+    }
+    if raw.chars().count() <= KEEP_CHARS {
+        return raw.into_owned();
+    }
+    let text_chars = text.chars().count();
+    if text_chars >= KEEP_CHARS {
+        text.chars().take(KEEP_CHARS).collect()
+    } else {
+        format!("{}{text}", " ".repeat(KEEP_CHARS - text_chars))
     }
 }
 
@@ -218,6 +633,8 @@ struct Parser<'a> {
     /// Children imported so far: where each came from.
     children: HashMap<String, (String, u32)>,
     parents: HashMap<String, ParentSeen>,
+    /// Non-empty rows read at most ([`MAX_ROWS`]).
+    max_rows: u64,
 }
 
 impl<'a> Parser<'a> {
@@ -227,6 +644,7 @@ impl<'a> Parser<'a> {
             out: LabelImport::default(),
             children: HashMap::new(),
             parents: HashMap::new(),
+            max_rows: MAX_ROWS,
         }
     }
 
@@ -240,21 +658,26 @@ impl<'a> Parser<'a> {
         });
     }
 
-    fn sheet(&mut self, sheet: &str, range: &Range<Data>) {
-        let (Some(start), Some(end)) = (range.start(), range.end()) else {
-            return;
-        };
+    /// Reads one sheet's rows (ascending, only those with something in column A or B).
+    fn sheet(
+        &mut self,
+        sheet: &str,
+        rows: impl Iterator<Item = Result<SheetRow, WorkbookError>>,
+    ) -> Result<(), WorkbookError> {
         let mut group: Vec<LabelRow> = Vec::new();
-        for r in start.0..=end.0 {
-            let a_cell = range.get_value((r, 0));
-            let b_cell = range.get_value((r, 1));
-            let a = column_a(a_cell);
-            let b = cell_text(b_cell);
+        for r in rows {
+            let SheetRow { index, a, b } = r?;
             if a == ColumnA::Empty && b.trim().is_empty() {
                 continue;
             }
+            if self.out.rows >= self.max_rows {
+                return Err(WorkbookError::TooLarge {
+                    what: "the number of non-empty rows",
+                    limit: format!("{} rows", self.max_rows),
+                });
+            }
             self.out.rows += 1;
-            let row = r + 1;
+            let row = index + 1;
             let as_parent = qr::parent_id(&b, self.lines).ok();
             let is_parent_row = match (a, &as_parent) {
                 (ColumnA::ParentMarker, _) => true,
@@ -287,6 +710,7 @@ impl<'a> Parser<'a> {
                 &value,
             );
         }
+        Ok(())
     }
 
     fn close_group(
@@ -582,5 +1006,491 @@ mod tests {
     #[test]
     fn not_a_workbook() {
         assert!(parse_workbook(b"hello", &ProductLine::defaults()).is_err());
+    }
+
+    // ------------------------------------------------------------------ hostile workbooks
+
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    /// A zip entry as stored: its compressed bytes and what the directory declares.
+    struct RawEntry {
+        name: String,
+        /// 0 stored, 8 deflated.
+        method: u16,
+        crc: u32,
+        data: Vec<u8>,
+        size: u64,
+    }
+
+    /// The entries of `zip` exactly as stored (nothing decompressed).
+    fn raw_entries(zip_bytes: &[u8]) -> Vec<RawEntry> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(zip_bytes)).unwrap();
+        (0..zip.len())
+            .map(|i| {
+                let mut f = zip.by_index_raw(i).unwrap();
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).unwrap();
+                RawEntry {
+                    name: f.name().unwrap().into_owned(),
+                    method: match f.compression() {
+                        zip::CompressionMethod::Stored => 0,
+                        _ => 8,
+                    },
+                    crc: f.crc32(),
+                    data,
+                    size: f.size(),
+                }
+            })
+            .collect()
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for b in data {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn stored(name: &str, data: &[u8]) -> RawEntry {
+        RawEntry {
+            name: name.to_owned(),
+            method: 0,
+            crc: crc32(data),
+            data: data.to_vec(),
+            size: data.len() as u64,
+        }
+    }
+
+    /// A zip archive written by hand, declaring what the entries say (sizes may lie).
+    fn raw_zip(entries: &[RawEntry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for e in entries {
+            let offset = out.len() as u32;
+            let header = |sig: u32, central: bool| {
+                let mut h = Vec::new();
+                h.extend_from_slice(&sig.to_le_bytes());
+                if central {
+                    h.extend_from_slice(&20u16.to_le_bytes()); // made by
+                }
+                h.extend_from_slice(&20u16.to_le_bytes()); // needed
+                h.extend_from_slice(&0u16.to_le_bytes()); // flags
+                h.extend_from_slice(&e.method.to_le_bytes());
+                h.extend_from_slice(&0u32.to_le_bytes()); // time, date
+                h.extend_from_slice(&e.crc.to_le_bytes());
+                h.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+                h.extend_from_slice(&(e.size as u32).to_le_bytes());
+                h.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
+                h.extend_from_slice(&0u16.to_le_bytes()); // extra
+                if central {
+                    h.extend_from_slice(&[0; 6]); // comment, disk, internal attributes
+                    h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+                    h.extend_from_slice(&offset.to_le_bytes());
+                }
+                h.extend_from_slice(e.name.as_bytes());
+                h
+            };
+            out.extend(header(0x0403_4b50, false));
+            out.extend_from_slice(&e.data);
+            central.extend(header(0x0201_4b50, true));
+        }
+        let cd_offset = out.len() as u32;
+        out.extend_from_slice(&central);
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]); // disks
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes()); // comment
+        out
+    }
+
+    /// `len` zero bytes, deflated (raw deflate data, as a zip entry holds it).
+    fn deflated_zeros(len: u64) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9));
+        w.start_file("zeros", options).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            w.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        let bytes = w.finish().unwrap().into_inner();
+        raw_entries(&bytes).remove(0).data
+    }
+
+    fn small_book() -> Vec<u8> {
+        let labels: Vec<String> = (1..=15).map(label).collect();
+        let mut rows = vec![];
+        for (i, l) in labels.iter().enumerate() {
+            rows.push((N(i as f64 + 1.0), S(l)));
+        }
+        rows.push((S("Parent Code"), S("M444-00001")));
+        book(&[("Sheet1", rows)])
+    }
+
+    /// `book`'s entries, the one named `name` replaced by `with`.
+    fn replaced(book: &[u8], name: &str, with: RawEntry) -> Vec<u8> {
+        let mut entries = raw_entries(book);
+        let i = entries.iter().position(|e| e.name == name).unwrap();
+        entries[i] = with;
+        raw_zip(&entries)
+    }
+
+    fn too_large(r: Result<LabelImport, WorkbookError>) -> &'static str {
+        match r {
+            Err(WorkbookError::TooLarge { what, .. }) => what,
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_hand_written_archive_reads_like_the_original() {
+        let book = small_book();
+        let copy = raw_zip(&raw_entries(&book));
+        let out = parse_workbook(&copy, &ProductLine::defaults()).unwrap();
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!((out.parents(), out.children()), (1, 15));
+        // Stored instead of deflated, correct sizes and CRCs: the same.
+        let sheet = raw_entries(&book)
+            .into_iter()
+            .find(|e| e.name == "xl/worksheets/sheet1.xml")
+            .unwrap();
+        let mut xml = Vec::new();
+        flate_inflate(&sheet, &mut xml);
+        let copy = replaced(&book, "xl/worksheets/sheet1.xml", stored(&sheet.name, &xml));
+        let out = parse_workbook(&copy, &ProductLine::defaults()).unwrap();
+        assert_eq!((out.parents(), out.children()), (1, 15));
+    }
+
+    /// Inflates one raw entry through the zip reader.
+    fn flate_inflate(e: &RawEntry, out: &mut Vec<u8>) {
+        let one = raw_zip(&[RawEntry {
+            name: e.name.clone(),
+            method: e.method,
+            crc: e.crc,
+            data: e.data.clone(),
+            size: e.size,
+        }]);
+        let mut zip = zip::ZipArchive::new(Cursor::new(one)).unwrap();
+        zip.by_index(0).unwrap().read_to_end(out).unwrap();
+    }
+
+    #[test]
+    fn a_cell_at_xfd1048576_costs_nothing() {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.write_string(0, 0, "Sr. No.").unwrap();
+        ws.write_string(0, 1, "QR Code").unwrap();
+        for i in 1..=15u32 {
+            ws.write_number(i, 0, f64::from(i)).unwrap();
+            ws.write_string(i, 1, label(i)).unwrap();
+        }
+        ws.write_string(16, 0, "Parent Code").unwrap();
+        ws.write_string(16, 1, "M444-00001").unwrap();
+        // The last cell a sheet can have: a dense range would be 1,048,576 x 16,384 cells.
+        ws.write_string(1_048_575, 16_383, "far away").unwrap();
+        let bytes = wb.save_to_buffer().unwrap();
+        assert!(bytes.len() < 10_000, "{}", bytes.len());
+        let started = Instant::now();
+        let out = parse_workbook(&bytes, &ProductLine::defaults()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!((out.parents(), out.children(), out.rows), (1, 15, 17));
+
+        // Columns A and B far down are still read, in order.
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.write_string(0, 0, "Sr. No.").unwrap();
+        ws.write_string(1_048_575, 1, label(7)).unwrap();
+        ws.write_string(1_048_575, 16_383, "far away").unwrap();
+        let out = parse_workbook(&wb.save_to_buffer().unwrap(), &ProductLine::defaults()).unwrap();
+        assert_eq!(out.rows, 2);
+        assert_eq!(
+            codes(&out.problems),
+            vec![("Sheet1".into(), 1_048_576, "invalid_argument".into())]
+        );
+    }
+
+    #[test]
+    fn rows_out_of_order_are_refused() {
+        let book = small_book();
+        let sheet = "xl/worksheets/sheet1.xml";
+        let xml = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>
+<row r="5"><c r="A5"><v>1</v></c></row><row r="2"><c r="A2"><v>2</v></c></row>
+</sheetData></worksheet>"#;
+        let r = parse_workbook(&replaced(&book, sheet, stored(sheet, xml)), &[]);
+        assert!(
+            matches!(&r, Err(WorkbookError::Sheet { message, .. }) if message.contains("ascending")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn long_cells_are_kept_short_and_still_refused_as_too_long() {
+        let long = format!("{}{}", " ".repeat(300), label(3));
+        let huge = "x".repeat(30_000);
+        let rows = vec![
+            (N(1.0), S(long.as_str())),
+            (N(2.0), S(huge.as_str())),
+            (E, S("M444-00001")),
+        ];
+        let out = parse_workbook(&book(&[("S", rows)]), &ProductLine::defaults()).unwrap();
+        let p: Vec<_> = out
+            .problems
+            .iter()
+            .map(|p| (p.row, p.code.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(p[0].0, 1);
+        assert_eq!(p[0].1, "invalid_qr");
+        assert!(p[0].2.contains("longer than 256"), "{p:?}");
+        assert_eq!(out.problems[0].value, shown(&label(3)));
+        assert_eq!(p[1].0, 2);
+        assert!(p[1].2.contains("longer than 256"), "{p:?}");
+        assert_eq!(out.problems[1].value, "x".repeat(120));
+        assert_eq!(out.rows, 3);
+        assert_eq!(
+            column_b(&DataRef::SharedString(&huge)).chars().count(),
+            KEEP_CHARS
+        );
+    }
+
+    #[test]
+    fn too_many_rows_are_refused() {
+        // max + 1 rows of one shared string: small on disk, refused once the cap is passed (a
+        // cap of 1,000 here: a million rows take seconds in a debug build).
+        let max = 1_000;
+        let mut xml = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#,
+        );
+        for r in 1..=max + 1 {
+            xml.push_str(&format!(
+                r#"<row r="{r}"><c r="B{r}" t="s"><v>0</v></c></row>"#
+            ));
+        }
+        xml.push_str("</sheetData></worksheet>");
+        let book = small_book();
+        let sheet = "xl/worksheets/sheet1.xml";
+        let bytes = replaced(&book, sheet, stored(sheet, xml.as_bytes()));
+        let r = parse_with_limit(&bytes, &ProductLine::defaults(), max);
+        assert_eq!(too_large(r), "the number of non-empty rows");
+        let out = parse_with_limit(&bytes, &ProductLine::defaults(), max + 1).unwrap();
+        assert_eq!(out.rows, max + 1);
+    }
+
+    #[test]
+    fn an_archive_declaring_more_than_the_cap_is_refused_unread() {
+        let mut entries = raw_entries(&small_book());
+        // Declares 300 MiB, holds nothing: never read, refused on the directory alone.
+        entries.push(RawEntry {
+            name: "xl/media/big.bin".into(),
+            method: 0,
+            crc: 0,
+            data: Vec::new(),
+            size: 300 << 20,
+        });
+        let r = parse_workbook(&raw_zip(&entries), &ProductLine::defaults());
+        assert_eq!(too_large(r), "the archive's decompressed size");
+        let e = parse_workbook(&raw_zip(&entries), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the workbook is too large to read: the archive's decompressed size is over the limit of 256 MiB"
+        );
+
+        let mut entries = raw_entries(&small_book());
+        for i in 0..=MAX_ENTRIES {
+            entries.push(stored(&format!("xl/media/{i}.bin"), b""));
+        }
+        let r = parse_workbook(&raw_zip(&entries), &ProductLine::defaults());
+        assert_eq!(too_large(r), "the number of files in the archive");
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_it_is_decompressed() {
+        let zeros = deflated_zeros(300 << 20);
+        assert!(zeros.len() < 1 << 20, "{}", zeros.len());
+        let sheet = "xl/worksheets/sheet1.xml";
+        let bomb = RawEntry {
+            name: sheet.into(),
+            method: 8,
+            crc: 0,
+            data: zeros.clone(),
+            size: 300 << 20,
+        };
+        let bytes = replaced(&small_book(), sheet, bomb);
+        let started = Instant::now();
+        let r = parse_workbook(&bytes, &ProductLine::defaults());
+        assert_eq!(too_large(r), "the archive's decompressed size");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // The same bomb declaring 1 KiB: the zip reader stops at the declared size.
+        let liar = RawEntry {
+            name: sheet.into(),
+            method: 8,
+            crc: 0,
+            data: zeros,
+            size: 1024,
+        };
+        let bytes = replaced(&small_book(), sheet, liar);
+        let started = Instant::now();
+        let r = parse_workbook(&bytes, &ProductLine::defaults());
+        assert!(
+            matches!(
+                &r,
+                Err(WorkbookError::Sheet { .. } | WorkbookError::Unreadable(_))
+            ),
+            "{r:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn many_sheets_of_one_big_part_are_refused() {
+        // 40 sheets, all the same 16 MiB part (which deflates to almost nothing): read once
+        // each, that is 640 MiB of XML from a workbook of some 100 KB.
+        let book = small_book();
+        let mut xml = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1">"#,
+        );
+        let cells = r#"<c r="C1"><v>1</v></c>"#.repeat(1 << 10);
+        while xml.len() < 16 << 20 {
+            xml.push_str(&cells);
+        }
+        xml.push_str("</row></sheetData></worksheet>");
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9));
+        w.start_file("s", options).unwrap();
+        w.write_all(xml.as_bytes()).unwrap();
+        let sheet_part = raw_entries(&w.finish().unwrap().into_inner()).remove(0);
+        let part = "xl/worksheets/sheet1.xml";
+        let book = replaced(
+            &book,
+            part,
+            RawEntry {
+                name: part.into(),
+                ..sheet_part
+            },
+        );
+        let wb = "xl/workbook.xml";
+        let mut workbook = Vec::new();
+        flate_inflate(
+            &raw_entries(&book)
+                .into_iter()
+                .find(|e| e.name == wb)
+                .unwrap(),
+            &mut workbook,
+        );
+        let workbook = String::from_utf8(workbook).unwrap();
+        let start = workbook.find("<sheet ").unwrap();
+        let end = start + workbook[start..].find("/>").unwrap() + 2;
+        let one = &workbook[start..end];
+        let many: String = (1..=40)
+            .map(|i| {
+                one.replace("name=\"Sheet1\"", &format!("name=\"S{i}\""))
+                    .replace("sheetId=\"1\"", &format!("sheetId=\"{i}\""))
+            })
+            .collect();
+        let workbook = format!("{}{many}{}", &workbook[..start], &workbook[end..]);
+        let bytes = replaced(&book, wb, stored(wb, workbook.as_bytes()));
+        assert!(bytes.len() < 200_000, "{}", bytes.len());
+        let started = Instant::now();
+        let r = parse_workbook(&bytes, &ProductLine::defaults());
+        assert_eq!(
+            too_large(r),
+            "what its parts read more than once inflate to"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_forged_shared_string_count_is_refused() {
+        let book = small_book();
+        let part = "xl/sharedStrings.xml";
+        let original = raw_entries(&book)
+            .into_iter()
+            .find(|e| e.name == part)
+            .unwrap();
+        let mut xml = Vec::new();
+        flate_inflate(&original, &mut xml);
+        let xml = String::from_utf8(xml).unwrap();
+        let (head, tail) = xml.split_once("uniqueCount=\"").unwrap();
+        let (_, tail) = tail.split_once('"').unwrap();
+        let decl_end = head.find("?>").unwrap() + 2;
+        // The workbook's own table, its count and what comes before <sst> changed.
+        let sst = |count: &str, prolog: &str| {
+            format!(
+                "{}{prolog}{}uniqueCount=\"{count}\"{tail}",
+                &head[..decl_end],
+                &head[decl_end..]
+            )
+        };
+        // What calamine would reserve room for up front: 10^12 strings (24 TB).
+        for (count, prolog) in [
+            ("1000000000000", ""),
+            ("99999999999999999999999", ""),
+            ("1000000000000", "<!-- <sst uniqueCount=\"1\"> -->"),
+        ] {
+            let xml = sst(count, prolog);
+            let r = parse_workbook(
+                &replaced(&book, part, stored(part, xml.as_bytes())),
+                &ProductLine::defaults(),
+            );
+            assert_eq!(too_large(r), "the shared-string table", "{xml}");
+        }
+        let xml = sst("-5", "");
+        let r = parse_workbook(&replaced(&book, part, stored(part, xml.as_bytes())), &[]);
+        assert!(matches!(r, Err(WorkbookError::Unreadable(_))), "{r:?}");
+        // A true count reads as before.
+        let xml = sst("16", "<!-- a comment -->");
+        let out = parse_workbook(
+            &replaced(&book, part, stored(part, xml.as_bytes())),
+            &ProductLine::defaults(),
+        )
+        .unwrap();
+        assert_eq!(out.rows, 16);
+
+        assert_eq!(
+            sst_unique_count(b"<?xml?><x:sst uniqueCount='7'/>"),
+            Some(Ok(7))
+        );
+        assert_eq!(sst_unique_count(b"<sst count=\"3\">"), Some(Ok(0)));
+        assert_eq!(sst_unique_count(b"<sst uniqueCount=\"3\""), None);
+        assert_eq!(
+            sst_unique_count(b"<other uniqueCount=\"9\"><sst>"),
+            Some(Ok(0))
+        );
     }
 }
