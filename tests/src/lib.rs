@@ -568,6 +568,7 @@ impl Stack {
             .undo_last_child(authed(
                 tracetrack_proto::scan::v1::UndoLastChildRequest {
                     parent_qr: parent.into(),
+                    child_qr: String::new(),
                 },
                 token,
             ))

@@ -726,3 +726,44 @@ async fn idempotent_scans_replay_even_after_a_restart_and_refuse_reuse() {
             .unwrap();
     assert_eq!(links, 1);
 }
+
+/// SPEC §3: an undo that names its child removes it only while it is the caller's newest standing
+/// link on the parent, so a queued undo replayed later can never remove another link.
+#[tokio::test]
+async fn an_undo_naming_its_child_never_removes_another_link() {
+    let stack = Stack::start(1).await;
+    let (_, ravi) = stack.user("ravi", Role::Dispatcher, "lucknow").await;
+    stack.scan_parent(&ravi, "SB19001", "").await.unwrap();
+    stack
+        .scan_child(&ravi, "SB19001", "UNDOA001")
+        .await
+        .unwrap();
+    stack
+        .scan_child(&ravi, "SB19001", "UNDOB002")
+        .await
+        .unwrap();
+    let undo = |child: &str| {
+        let mut client = stack.scan_client();
+        let req = authed(
+            tracetrack_proto::scan::v1::UndoLastChildRequest {
+                parent_qr: "SB19001".into(),
+                child_qr: child.into(),
+            },
+            &ravi,
+        );
+        async move { client.undo_last_child(req).await }
+    };
+    // A is not the newest link: refused, nothing removed.
+    assert_eq!(code_of(undo("undoa001").await), ErrorCode::NothingToUndo);
+    assert_eq!(stack.bag(&ravi, "SB19001").await.unwrap().child_count, 2);
+    // B is: removed; then A is the newest.
+    let r = undo("UNDOB002").await.unwrap().into_inner();
+    assert_eq!(r.unlinked_child_qr, "UNDOB002");
+    // The same undo replayed (another key): B is no longer linked, A stays.
+    assert_eq!(code_of(undo("UNDOB002").await), ErrorCode::NothingToUndo);
+    assert_eq!(stack.bag(&ravi, "SB19001").await.unwrap().child_count, 1);
+    assert_eq!(
+        stack.bag(&ravi, "UNDOA001").await.unwrap().parent_qr,
+        "SB19001"
+    );
+}

@@ -114,9 +114,12 @@ async fn scan_child(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"parent_qr": "SB10002"}))]
+#[schema(example = json!({"parent_qr": "SB10002", "child_qr": "CH200001"}))]
 pub struct UndoBody {
     pub parent_qr: String,
+    /// Undo only if this child is your newest standing link on the parent (a queued undo names
+    /// its child, so a replay can never remove another link); else 404 nothing_to_undo.
+    pub child_qr: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,6 +142,7 @@ async fn undo(
         .clone()
         .undo_last_child(ctx.write(pb::UndoLastChildRequest {
             parent_qr: b.parent_qr,
+            child_qr: b.child_qr.unwrap_or_default(),
         }))
         .await?
         .into_inner();

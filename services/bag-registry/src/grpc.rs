@@ -686,6 +686,11 @@ impl Registry {
         let user = caller.user()?.clone();
         let req = req.into_inner();
         let parent_id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let named_child = if req.child_qr.trim().is_empty() {
+            None
+        } else {
+            Some(qr::normalize(&req.child_qr).map_err(qr_err)?)
+        };
         tracetrack_common::db::retry(|| async {
             let mut tx = self.pool().begin().await?;
             if let Some(r) = self.replay(&mut tx, &caller, "UndoLastLink", &req).await? {
@@ -698,15 +703,20 @@ impl Registry {
                               WHERE parent_qr = $1 AND linked_by = $2 AND linked_at > now() - interval '1 hour'
                               ORDER BY linked_at DESC, qr DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
                    UPDATE registry.bags b SET parent_qr = NULL, linked_by = NULL, linked_at = NULL
-                   FROM c WHERE b.qr = c.qr RETURNING b.qr"#,
+                   FROM c WHERE b.qr = c.qr AND ($3::text IS NULL OR c.qr = $3) RETURNING b.qr"#,
             )
             .bind(&parent_id)
             .bind(user.id)
+            .bind(named_child.as_deref())
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| store::link_error(e, &parent_id))?;
             let Some(child_id) = undone else {
-                return Err(AppError::new(ErrorCode::NothingToUndo, "you have no link on this parent from the last hour to undo"));
+                return Err(match &named_child {
+                    Some(c) => AppError::new(ErrorCode::NothingToUndo, "that child is not your newest link on this parent from the last hour")
+                        .with_detail("child_qr", c),
+                    None => AppError::new(ErrorCode::NothingToUndo, "you have no link on this parent from the last hour to undo"),
+                });
             };
             let parent = store::parent(&mut tx, &parent_id).await?;
             self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "undo": true, "area": parent.area, "parent_child_count": parent.child_count}))

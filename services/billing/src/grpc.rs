@@ -950,17 +950,20 @@ impl Billing {
                     ))
                 }
             }
-            let claim = self
-                .registry()
-                .claim_parent(client::request(
+            // Idempotent (its key): retried once on a transport failure.
+            let claim = client::retry_transport(|| {
+                let mut registry = self.registry();
+                let req = client::request(
                     reg::ClaimParentRequest {
                         parent_qr: parent.to_owned(),
                         bill_id: bill_id.clone(),
                     },
                     who.token(),
                     key.as_deref(),
-                ))
-                .await;
+                );
+                async move { registry.claim_parent(req).await }
+            })
+            .await;
             // 3. Confirm, or undo on a refusal.
             let bag = match claim {
                 Ok(r) => r.into_inner().parent.unwrap_or_default(),
@@ -1138,17 +1141,19 @@ impl Billing {
         parent: &str,
         key: Option<String>,
     ) -> AppResult<Result<BillRow, AppError>> {
-        let released = self
-            .registry()
-            .release_parent(client::request(
+        let released = client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(
                 reg::ReleaseParentRequest {
                     parent_qr: parent.to_owned(),
                     bill_id: bill_id.to_owned(),
                 },
                 who.token(),
                 key.as_deref(),
-            ))
-            .await;
+            );
+            async move { registry.release_parent(req).await }
+        })
+        .await;
         match released {
             Ok(_) => {}
             Err(status) => {
@@ -1284,19 +1289,22 @@ impl Billing {
         {
             return Ok(None);
         }
-        let frozen = self
-            .registry()
-            .freeze_parents(client::request(
+        let key = who.key("FreezeParents");
+        let frozen = client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(
                 reg::FreezeParentsRequest {
                     bill_id: bill_id.to_owned(),
                 },
                 who.token(),
-                who.key("FreezeParents").as_deref(),
-            ))
-            .await
-            .map_err(|s| registry_error(&s))?
-            .into_inner()
-            .frozen;
+                key.as_deref(),
+            );
+            async move { registry.freeze_parents(req).await }
+        })
+        .await
+        .map_err(|s| registry_error(&s))?
+        .into_inner()
+        .frozen;
         sqlx::query(
             "UPDATE billing.bills SET status = 'completed', completed_at = now(), \
                     status_changed_at = now(), updated_at = now(), version = version + 1 \
@@ -1414,19 +1422,22 @@ impl Billing {
         {
             return Ok(None);
         }
-        let unfrozen = self
-            .registry()
-            .unfreeze_parents(client::request(
+        let key = who.key("UnfreezeParents");
+        let unfrozen = client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(
                 reg::UnfreezeParentsRequest {
                     bill_id: bill_id.to_owned(),
                 },
                 who.token(),
-                who.key("UnfreezeParents").as_deref(),
-            ))
-            .await
-            .map_err(|s| registry_error(&s))?
-            .into_inner()
-            .unfrozen;
+                key.as_deref(),
+            );
+            async move { registry.unfreeze_parents(req).await }
+        })
+        .await
+        .map_err(|s| registry_error(&s))?
+        .into_inner()
+        .unfrozen;
         sqlx::query(
             "UPDATE billing.bills \
                 SET status = CASE WHEN parent_count - unsettled_count > 0 THEN 'processing' ELSE 'new' END, \
@@ -1551,17 +1562,25 @@ impl Billing {
         let calls: Vec<_> = parents
             .iter()
             .map(|parent| {
-                let mut registry = self.registry();
+                let registry = self.registry();
                 let key = who.key(&format!("ReleaseParent:{parent}"));
-                let call = client::request(
-                    reg::ReleaseParentRequest {
-                        parent_qr: parent.clone(),
-                        bill_id: bill_id.to_owned(),
-                    },
-                    who.token(),
-                    key.as_deref(),
-                );
-                async move { registry.release_parent(call).await }
+                let token = who.token().map(str::to_owned);
+                let (parent, bill_id) = (parent.clone(), bill_id.to_owned());
+                async move {
+                    client::retry_transport(|| {
+                        let mut registry = registry.clone();
+                        let call = client::request(
+                            reg::ReleaseParentRequest {
+                                parent_qr: parent.clone(),
+                                bill_id: bill_id.clone(),
+                            },
+                            token.as_deref(),
+                            key.as_deref(),
+                        );
+                        async move { registry.release_parent(call).await }
+                    })
+                    .await
+                }
             })
             .collect();
         let results: Vec<_> = futures::stream::iter(calls)

@@ -112,3 +112,81 @@ pub fn request<T>(
     }
     req
 }
+
+/// True when a call failed in transport — no answer of ours came back (a refused or reset
+/// connection arrives as `UNAVAILABLE` or `UNKNOWN` without TraceTrack's `ErrorInfo`). Our own
+/// answers, load shedding (`RESOURCE_EXHAUSTED`) and deadlines are never transport failures.
+pub fn is_transport_failure(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && status
+        .get_error_details()
+        .error_info()
+        .is_none_or(|i| i.domain != tracetrack_domain::error::ERROR_DOMAIN)
+}
+
+/// Makes a call, and makes it once more when the first attempt failed in transport (a replica
+/// or a connection died under it): the balanced channel sends the retry on another connection,
+/// to another replica where there is one. Only for idempotent calls — reads, and mutations that
+/// carry an idempotency key (a retry of one that did land returns its first answer). `call`
+/// builds a fresh request each time.
+pub async fn retry_transport<T, F, Fut>(mut call: F) -> Result<tonic::Response<T>, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    match call().await {
+        Err(s) if is_transport_failure(&s) => {
+            metrics::counter!("grpc_client_transport_retries_total").increment(1);
+            tracing::debug!(error = %s, "transport failure; retrying once");
+            call().await
+        }
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_once_on_transport_failures_only() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let attempt = |status: Status| {
+            let calls = &calls;
+            move || {
+                let status = status.clone();
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        Err(status)
+                    } else {
+                        Ok(tonic::Response::new(()))
+                    }
+                }
+            }
+        };
+        assert!(
+            retry_transport(attempt(Status::unavailable("tcp connect error")))
+                .await
+                .is_ok()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            retry_transport(attempt(Status::unknown("connection reset")))
+                .await
+                .is_ok()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::SeqCst), 2);
+        // Our own answers and shedding are not retried.
+        let ours: Status =
+            crate::AppError::unavailable("the database", anyhow::anyhow!("down")).into();
+        assert!(retry_transport(attempt(ours)).await.is_err());
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(retry_transport(attempt(Status::resource_exhausted("shed")))
+            .await
+            .is_err());
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

@@ -180,7 +180,16 @@ impl From<sqlx::Error> for AppError {
                 e.source = Some(err.into());
                 e
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolClosed => AppError::unavailable("the database", err),
+            // The server went away under the connection (`terminating connection due to
+            // unexpected postmaster exit`, an admin or crash shutdown, a lost connection): an
+            // outage, not a bug.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| connection_lost(&c)) => {
                 AppError::unavailable("the database", err)
             }
             _ if crate::db::is_retryable(&err) => {
@@ -191,6 +200,12 @@ impl From<sqlx::Error> for AppError {
             _ => AppError::internal(err),
         }
     }
+}
+
+/// SQLSTATEs of a connection the server ended or lost: class 08 (connection exception) and
+/// 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+fn connection_lost(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 impl From<redis::RedisError> for AppError {

@@ -414,14 +414,13 @@ impl Scan {
             qr: req.qr.trim().to_owned(),
             area: req.area.trim().to_owned(),
         };
-        let answer = match self
-            .registry()
-            .ensure_parent(client::request(
-                call,
-                caller.user_token.as_deref(),
-                Some(&key),
-            ))
-            .await
+        // Idempotent (the derived key): retried once on a transport failure.
+        let answer = match client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(call.clone(), caller.user_token.as_deref(), Some(&key));
+            async move { registry.ensure_parent(req).await }
+        })
+        .await
         {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -462,14 +461,13 @@ impl Scan {
             parent_qr: req.parent_qr.trim().to_owned(),
             child_qr: req.child_qr.trim().to_owned(),
         };
-        let answer = match self
-            .registry()
-            .link_child(client::request(
-                call,
-                caller.user_token.as_deref(),
-                Some(&key),
-            ))
-            .await
+        // Idempotent (the derived key): retried once on a transport failure.
+        let answer = match client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(call.clone(), caller.user_token.as_deref(), Some(&key));
+            async move { registry.link_child(req).await }
+        })
+        .await
         {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -514,15 +512,15 @@ impl Scan {
         let key = Self::downstream_key(&caller, KIND);
         let call = registry::UndoLastLinkRequest {
             parent_qr: req.parent_qr.trim().to_owned(),
+            child_qr: req.child_qr.trim().to_owned(),
         };
-        let answer = match self
-            .registry()
-            .undo_last_link(client::request(
-                call,
-                caller.user_token.as_deref(),
-                Some(&key),
-            ))
-            .await
+        // Idempotent (the derived key): retried once on a transport failure.
+        let answer = match client::retry_transport(|| {
+            let mut registry = self.registry();
+            let req = client::request(call.clone(), caller.user_token.as_deref(), Some(&key));
+            async move { registry.undo_last_link(req).await }
+        })
+        .await
         {
             Ok(r) => r.into_inner(),
             Err(status) => {

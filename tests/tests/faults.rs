@@ -1,0 +1,85 @@
+//! Faults end to end (issue "Nothing acknowledged is lost"): what a caller sees when a
+//! dependency dies under a request — never a 500, a 503 `unavailable` it may retry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_tests::*;
+
+/// A connection whose server process is terminated under a request (as when the postmaster
+/// dies: `terminating connection due to …`, SQLSTATE 57P01/57P02) answers `unavailable`, not
+/// `internal`; and the service recovers by itself on the next request. The request here is an
+/// export between two pages (it holds its snapshot's connection while its reader waits).
+#[tokio::test]
+async fn a_connection_the_server_terminated_is_unavailable_not_internal() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
+    let registry = start_registry(registry_settings(&db, &redis_url(), &prefix, &auth)).await;
+    let admin = auth.admin_token().await;
+    let client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
+        tonic::transport::Channel::from_shared(registry.url())
+            .unwrap()
+            .connect_lazy(),
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
+    // More rows than the HTTP/2 windows hold, so the export waits for its reader mid-way.
+    sqlx::query(
+        "INSERT INTO registry.bags (qr, kind, area) \
+         SELECT 'FLT' || lpad(g::text, 6, '0'), 'child', 'lucknow' FROM generate_series(1, 60000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut export = client
+        .clone()
+        .export_bags(authed(
+            reg::ExportBagsRequest {
+                filter: None,
+                chunk_size: 1000,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(export.message().await.unwrap().is_some());
+    // Every server process of the registry's pool is terminated under it.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND application_name = 'tracetrack-registry') t",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(killed >= 1);
+    // The export meets its dead connection at its next page: unavailable, never internal.
+    let err = loop {
+        match export.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the export ended without an error"),
+            Err(s) => break AppError::from_status(&s),
+        }
+    };
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err:?}");
+    // And the pool heals: the next request succeeds.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the registry answers again",
+        || {
+            let mut c = client.clone();
+            let req = authed(
+                reg::GetBagRequest {
+                    qr: "FLT000001".into(),
+                },
+                &admin,
+            );
+            async move { c.get_bag(req).await.is_ok() }
+        },
+    )
+    .await;
+}
