@@ -44,7 +44,7 @@ GRPC_PORTS = {"auth": 50051, "bag-registry": 50052, "scan": 50053, "billing": 50
 SERVICES = [*GRPC_PORTS, "gateway"]
 CALLERS = {
     "auth": {"gateway", "bag-registry", "scan", "billing", "stats"},
-    "bag-registry": {"gateway", "scan", "billing"},
+    "bag-registry": {"gateway", "scan", "billing", "stats"},
     "scan": {"gateway"},
     "billing": {"gateway"},
     "stats": {"gateway"},
@@ -54,7 +54,7 @@ UPSTREAMS = {
     "scan": {"auth", "bag-registry"},
     "billing": {"auth", "bag-registry"},
     "bag-registry": {"auth"},
-    "stats": {"auth"},
+    "stats": {"auth", "bag-registry"},
     "auth": set(),
 }
 REQUIRED_ALERT_METRICS = [
