@@ -82,7 +82,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response()
     } else {
-        Json(serde_json::json!({"status": "ready"})).into_response()
+        // Redis is not needed to serve (rate limits fall back to this replica's counters), so
+        // readiness stays; the detail says which limits are in force.
+        let redis = if state.0.limits.circuit_open() {
+            "down: rate limits are per replica"
+        } else {
+            "ok"
+        };
+        Json(serde_json::json!({"status": "ready", "redis": redis})).into_response()
     }
 }
 

@@ -123,8 +123,8 @@ impl FromRequestParts<AppState> for ClientIp {
 
 /// A token the verifier has not seen valid lately: refused early when its client address has
 /// failed too often this minute (a guessing client costs no Authenticate call then), and a
-/// failure is counted against the address. Valid tokens are cached and never get here twice
-/// within the cache's life, so many users behind one NAT are not throttled by their own tokens.
+/// failure is counted against the address. Tokens seen valid (or issued by a login here) are
+/// never refused this way, so many users behind one NAT are not throttled by their own tokens.
 async fn verify_uncached(
     state: &AppState,
     token: &str,
@@ -132,7 +132,11 @@ async fn verify_uncached(
 ) -> Result<UserIdentity, ApiError> {
     let limit = state.0.settings.rate_limits.bad_tokens_per_ip_per_minute;
     let key = format!("badtoken:{ip}");
-    crate::ratelimit::refuse_over(state, &key, limit, 60).await?;
+    // A token this gateway has seen valid (or issued) is always checked: a throttled address
+    // (a NAT with one misbehaving device) keeps serving its real sessions.
+    if !state.0.verifier.seen_valid(token).await {
+        crate::ratelimit::refuse_over(state, &key, limit, 60).await?;
+    }
     match state.0.verifier.verify_user(token).await? {
         Some(user) => Ok(user),
         None => {

@@ -79,3 +79,22 @@ macro_rules! read {
         })
     };
 }
+
+/// `mutate!(client, method, ctx, message)`: an upstream mutation on the user's behalf, with the
+/// request's idempotency key; made once more when the first attempt failed in transport (the
+/// key makes a replay of one that did land return its first answer). Answers the
+/// `tonic::Response`, like the client method.
+#[macro_export]
+macro_rules! mutate {
+    ($client:expr, $method:ident, $ctx:expr, $message:expr) => {
+        async {
+            let message = $message;
+            tracetrack_common::client::retry_transport(|| {
+                let mut client = $client.clone();
+                let request = $ctx.write(message.clone());
+                async move { client.$method(request).await }
+            })
+            .await
+        }
+    };
+}

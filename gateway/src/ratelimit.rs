@@ -1,13 +1,133 @@
-//! Fixed-window rate limits kept in Redis, so they hold across gateway replicas. When Redis is
-//! down the limits fail open (logged): scanning must not stop because a counter store is away.
+//! Fixed-window rate limits kept in Redis, so they hold across gateway replicas.
+//!
+//! Redis is not allowed to slow requests down: every Redis call gets [`REDIS_BUDGET`], and a
+//! failure opens a circuit for [`CIRCUIT_OPEN`], during which Redis is not asked at all and the
+//! limits are counted in this replica instead (so while Redis is away they multiply by the number
+//! of replicas). `gateway_redis_circuit_open` and `/readyz`'s `redis` member say which is in force.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracetrack_common::AppError;
 use tracetrack_domain::ErrorCode;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Longest a request waits for Redis.
+pub const REDIS_BUDGET: Duration = Duration::from_millis(100);
+/// How long Redis is left alone after it failed.
+pub const CIRCUIT_OPEN: Duration = Duration::from_secs(5);
+
+/// The circuit in front of Redis and the per-replica counters used while it is open.
+#[derive(Default)]
+pub struct Limits {
+    open_until: Mutex<Option<Instant>>,
+    /// key → (window bucket, count); old buckets are dropped as windows turn.
+    local: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl Limits {
+    /// True while Redis is left alone (it failed in the last [`CIRCUIT_OPEN`]).
+    pub fn circuit_open(&self) -> bool {
+        let open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        open.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn trip(&self, why: &dyn std::fmt::Display) {
+        let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        if open.is_none_or(|t| Instant::now() >= t) {
+            tracing::warn!(error = %why, "redis failed: rate limits are per replica for a while");
+        }
+        *open = Some(Instant::now() + CIRCUIT_OPEN);
+        metrics::gauge!("gateway_redis_circuit_open").set(1.0);
+    }
+
+    fn close(&self) {
+        let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        if open.take().is_some() {
+            tracing::info!("redis answers again: rate limits are shared again");
+            metrics::gauge!("gateway_redis_circuit_open").set(0.0);
+        }
+    }
+
+    /// Adds `by` to the local count of `key` in `bucket`; returns the new count.
+    fn local_add(&self, key: &str, bucket: u64, by: u64) -> u64 {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.len() > 100_000 {
+            local.retain(|_, (b, _)| *b >= bucket);
+        }
+        let entry = local.entry(key.to_owned()).or_insert((bucket, 0));
+        if entry.0 != bucket {
+            *entry = (bucket, 0);
+        }
+        entry.1 += by;
+        entry.1
+    }
+}
+
+struct Window {
+    key: String,
+    bucket: u64,
+    window: u64,
+    retry_after: u64,
+}
+
+fn window(state: &AppState, key: &str, window_secs: u64) -> Window {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let window = window_secs.max(1);
+    let bucket = now / window;
+    Window {
+        key: format!("{}:rl:{key}:{bucket}", state.0.settings.redis_key_prefix),
+        bucket,
+        window,
+        retry_after: (window - now % window).max(1),
+    }
+}
+
+/// Adds `by` (0 reads) to the window's count and returns it: in Redis when it answers within
+/// its budget, else in this replica.
+async fn add(state: &AppState, w: &Window, by: u64) -> u64 {
+    let limits = &state.0.limits;
+    if !limits.circuit_open() {
+        let answered = tokio::time::timeout(REDIS_BUDGET, async {
+            let Some(mut redis) = state.redis().await else {
+                return Err("not connected".to_owned());
+            };
+            let counted: Result<(u64,), redis::RedisError> = redis::pipe()
+                .atomic()
+                .incr(&w.key, by)
+                .expire(&w.key, (w.window * 2) as i64)
+                .ignore()
+                .query_async(&mut redis)
+                .await;
+            counted.map(|(n,)| n).map_err(|e| e.to_string())
+        })
+        .await;
+        match answered {
+            Ok(Ok(n)) => {
+                limits.close();
+                return n;
+            }
+            Ok(Err(e)) => limits.trip(&e),
+            Err(_) => limits.trip(&"no answer within the budget"),
+        }
+    }
+    metrics::counter!("gateway_rate_limit_local_total").increment(1);
+    limits.local_add(&w.key, w.bucket, by)
+}
+
+fn limited(message: &str, retry_after: u64) -> ApiError {
+    metrics::counter!("gateway_rate_limited_total").increment(1);
+    ApiError(
+        AppError::new(ErrorCode::RateLimited, message)
+            .with_detail("retry_after_seconds", retry_after),
+    )
+}
 
 /// Counts one hit on `key` in the current window of `window_secs`; refuses past `limit` with
 /// 429 `rate_limited` and the seconds until the window turns.
@@ -17,62 +137,18 @@ pub async fn check(
     limit: u64,
     window_secs: u64,
 ) -> Result<(), ApiError> {
-    let settings = &state.0.settings;
-    if !settings.rate_limits.enabled || limit == 0 {
+    if !state.0.settings.rate_limits.enabled || limit == 0 {
         return Ok(());
     }
-    let Some(mut redis) = state.redis().await else {
-        return Ok(());
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let window = window_secs.max(1);
-    let bucket = now / window;
-    let k = format!("{}:rl:{key}:{bucket}", settings.redis_key_prefix);
-    let counted: Result<(u64,), redis::RedisError> = redis::pipe()
-        .atomic()
-        .incr(&k, 1u64)
-        .expire(&k, (window * 2) as i64)
-        .ignore()
-        .query_async(&mut redis)
-        .await;
-    match counted {
-        Ok((n,)) if n > limit => {
-            metrics::counter!("gateway_rate_limited_total").increment(1);
-            let retry = window - now % window;
-            Err(ApiError(
-                AppError::new(ErrorCode::RateLimited, "too many requests, slow down")
-                    .with_detail("retry_after_seconds", retry.max(1)),
-            ))
-        }
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit check failed; allowing");
-            Ok(())
-        }
+    let w = window(state, key, window_secs);
+    if add(state, &w, 1).await > limit {
+        return Err(limited("too many requests, slow down", w.retry_after));
     }
+    Ok(())
 }
 
-fn window_key(state: &AppState, key: &str, window_secs: u64) -> (String, u64) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let window = window_secs.max(1);
-    (
-        format!(
-            "{}:rl:{key}:{}",
-            state.0.settings.redis_key_prefix,
-            now / window
-        ),
-        window - now % window,
-    )
-}
-
-/// Refuses (429 `rate_limited`) while `key` has more than `limit` failures in the current
-/// window, without counting this request; see [`count_failure`].
+/// Refuses (429 `rate_limited`) while `key` has `limit` or more failures in the current window,
+/// without counting this request; see [`count_failure`].
 pub async fn refuse_over(
     state: &AppState,
     key: &str,
@@ -82,29 +158,14 @@ pub async fn refuse_over(
     if !state.0.settings.rate_limits.enabled || limit == 0 {
         return Ok(());
     }
-    let Some(mut redis) = state.redis().await else {
-        return Ok(());
-    };
-    let (k, retry) = window_key(state, key, window_secs);
-    let n: Result<Option<u64>, redis::RedisError> =
-        redis::cmd("GET").arg(&k).query_async(&mut redis).await;
-    match n {
-        Ok(Some(n)) if n >= limit => {
-            metrics::counter!("gateway_rate_limited_total").increment(1);
-            Err(ApiError(
-                AppError::new(
-                    ErrorCode::RateLimited,
-                    "too many failed attempts, slow down",
-                )
-                .with_detail("retry_after_seconds", retry.max(1)),
-            ))
-        }
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit check failed; allowing");
-            Ok(())
-        }
+    let w = window(state, key, window_secs);
+    if add(state, &w, 0).await >= limit {
+        return Err(limited(
+            "too many failed attempts, slow down",
+            w.retry_after,
+        ));
     }
+    Ok(())
 }
 
 /// Counts one failure on `key` in the current window (see [`refuse_over`]).
@@ -112,19 +173,25 @@ pub async fn count_failure(state: &AppState, key: &str, window_secs: u64) {
     if !state.0.settings.rate_limits.enabled {
         return;
     }
-    let Some(mut redis) = state.redis().await else {
-        return;
-    };
-    let (k, _) = window_key(state, key, window_secs);
-    let counted: Result<(), redis::RedisError> = redis::pipe()
-        .atomic()
-        .incr(&k, 1u64)
-        .ignore()
-        .expire(&k, (window_secs.max(1) * 2) as i64)
-        .ignore()
-        .query_async(&mut redis)
-        .await;
-    if let Err(e) = counted {
-        tracing::warn!(error = %e, "counting a failure failed");
+    let w = window(state, key, window_secs);
+    add(state, &w, 1).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_counts_turn_with_the_window() {
+        let l = Limits::default();
+        assert_eq!(l.local_add("k", 7, 1), 1);
+        assert_eq!(l.local_add("k", 7, 1), 2);
+        assert_eq!(l.local_add("k", 7, 0), 2);
+        assert_eq!(l.local_add("k", 8, 1), 1);
+        assert!(!l.circuit_open());
+        l.trip(&"down");
+        assert!(l.circuit_open());
+        l.close();
+        assert!(!l.circuit_open());
     }
 }

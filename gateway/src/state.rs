@@ -35,6 +35,8 @@ pub struct Inner {
     redis: OnceCell<redis::aio::ConnectionManager>,
     /// Every scan, from the one upstream WatchScans stream this gateway holds.
     pub scans_live: broadcast::Sender<Arc<crate::routes::scans::LiveScan>>,
+    /// The circuit in front of Redis and the per-replica rate-limit counters used while open.
+    pub limits: crate::ratelimit::Limits,
     /// Open live streams, per user and in all (caps).
     pub streams: crate::live::Streams,
     /// Requests being handled now (`max_concurrent_requests`; past it: 429 `overloaded`).
@@ -95,6 +97,7 @@ impl AppState {
             redis: OnceCell::new(),
             scans_live,
             streams: crate::live::Streams::default(),
+            limits: crate::ratelimit::Limits::default(),
             requests: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_requests.max(1),
             )),

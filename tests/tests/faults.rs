@@ -83,3 +83,91 @@ async fn a_connection_the_server_terminated_is_unavailable_not_internal() {
     )
     .await;
 }
+
+/// While Redis is down the gateway neither waits for it (a circuit leaves it alone after a
+/// failure) nor drops its limits: they are counted in the replica instead, `/readyz` says so,
+/// and once Redis is back they are shared again.
+#[tokio::test]
+async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
+    use reqwest::{Client, StatusCode};
+    let mut redis = redis_server::RedisServer::start();
+    let stack = Stack::start(1).await;
+    let redis_url = redis.url();
+    let gw = Gateway::start(&stack, |s| {
+        s.redis.url = redis_url.clone();
+        s.rate_limits.bad_tokens_per_ip_per_minute = 3;
+    })
+    .await;
+    let c = Client::new();
+    let login = c
+        .post(gw.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let admin = login.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ready = |c: &Client| {
+        let url = gw.url("/readyz");
+        let c = c.clone();
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ready(&c).await["redis"], "ok");
+
+    redis.kill();
+    // Requests are answered; the bogus-token limit still holds (counted in this replica).
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = c
+            .get(gw.url("/api/v1/auth/me"))
+            .bearer_auth(format!("tt_bogus_{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
+    let me = c
+        .get(gw.url("/api/v1/auth/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let r = ready(&c).await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["redis"], "down: rate limits are per replica");
+    assert_eq!(
+        metric(gw.admin_addr, "gateway_redis_circuit_open").await,
+        1.0
+    );
+
+    // Redis back: after the circuit's pause the limits are shared again.
+    redis.restart();
+    eventually(
+        std::time::Duration::from_secs(30),
+        "redis is used again",
+        || {
+            let c = c.clone();
+            let url = gw.url("/api/v1/auth/me");
+            let admin = admin.clone();
+            let ready = ready(&c);
+            async move {
+                let _ = c.get(url).bearer_auth(admin).send().await;
+                ready.await["redis"] == "ok"
+            }
+        },
+    )
+    .await;
+}

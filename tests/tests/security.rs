@@ -467,6 +467,12 @@ async fn bogus_tokens_are_refused_early_per_address() {
         );
     }
     assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429, 429, 429]);
+    // A session logged in after the address was throttled is served (issued here, so known).
+    let late = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        get(&c, &gw, "/api/v1/auth/me", &late).await.status(),
+        StatusCode::OK
+    );
     let r = get(&c, &gw, "/api/v1/auth/me", "tt_still_bogus").await;
     assert!(r.headers().contains_key("retry-after"));
     problem(r, 429, "rate_limited").await;

@@ -95,6 +95,7 @@ async fn login(
         .map(|t| t.seconds - chrono::Utc::now().timestamp())
         .unwrap_or(0)
         .max(0);
+    state.0.verifier.issued(&r.token).await;
     let cookie = session_cookie(&state, &r.token, max_age);
     let answer = LoginAnswer {
         expires_at: rfc3339(&r.expires_at),
@@ -111,12 +112,7 @@ async fn login(
 /// Log out: ends the session and clears the cookie.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)))]
 async fn logout(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
-    state
-        .0
-        .auth
-        .clone()
-        .logout(ctx.write(pb::LogoutRequest {}))
-        .await?;
+    crate::mutate!(state.0.auth, logout, ctx, pb::LogoutRequest {}).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
@@ -162,14 +158,15 @@ async fn change_password(
     ctx: Ctx,
     Body(b): Body<PasswordBody>,
 ) -> ApiResult<StatusCode> {
-    state
-        .0
-        .auth
-        .clone()
-        .change_password(ctx.write(pb::ChangePasswordRequest {
+    crate::mutate!(
+        state.0.auth,
+        change_password,
+        ctx,
+        pb::ChangePasswordRequest {
             current_password: b.current_password,
             new_password: b.new_password,
-        }))
-        .await?;
+        }
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -154,11 +154,7 @@ async fn register_bag(
         r#type: bag_type(&b.kind)?,
         area: b.area,
     };
-    let r = state
-        .0
-        .registry
-        .clone()
-        .register_bag(ctx.write(req))
+    let r = crate::mutate!(state.0.registry, register_bag, ctx, req)
         .await?
         .into_inner();
     let bag = bag(r.bag).ok_or_else(|| ApiError::new(ErrorCode::Internal, "no bag returned"))?;
@@ -179,16 +175,17 @@ async fn unlink_child(
     ctx: Ctx,
     Path((parent_qr, child_qr)): Path<(String, String)>,
 ) -> ApiResult<Json<ParentOnly>> {
-    let r = state
-        .0
-        .registry
-        .clone()
-        .unlink_child(ctx.write(pb::UnlinkChildRequest {
+    let r = crate::mutate!(
+        state.0.registry,
+        unlink_child,
+        ctx,
+        pb::UnlinkChildRequest {
             parent_qr,
             child_qr,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(ParentOnly {
         parent: bag(r.parent),
     }))
@@ -215,16 +212,17 @@ async fn move_child(
     Path(child_qr): Path<String>,
     Body(b): Body<MoveBody>,
 ) -> ApiResult<Json<MoveAnswer>> {
-    let r = state
-        .0
-        .registry
-        .clone()
-        .move_child(ctx.write(pb::MoveChildRequest {
+    let r = crate::mutate!(
+        state.0.registry,
+        move_child,
+        ctx,
+        pb::MoveChildRequest {
             child_qr,
             parent_qr: b.parent_qr,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(MoveAnswer {
         parent: bag(r.parent),
         child: bag(r.child),
@@ -239,11 +237,12 @@ async fn delete_bag(
     ctx: Ctx,
     Path(qr): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state
-        .0
-        .registry
-        .clone()
-        .delete_bag(ctx.write(pb::DeleteBagRequest { qr }))
-        .await?;
+    crate::mutate!(
+        state.0.registry,
+        delete_bag,
+        ctx,
+        pb::DeleteBagRequest { qr }
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -197,11 +197,7 @@ async fn create_bill(
         destination: b.destination.unwrap_or_default(),
         vehicle_number: b.vehicle_number.unwrap_or_default(),
     };
-    let r = state
-        .0
-        .billing
-        .clone()
-        .create_bill(ctx.write(req))
+    let r = crate::mutate!(state.0.billing, create_bill, ctx, req)
         .await?
         .into_inner();
     Ok((StatusCode::CREATED, one(r.bill)?))
@@ -256,11 +252,7 @@ async fn update_bill(
         vehicle_number: b.vehicle_number,
         capacity: b.capacity,
     };
-    let r = state
-        .0
-        .billing
-        .clone()
-        .update_bill(ctx.write(req))
+    let r = crate::mutate!(state.0.billing, update_bill, ctx, req)
         .await?
         .into_inner();
     one(r.bill)
@@ -274,12 +266,13 @@ async fn delete_bill(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state
-        .0
-        .billing
-        .clone()
-        .delete_bill(ctx.write(pb::DeleteBillRequest { bill_id: id }))
-        .await?;
+    crate::mutate!(
+        state.0.billing,
+        delete_bill,
+        ctx,
+        pb::DeleteBillRequest { bill_id: id }
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -305,16 +298,17 @@ async fn attach_parent(
     Path(id): Path<String>,
     Body(b): Body<AttachBody>,
 ) -> ApiResult<Json<AttachAnswer>> {
-    let r = state
-        .0
-        .billing
-        .clone()
-        .attach_parent(ctx.write(pb::AttachParentRequest {
+    let r = crate::mutate!(
+        state.0.billing,
+        attach_parent,
+        ctx,
+        pb::AttachParentRequest {
             bill_id: id,
             parent_qr: b.parent_qr,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     let Json(bill) = one(r.bill)?;
     Ok(Json(AttachAnswer {
         bill,
@@ -331,16 +325,17 @@ async fn detach_parent(
     ctx: Ctx,
     Path((id, qr)): Path<(String, String)>,
 ) -> ApiResult<Json<Bill>> {
-    let r = state
-        .0
-        .billing
-        .clone()
-        .detach_parent(ctx.write(pb::DetachParentRequest {
+    let r = crate::mutate!(
+        state.0.billing,
+        detach_parent,
+        ctx,
+        pb::DetachParentRequest {
             bill_id: id,
             parent_qr: qr,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     one(r.bill)
 }
 
@@ -352,13 +347,14 @@ async fn complete_bill(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Bill>> {
-    let r = state
-        .0
-        .billing
-        .clone()
-        .complete_bill(ctx.write(pb::CompleteBillRequest { bill_id: id }))
-        .await?
-        .into_inner();
+    let r = crate::mutate!(
+        state.0.billing,
+        complete_bill,
+        ctx,
+        pb::CompleteBillRequest { bill_id: id }
+    )
+    .await?
+    .into_inner();
     one(r.bill)
 }
 
@@ -370,13 +366,14 @@ async fn reopen_bill(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Bill>> {
-    let r = state
-        .0
-        .billing
-        .clone()
-        .reopen_bill(ctx.write(pb::ReopenBillRequest { bill_id: id }))
-        .await?
-        .into_inner();
+    let r = crate::mutate!(
+        state.0.billing,
+        reopen_bill,
+        ctx,
+        pb::ReopenBillRequest { bill_id: id }
+    )
+    .await?
+    .into_inner();
     one(r.bill)
 }
 

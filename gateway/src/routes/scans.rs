@@ -54,16 +54,17 @@ async fn scan_parent(
     ctx: Ctx,
     Body(b): Body<ParentBody>,
 ) -> ApiResult<Json<ParentAnswer>> {
-    let r = state
-        .0
-        .scan
-        .clone()
-        .scan_parent(ctx.write(pb::ScanParentRequest {
+    let r = crate::mutate!(
+        state.0.scan,
+        scan_parent,
+        ctx,
+        pb::ScanParentRequest {
             qr: b.qr,
             area: b.area.unwrap_or_default(),
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(ParentAnswer {
         parent: bag(r.parent),
         created: r.created,
@@ -96,16 +97,17 @@ async fn scan_child(
     ctx: Ctx,
     Body(b): Body<ChildBody>,
 ) -> ApiResult<Json<ChildAnswer>> {
-    let r = state
-        .0
-        .scan
-        .clone()
-        .scan_child(ctx.write(pb::ScanChildRequest {
+    let r = crate::mutate!(
+        state.0.scan,
+        scan_child,
+        ctx,
+        pb::ScanChildRequest {
             parent_qr: b.parent_qr,
             child_qr: b.child_qr,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(ChildAnswer {
         parent: bag(r.parent),
         child: bag(r.child),
@@ -136,16 +138,17 @@ async fn undo(
     ctx: Ctx,
     Body(b): Body<UndoBody>,
 ) -> ApiResult<Json<UndoAnswer>> {
-    let r = state
-        .0
-        .scan
-        .clone()
-        .undo_last_child(ctx.write(pb::UndoLastChildRequest {
+    let r = crate::mutate!(
+        state.0.scan,
+        undo_last_child,
+        ctx,
+        pb::UndoLastChildRequest {
             parent_qr: b.parent_qr,
             child_qr: b.child_qr.unwrap_or_default(),
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(UndoAnswer {
         parent: bag(r.parent),
         unlinked_child_qr: r.unlinked_child_qr,

@@ -104,11 +104,7 @@ async fn create_user(
         role: role(&b.role)?,
         dispatch_area: b.dispatch_area.unwrap_or_default(),
     };
-    let r = state
-        .0
-        .users
-        .clone()
-        .create_user(ctx.write(req))
+    let r = crate::mutate!(state.0.users, create_user, ctx, req)
         .await?
         .into_inner();
     Ok((
@@ -160,11 +156,7 @@ async fn update_user(
         dispatch_area: b.dispatch_area,
         active: b.active,
     };
-    let r = state
-        .0
-        .users
-        .clone()
-        .update_user(ctx.write(req))
+    let r = crate::mutate!(state.0.users, update_user, ctx, req)
         .await?
         .into_inner();
     Ok(Json(User::from(r.user.unwrap_or_default())))
@@ -178,13 +170,14 @@ async fn deactivate_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    let r = state
-        .0
-        .users
-        .clone()
-        .deactivate_user(ctx.write(pb::DeactivateUserRequest { id }))
-        .await?
-        .into_inner();
+    let r = crate::mutate!(
+        state.0.users,
+        deactivate_user,
+        ctx,
+        pb::DeactivateUserRequest { id }
+    )
+    .await?
+    .into_inner();
     Ok(Json(User::from(r.user.unwrap_or_default())))
 }
 
@@ -196,13 +189,14 @@ async fn unlock_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    let r = state
-        .0
-        .users
-        .clone()
-        .unlock_user(ctx.write(pb::UnlockUserRequest { id }))
-        .await?
-        .into_inner();
+    let r = crate::mutate!(
+        state.0.users,
+        unlock_user,
+        ctx,
+        pb::UnlockUserRequest { id }
+    )
+    .await?
+    .into_inner();
     Ok(Json(User::from(r.user.unwrap_or_default())))
 }
 
@@ -214,13 +208,14 @@ pub struct UnlockAllAnswer {
 /// Unlock every locked account name (a shift start after a lockout storm).
 #[utoipa::path(post, path = "/api/v1/users/unlock-all", tag = "users", responses((status = 200, body = UnlockAllAnswer)))]
 async fn unlock_all(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<UnlockAllAnswer>> {
-    let r = state
-        .0
-        .users
-        .clone()
-        .unlock_all_users(ctx.write(pb::UnlockAllUsersRequest {}))
-        .await?
-        .into_inner();
+    let r = crate::mutate!(
+        state.0.users,
+        unlock_all_users,
+        ctx,
+        pb::UnlockAllUsersRequest {}
+    )
+    .await?
+    .into_inner();
     Ok(Json(UnlockAllAnswer {
         unlocked: r.unlocked,
     }))
@@ -242,15 +237,16 @@ async fn reset_password(
     Path(id): Path<String>,
     Body(b): Body<ResetBody>,
 ) -> ApiResult<Json<User>> {
-    let r = state
-        .0
-        .users
-        .clone()
-        .reset_password(ctx.write(pb::ResetPasswordRequest {
+    let r = crate::mutate!(
+        state.0.users,
+        reset_password,
+        ctx,
+        pb::ResetPasswordRequest {
             id,
             temporary_password: b.password,
-        }))
-        .await?
-        .into_inner();
+        }
+    )
+    .await?
+    .into_inner();
     Ok(Json(User::from(r.user.unwrap_or_default())))
 }

@@ -215,6 +215,9 @@ pub struct RemoteVerifier {
     /// costs no Authenticate call. (A refused token never becomes valid: tokens are random and
     /// an ended session is never revived.)
     refused: Cache<[u8; 32], ()>,
+    /// Tokens seen valid in the last 12 hours (a session's longest life): a client address
+    /// throttled for failed token checks still gets these checked (see the gateway's `Ctx`).
+    seen: Cache<[u8; 32], ()>,
 }
 
 impl RemoteVerifier {
@@ -242,7 +245,21 @@ impl RemoteVerifier {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            seen: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(Duration::from_secs(12 * 3600))
+                .build(),
         })
+    }
+
+    /// True when this token was valid at some point in the last 12 hours (or was just issued).
+    pub async fn seen_valid(&self, token: &str) -> bool {
+        self.seen.contains_key(&token_key(token))
+    }
+
+    /// Remembers a token just issued (a login), so it counts as seen valid.
+    pub async fn issued(&self, token: &str) {
+        self.seen.insert(token_key(token), ()).await;
     }
 
     /// The user of a token verified in the last 30 s, without asking auth.
@@ -299,6 +316,7 @@ impl TokenVerifier for RemoteVerifier {
             ..UserIdentity::from_proto(&user, &resp.session_id)?
         };
         self.users.insert(key, identity.clone()).await;
+        self.seen.insert(key, ()).await;
         Ok(Some(identity))
     }
 

@@ -18,7 +18,9 @@ pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
         .timeout(timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
+        // Generous: a peer starved of CPU under overload answers pings late, and a connection
+        // closed for that fails every request in flight on it.
+        .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true)
         .connect_lazy())
 }

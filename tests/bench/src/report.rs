@@ -68,6 +68,8 @@ pub fn micros(d: Duration) -> u64 {
 pub struct OpStats {
     /// Every measured request's latency (successes and errors alike).
     pub hist: Histogram<u64>,
+    /// The answered (successful) requests' latencies alone.
+    pub ok_hist: Histogram<u64>,
     pub ok: u64,
     /// Failed requests by their problem document's `code` (or `http_<status>`, `timeout`,
     /// `transport`).
@@ -79,6 +81,7 @@ impl OpStats {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
             hist: latency_histogram()?,
+            ok_hist: latency_histogram()?,
             ok: 0,
             errors: BTreeMap::new(),
             status_5xx: 0,
@@ -87,6 +90,7 @@ impl OpStats {
 
     pub fn merge(&mut self, other: &OpStats) -> anyhow::Result<()> {
         self.hist.add(&other.hist)?;
+        self.ok_hist.add(&other.ok_hist)?;
         self.ok += other.ok;
         for (code, n) in &other.errors {
             *self.errors.entry(code.clone()).or_default() += n;
@@ -111,6 +115,7 @@ impl OpStats {
             throughput_per_s: per_s(count),
             ok_per_s: per_s(self.ok),
             latency_ms: Latency::of(&self.hist),
+            ok_latency_ms: Latency::of(&self.ok_hist),
             errors: self.errors.clone(),
             status_5xx: self.status_5xx,
         }
@@ -163,6 +168,10 @@ pub struct OpReport {
     pub throughput_per_s: f64,
     pub ok_per_s: f64,
     pub latency_ms: Option<Latency>,
+    /// The successful requests' latencies alone (under overload the refusals are fast and
+    /// would flatter `latency_ms`).
+    #[serde(default)]
+    pub ok_latency_ms: Option<Latency>,
     pub errors: BTreeMap<String, u64>,
     pub status_5xx: u64,
 }

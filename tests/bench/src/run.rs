@@ -264,6 +264,7 @@ impl Tally {
         s.hist.saturating_record(micros(took).max(1));
         if a.ok() {
             s.ok += 1;
+            s.ok_hist.saturating_record(micros(took).max(1));
         } else {
             *s.errors.entry(a.code()).or_default() += 1;
             if a.is_5xx() {
