@@ -201,4 +201,8 @@ pub struct Problem {
     /// The stable error code.
     pub code: String,
     pub request_id: String,
+    /// Whether the same request (same idempotency key) may succeed if sent again later
+    /// (`unavailable`, `rate_limited`, `conflict`, `unauthenticated` after a new login, …), or
+    /// the answer is definitive. Offline queues keep retryable requests and drop definitive ones.
+    pub retryable: bool,
 }

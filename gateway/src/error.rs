@@ -1,5 +1,6 @@
 //! Errors as RFC 9457 problem documents (`application/problem+json`) carrying the stable `code`,
-//! the `request_id` and the error's details as members; statuses come from the shared table.
+//! the `request_id`, whether the same request may succeed later (`retryable`) and the error's
+//! details as members; statuses and retryability come from the shared table.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +58,8 @@ impl IntoResponse for ApiError {
         body.insert("detail".into(), json!(e.message));
         body.insert("code".into(), json!(e.code.as_str()));
         body.insert("request_id".into(), json!(current_request_id()));
+        // Clients (the web client's offline queue) keep a retryable request and drop a definitive one.
+        body.insert("retryable".into(), json!(e.code.is_retryable()));
         for (k, v) in &e.details {
             if !body.contains_key(k) {
                 // Numbers stay numbers (seconds_left, retry_after_seconds).
@@ -78,5 +81,38 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn problem(code: ErrorCode) -> (StatusCode, Value) {
+        let resp = ApiError::new(code, "x").into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_problem_document_says_whether_it_is_retryable() {
+        for code in ErrorCode::ALL {
+            let (status, body) = problem(*code).await;
+            assert_eq!(status.as_u16(), code.http_status(), "{code}");
+            assert_eq!(body["code"], code.as_str());
+            assert_eq!(
+                body["retryable"],
+                Value::Bool(code.is_retryable()),
+                "{code}"
+            );
+        }
+        assert_eq!(problem(ErrorCode::Unavailable).await.1["retryable"], true);
+        assert_eq!(
+            problem(ErrorCode::ChildLinkedElsewhere).await.1["retryable"],
+            false
+        );
     }
 }

@@ -2,6 +2,26 @@
 //! an HTTP status. Services put the code in `google.rpc.ErrorInfo.reason`; the gateway answers
 //! RFC 9457 problem documents with the HTTP status from this same table.
 //!
+//! The third column says whether a code is **retryable** (the same request, with the same
+//! idempotency key, may succeed if sent again later) or **definitive** (sending it again gives the
+//! same answer until something else changes). The gateway serves it as the problem document's
+//! `retryable` member, and the web client's offline queue follows it (SPEC §2 "Errors", §4):
+//! a retryable answer keeps the request queued, a definitive one ends it as a refusal.
+//!
+//! - `unavailable`, `deadline_exceeded`: a dependency is down or slow; it comes back.
+//! - `rate_limited`, `overloaded`: the limit or the load passes (honour `Retry-After`).
+//! - `conflict`: a concurrent change won; the whole request is safe to run again.
+//! - `internal`: a 500 is a bug, but it is as likely a transient fault not yet mapped to
+//!   `unavailable` as a request that always fails; a request that is idempotent by its key loses
+//!   nothing by being tried again with backoff, while dropping it loses a scan the user was told
+//!   was saved. So it is retryable.
+//! - `unauthenticated`, `password_change_required`: the request itself is fine; it succeeds once
+//!   the user logs in again (or changes the temporary password). Retryable after that user
+//!   action, not blindly; a queue keeps it until then.
+//! - Everything else is definitive: bad input (400, 413), the role or area (403), not found (404),
+//!   a conflict with current state (409), a reused key (422), a locked account (423: the lockout
+//!   passes, but a login is never replayed unattended).
+//!
 //! The gRPC→HTTP mapping is deliberately our own: the standard table gives 400 for
 //! FAILED_PRECONDITION where the SPEC wants 409 for conflicts with current state.
 
@@ -26,7 +46,9 @@ pub enum GrpcCode {
 pub const ERROR_DOMAIN: &str = "tracetrack";
 
 macro_rules! codes {
-    ($( $(#[$doc:meta])* $variant:ident = $code:literal => ($grpc:ident, $http:literal), )*) => {
+    (@retry retryable) => { true };
+    (@retry definitive) => { false };
+    ($( $(#[$doc:meta])* $variant:ident = $code:literal => ($grpc:ident, $http:literal, $retry:ident), )*) => {
         /// Every stable error code. The string form is part of the API and never changes.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrorCode {
@@ -49,6 +71,14 @@ macro_rules! codes {
                 match self { $( ErrorCode::$variant => $http, )* }
             }
 
+            /// Whether the same request (same body, same idempotency key) may succeed if sent again
+            /// later: the dependency comes back, the rate limit or the load passes, a concurrent
+            /// change is over, the user logs in again. Offline queues keep retryable requests and
+            /// drop a request only on a definitive code (SPEC §2 "Errors", §4).
+            pub fn is_retryable(self) -> bool {
+                match self { $( ErrorCode::$variant => codes!(@retry $retry), )* }
+            }
+
             pub fn parse(s: &str) -> Option<ErrorCode> {
                 match s { $( $code => Some(ErrorCode::$variant), )* _ => None }
             }
@@ -58,72 +88,73 @@ macro_rules! codes {
 
 codes! {
     // 400: bad input
-    InvalidArgument = "invalid_argument" => (InvalidArgument, 400),
-    InvalidQr = "invalid_qr" => (InvalidArgument, 400),
-    AreaRequired = "area_required" => (InvalidArgument, 400),
+    InvalidArgument = "invalid_argument" => (InvalidArgument, 400, definitive),
+    InvalidQr = "invalid_qr" => (InvalidArgument, 400, definitive),
+    AreaRequired = "area_required" => (InvalidArgument, 400, definitive),
     /// Details: `reason`.
-    WeakPassword = "weak_password" => (InvalidArgument, 400),
-    SameAsParent = "same_as_parent" => (InvalidArgument, 400),
+    WeakPassword = "weak_password" => (InvalidArgument, 400, definitive),
+    SameAsParent = "same_as_parent" => (InvalidArgument, 400, definitive),
     /// Details: `attached`.
-    CapacityBelowAttached = "capacity_below_attached" => (FailedPrecondition, 400),
+    CapacityBelowAttached = "capacity_below_attached" => (FailedPrecondition, 400, definitive),
     /// An upload that is not a readable `.xlsx` workbook. Details: `sheet` when one sheet is.
-    InvalidWorkbook = "invalid_workbook" => (InvalidArgument, 400),
-    // 401: not logged in
-    Unauthenticated = "unauthenticated" => (Unauthenticated, 401),
-    InvalidCredentials = "invalid_credentials" => (Unauthenticated, 401),
+    InvalidWorkbook = "invalid_workbook" => (InvalidArgument, 400, definitive),
+    // 401: not logged in (retryable once the user has logged in again)
+    Unauthenticated = "unauthenticated" => (Unauthenticated, 401, retryable),
+    InvalidCredentials = "invalid_credentials" => (Unauthenticated, 401, definitive),
     // 403: role, area or caller
-    PermissionDenied = "permission_denied" => (PermissionDenied, 403),
-    WrongArea = "wrong_area" => (PermissionDenied, 403),
-    /// The session belongs to a user who must change their password first.
-    PasswordChangeRequired = "password_change_required" => (PermissionDenied, 403),
+    PermissionDenied = "permission_denied" => (PermissionDenied, 403, definitive),
+    WrongArea = "wrong_area" => (PermissionDenied, 403, definitive),
+    /// The session belongs to a user who must change their password first (retryable once they
+    /// have: the request itself was fine).
+    PasswordChangeRequired = "password_change_required" => (PermissionDenied, 403, retryable),
     /// An RPC that exists for one service was called by another caller.
-    CallerNotAllowed = "caller_not_allowed" => (PermissionDenied, 403),
+    CallerNotAllowed = "caller_not_allowed" => (PermissionDenied, 403, definitive),
     // 404
-    NotFound = "not_found" => (NotFound, 404),
-    UserNotFound = "user_not_found" => (NotFound, 404),
-    BagNotFound = "bag_not_found" => (NotFound, 404),
-    ParentNotFound = "parent_not_found" => (NotFound, 404),
-    BillNotFound = "bill_not_found" => (NotFound, 404),
-    NothingToUndo = "nothing_to_undo" => (NotFound, 404),
+    NotFound = "not_found" => (NotFound, 404, definitive),
+    UserNotFound = "user_not_found" => (NotFound, 404, definitive),
+    BagNotFound = "bag_not_found" => (NotFound, 404, definitive),
+    ParentNotFound = "parent_not_found" => (NotFound, 404, definitive),
+    BillNotFound = "bill_not_found" => (NotFound, 404, definitive),
+    NothingToUndo = "nothing_to_undo" => (NotFound, 404, definitive),
     // 409: conflict with current state
-    UsernameTaken = "username_taken" => (AlreadyExists, 409),
-    EmailTaken = "email_taken" => (AlreadyExists, 409),
-    BagExists = "bag_exists" => (AlreadyExists, 409),
-    BillExists = "bill_exists" => (AlreadyExists, 409),
-    LastAdmin = "last_admin" => (FailedPrecondition, 409),
+    UsernameTaken = "username_taken" => (AlreadyExists, 409, definitive),
+    EmailTaken = "email_taken" => (AlreadyExists, 409, definitive),
+    BagExists = "bag_exists" => (AlreadyExists, 409, definitive),
+    BillExists = "bill_exists" => (AlreadyExists, 409, definitive),
+    LastAdmin = "last_admin" => (FailedPrecondition, 409, definitive),
     /// Nobody changes their own role or deactivates themselves.
-    SelfChangeForbidden = "self_change_forbidden" => (FailedPrecondition, 409),
-    QrIsChild = "qr_is_child" => (FailedPrecondition, 409),
-    QrIsParent = "qr_is_parent" => (FailedPrecondition, 409),
-    ParentFull = "parent_full" => (FailedPrecondition, 409),
+    SelfChangeForbidden = "self_change_forbidden" => (FailedPrecondition, 409, definitive),
+    QrIsChild = "qr_is_child" => (FailedPrecondition, 409, definitive),
+    QrIsParent = "qr_is_parent" => (FailedPrecondition, 409, definitive),
+    ParentFull = "parent_full" => (FailedPrecondition, 409, definitive),
     /// Details: `other_parent_qr`.
-    ChildLinkedElsewhere = "child_linked_elsewhere" => (FailedPrecondition, 409),
-    ParentFrozen = "parent_frozen" => (FailedPrecondition, 409),
-    BagHasChildren = "bag_has_children" => (FailedPrecondition, 409),
-    BagLinked = "bag_linked" => (FailedPrecondition, 409),
-    BagOnBill = "bag_on_bill" => (FailedPrecondition, 409),
-    NotAParent = "not_a_parent" => (FailedPrecondition, 409),
+    ChildLinkedElsewhere = "child_linked_elsewhere" => (FailedPrecondition, 409, definitive),
+    ParentFrozen = "parent_frozen" => (FailedPrecondition, 409, definitive),
+    BagHasChildren = "bag_has_children" => (FailedPrecondition, 409, definitive),
+    BagLinked = "bag_linked" => (FailedPrecondition, 409, definitive),
+    BagOnBill = "bag_on_bill" => (FailedPrecondition, 409, definitive),
+    NotAParent = "not_a_parent" => (FailedPrecondition, 409, definitive),
     /// Details: `other_bill_id`.
-    OnOtherBill = "on_other_bill" => (FailedPrecondition, 409),
-    BillFull = "bill_full" => (FailedPrecondition, 409),
-    BillCompleted = "bill_completed" => (FailedPrecondition, 409),
-    BillIncomplete = "bill_incomplete" => (FailedPrecondition, 409),
-    /// A concurrent change won; retrying the whole request is safe.
-    Conflict = "conflict" => (Aborted, 409),
+    OnOtherBill = "on_other_bill" => (FailedPrecondition, 409, definitive),
+    BillFull = "bill_full" => (FailedPrecondition, 409, definitive),
+    BillCompleted = "bill_completed" => (FailedPrecondition, 409, definitive),
+    BillIncomplete = "bill_incomplete" => (FailedPrecondition, 409, definitive),
+    /// A concurrent change won; retrying the whole request is safe (retryable).
+    Conflict = "conflict" => (Aborted, 409, retryable),
     // 413
-    PayloadTooLarge = "payload_too_large" => (InvalidArgument, 413),
+    PayloadTooLarge = "payload_too_large" => (InvalidArgument, 413, definitive),
     // 422
-    IdempotencyKeyReused = "idempotency_key_reused" => (FailedPrecondition, 422),
+    IdempotencyKeyReused = "idempotency_key_reused" => (FailedPrecondition, 422, definitive),
     // 423: details `seconds_left`
-    AccountLocked = "account_locked" => (PermissionDenied, 423),
+    AccountLocked = "account_locked" => (PermissionDenied, 423, definitive),
     // 429: details `retry_after_seconds`
-    RateLimited = "rate_limited" => (ResourceExhausted, 429),
-    Overloaded = "overloaded" => (ResourceExhausted, 429),
+    RateLimited = "rate_limited" => (ResourceExhausted, 429, retryable),
+    Overloaded = "overloaded" => (ResourceExhausted, 429, retryable),
     // 503/504: a dependency is down or slow
-    Unavailable = "unavailable" => (Unavailable, 503),
-    DeadlineExceeded = "deadline_exceeded" => (DeadlineExceeded, 503),
-    // 500: a bug
-    Internal = "internal" => (Internal, 500),
+    Unavailable = "unavailable" => (Unavailable, 503, retryable),
+    DeadlineExceeded = "deadline_exceeded" => (DeadlineExceeded, 503, retryable),
+    // 500: a bug, yet retryable: the same request may well succeed later (see the module docs).
+    Internal = "internal" => (Internal, 500, retryable),
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -182,6 +213,98 @@ mod tests {
             let c =
                 ErrorCode::parse(code).unwrap_or_else(|| panic!("{code} missing from the table"));
             assert_eq!(c.http_status(), *http, "{code}");
+        }
+    }
+
+    /// Every code's retryability, decided one by one: the match has no wildcard, so a new code
+    /// does not compile here until someone decides whether a client may send it again.
+    fn decided_retryable(c: ErrorCode) -> bool {
+        use ErrorCode::*;
+        match c {
+            Unavailable
+            | DeadlineExceeded
+            | RateLimited
+            | Overloaded
+            | Conflict
+            | Internal
+            | Unauthenticated
+            | PasswordChangeRequired => true,
+            InvalidArgument
+            | InvalidQr
+            | AreaRequired
+            | WeakPassword
+            | SameAsParent
+            | CapacityBelowAttached
+            | InvalidWorkbook
+            | InvalidCredentials
+            | PermissionDenied
+            | WrongArea
+            | CallerNotAllowed
+            | NotFound
+            | UserNotFound
+            | BagNotFound
+            | ParentNotFound
+            | BillNotFound
+            | NothingToUndo
+            | UsernameTaken
+            | EmailTaken
+            | BagExists
+            | BillExists
+            | LastAdmin
+            | SelfChangeForbidden
+            | QrIsChild
+            | QrIsParent
+            | ParentFull
+            | ChildLinkedElsewhere
+            | ParentFrozen
+            | BagHasChildren
+            | BagLinked
+            | BagOnBill
+            | NotAParent
+            | OnOtherBill
+            | BillFull
+            | BillCompleted
+            | BillIncomplete
+            | PayloadTooLarge
+            | IdempotencyKeyReused
+            | AccountLocked => false,
+        }
+    }
+
+    #[test]
+    fn every_code_is_retryable_or_definitive_as_decided() {
+        for c in ErrorCode::ALL {
+            assert_eq!(c.is_retryable(), decided_retryable(*c), "{c}");
+        }
+        // The ones SPEC §2 and §4 name.
+        for code in [
+            "unavailable",
+            "rate_limited",
+            "overloaded",
+            "conflict",
+            "unauthenticated",
+        ] {
+            assert!(ErrorCode::parse(code).unwrap().is_retryable(), "{code}");
+        }
+        for (code, _) in SPEC_CODES {
+            let c = ErrorCode::parse(code).unwrap();
+            // SPEC §4: 5xx, 429 and 401 are retried; a 4xx domain code is definitive.
+            let by_status = matches!(c.http_status(), 401 | 429 | 500..=599);
+            let wrong_password = c == ErrorCode::InvalidCredentials; // stays wrong if sent again
+            assert_eq!(c.is_retryable(), by_status && !wrong_password, "{code}");
+        }
+    }
+
+    #[test]
+    fn retryable_by_status_kind() {
+        for c in ErrorCode::ALL {
+            match c.http_status() {
+                500..=599 | 429 => assert!(c.is_retryable(), "{c}: a 5xx or 429 is retried"),
+                400 | 404 | 413 | 422 | 423 => {
+                    assert!(!c.is_retryable(), "{c}: bad input is final")
+                }
+                _ => {}
+            }
         }
     }
 
