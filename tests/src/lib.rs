@@ -86,6 +86,8 @@ pub fn auth_settings(db_url: &str, redis_url: &str, prefix: &str) -> tracetrack_
     s.common.database.url = SecretString::from(db_url.to_owned());
     s.common.database.max_connections = 5;
     s.common.database.migrate_on_start = true;
+    // Races put dozens of requests on a small pool: more patience than production's default.
+    s.common.database.acquire_timeout_ms = 3000;
     s.common.redis.url = redis_url.to_owned();
     s.common.events.key_prefix = prefix.to_owned();
     s.common.events.poll_interval_ms = 20;
@@ -346,6 +348,8 @@ pub fn registry_settings(
     s.common.database.url = SecretString::from(db_url.to_owned());
     s.common.database.max_connections = 10;
     s.common.database.migrate_on_start = true;
+    // Races put dozens of requests on a small pool: more patience than production's default.
+    s.common.database.acquire_timeout_ms = 3000;
     s.common.redis.url = redis_url.to_owned();
     s.common.events.key_prefix = prefix.to_owned();
     s.common.events.poll_interval_ms = 20;
@@ -436,6 +440,8 @@ pub fn scan_settings(
     s.common.database.url = SecretString::from(db_url.to_owned());
     s.common.database.max_connections = 10;
     s.common.database.migrate_on_start = true;
+    // Races put dozens of requests on a small pool: more patience than production's default.
+    s.common.database.acquire_timeout_ms = 3000;
     s.common.redis.url = redis_url.to_owned();
     s.common.events.key_prefix = prefix.to_owned();
     s.common.events.poll_interval_ms = 20;
@@ -696,6 +702,8 @@ pub fn stats_settings(
     s.common.database.url = SecretString::from(db_url.to_owned());
     s.common.database.max_connections = 5;
     s.common.database.migrate_on_start = true;
+    // Races put dozens of requests on a small pool: more patience than production's default.
+    s.common.database.acquire_timeout_ms = 3000;
     s.common.redis.url = redis_url.to_owned();
     s.common.events.key_prefix = prefix.to_owned();
     s.common.auth.url = auth.url();
@@ -815,6 +823,8 @@ pub fn billing_settings(
     s.common.database.url = SecretString::from(db_url.to_owned());
     s.common.database.max_connections = 10;
     s.common.database.migrate_on_start = true;
+    // Races put dozens of requests on a small pool: more patience than production's default.
+    s.common.database.acquire_timeout_ms = 3000;
     s.common.redis.url = redis_url.to_owned();
     s.common.events.key_prefix = prefix.to_owned();
     s.common.events.poll_interval_ms = 20;

@@ -104,7 +104,11 @@ impl Default for DatabaseSettings {
             url: SecretString::from("postgres://postgres@127.0.0.1:55432/tracetrack"),
             max_connections: 16,
             min_connections: 0,
-            acquire_timeout_ms: 3000,
+            // Well inside a request's budget (the gateway gives each upstream call 5 s, and a
+            // scan waits for a connection in scan and in bag-registry): a request that cannot get
+            // a connection within a second is shed as `overloaded` rather than left to run past
+            // its caller's deadline.
+            acquire_timeout_ms: 1000,
             statement_timeout_ms: 10_000,
             migrate_on_start: false,
         }

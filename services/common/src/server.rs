@@ -162,6 +162,12 @@ pub fn grpc_server(
     limits: &LimitSettings,
 ) -> tonic::transport::Server<Stack<ShedLayer, Stack<RedLayer, Identity>>> {
     tonic::transport::Server::builder()
+        // h2 answers more than 20 streams reset before they were accepted with GOAWAY (its
+        // rapid-reset guard), which fails every other call on that connection. Our callers are
+        // our own services, multiplexing many users on one connection: when hundreds of their
+        // users give up at once (phones dropping under overload), that is not an attack.
+        .http2_max_pending_accept_reset_streams(Some(4096))
+        .http2_max_local_error_reset_streams(Some(4096))
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(RedLayer)
         .layer(ShedLayer::new(limits))
