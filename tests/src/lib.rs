@@ -64,7 +64,8 @@ pub async fn fresh_database() -> String {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
         .await
         .unwrap();
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
         .await
         .unwrap();
     with_database(&admin, &name)

@@ -192,7 +192,10 @@ async fn registry_bill(stack: &Stack, qr: &str) -> (String, bool) {
 }
 
 async fn scalar(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// The bill's figures as a user sees them.

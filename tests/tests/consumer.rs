@@ -37,10 +37,10 @@ impl Handler for Picky {
 async fn poison_events_are_parked_listed_and_replayed_after_a_fix() {
     let db = fresh_database().await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE SCHEMA t; CREATE TABLE t.seen (id text PRIMARY KEY); {}",
         consumer::ddl("t")
-    ))
+    )))
     .execute(&pool)
     .await
     .unwrap();

@@ -402,7 +402,10 @@ async fn legacy_fixture() -> String {
         INSERT INTO scan (parent_bag_id, child_bag_id, user_id) VALUES (1, NULL, 2), (NULL, 10, 2);
         "#,
     );
-    sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(&*sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     url
 }
 

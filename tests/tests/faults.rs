@@ -171,3 +171,72 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
     )
     .await;
 }
+
+/// Requests cancelled at any moment (clients giving up, deadlines passing) never leave a pooled
+/// connection inside a transaction: sqlx 0.8's `begin()` did when cancelled during `BEGIN`
+/// (transact-rs/sqlx#4393, fixed in 0.9.1), and the next borrower then ran inside it ("there is
+/// already a transaction in progress"). Hundreds of mutations are cancelled at random points,
+/// then no registry connection is idle in a transaction and every later request succeeds.
+#[tokio::test]
+async fn cancelled_requests_leave_no_connection_in_a_transaction() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
+    let mut s = registry_settings(&db, &redis_url(), &prefix, &auth);
+    s.common.database.max_connections = 3;
+    let registry = start_registry(s).await;
+    let admin = auth.admin_token().await;
+    let client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
+        tonic::transport::Channel::from_shared(registry.url())
+            .unwrap()
+            .connect_lazy(),
+    );
+    let register = |qr: String| {
+        let mut c = client.clone();
+        let req = authed(
+            reg::RegisterBagRequest {
+                qr,
+                r#type: reg::BagType::Parent as i32,
+                area: "lucknow".into(),
+            },
+            &admin,
+        );
+        async move { c.register_bag(req).await }
+    };
+    // Each call is dropped after 0-3 ms: before, during or after its BEGIN.
+    let cancelled = (0..400u32).map(|i| {
+        let call = register(format!("SB{:05}", 60000 + i));
+        async move {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_micros(u64::from(i % 31) * 100),
+                call,
+            )
+            .await;
+        }
+    });
+    futures::future::join_all(cancelled).await;
+
+    let observer = sqlx::PgPool::connect(&db).await.unwrap();
+    eventually(
+        std::time::Duration::from_secs(10),
+        "no registry connection idle in a transaction",
+        || {
+            let observer = observer.clone();
+            async move {
+                let stuck: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'tracetrack-registry' AND state LIKE 'idle in transaction%'",
+                )
+                .fetch_one(&observer)
+                .await
+                .unwrap();
+                stuck == 0
+            }
+        },
+    )
+    .await;
+    // Every connection of the pool serves the next requests cleanly.
+    for i in 0..12u32 {
+        register(format!("SB{:05}", 61000 + i)).await.unwrap();
+    }
+}

@@ -680,7 +680,7 @@ impl Auth {
             0 => None,
             r => Some(role_from_pb(r)?.as_str()),
         };
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"SELECT {} FROM auth.users u
                WHERE ($1::text IS NULL OR lower(u.username) > $1)
                  AND lower(u.username) LIKE $2 || '%'
@@ -688,7 +688,7 @@ impl Auth {
                  AND ($4 OR u.active)
                ORDER BY lower(u.username) LIMIT $5"#,
             store::USER_COLUMNS
-        ))
+        )))
         .bind(after)
         .bind(prefix)
         .bind(role)

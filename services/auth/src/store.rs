@@ -33,9 +33,9 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 }
 
 pub async fn user_by_username(pool: &PgPool, account: &str) -> AppResult<Option<UserRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {USER_COLUMNS} FROM auth.users u WHERE lower(u.username) = $1"
-    ))
+    )))
     .bind(account)
     .fetch_optional(pool)
     .await?)
@@ -47,9 +47,9 @@ pub async fn user_by_id(
     for_update: bool,
 ) -> AppResult<Option<UserRow>> {
     let lock = if for_update { "FOR UPDATE OF u" } else { "" };
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {USER_COLUMNS} FROM auth.users u WHERE u.id = $1 {lock}"
-    ))
+    )))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?)
@@ -206,7 +206,7 @@ pub async fn session_user(
     token_hash: &[u8],
     idle_secs: u64,
 ) -> AppResult<Option<SessionUser>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"WITH s AS (
              UPDATE auth.sessions s SET last_seen_at = now()
              FROM auth.users u
@@ -216,7 +216,7 @@ pub async fn session_user(
              RETURNING s.id, s.csrf_token, s.expires_at, s.user_id)
            SELECT s.id AS session_id, s.csrf_token, s.expires_at, {USER_COLUMNS}
            FROM s JOIN auth.users u ON u.id = s.user_id"#
-    ))
+    )))
     .bind(token_hash)
     .bind(idle_secs as f64)
     .fetch_optional(pool)

@@ -142,7 +142,7 @@ impl Registry {
         area: &str,
         caller: &Caller,
     ) -> AppResult<Option<BagRow>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"WITH b AS (
                  INSERT INTO registry.bags (qr, kind, product_line, area, capacity, parent_weight_kg, child_weight_kg, created_by)
                  SELECT $1, 'parent', l.name, $3, l.capacity, l.parent_weight_kg, l.child_weight_kg, $4
@@ -150,7 +150,7 @@ impl Registry {
                  ON CONFLICT (qr) DO NOTHING
                  RETURNING *)
                SELECT {BAG_COLUMNS} FROM b"#
-        ))
+        )))
         .bind(qr)
         .bind(line)
         .bind(area)
@@ -188,11 +188,11 @@ impl Registry {
             }
             Ok(pb::BagType::Child) => {
                 let id = qr::child_id(&req.qr, &self.0.lines).map_err(qr_err)?;
-                sqlx::query_as(&format!(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     r#"WITH b AS (INSERT INTO registry.bags (qr, kind, area, created_by) VALUES ($1, 'child', $2, $3)
                                   ON CONFLICT (qr) DO NOTHING RETURNING *)
                        SELECT {BAG_COLUMNS} FROM b"#
-                ))
+                )))
                 .bind(&id)
                 .bind(&area)
                 .bind(user.id)
@@ -323,7 +323,7 @@ impl Registry {
                     .ok_or_else(|| AppError::invalid("bad page_token"))?;
                 Some((at, parts.get(1).cloned().unwrap_or_default()))
             };
-            sqlx::query_as(&format!(
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 r#"SELECT {BAG_COLUMNS} FROM registry.bags b
                    WHERE ($1::timestamptz IS NULL OR (b.created_at, b.qr) < ($1, $2))
                      AND ($3::text IS NULL OR b.kind = $3) AND ($4::text IS NULL OR b.area = $4)
@@ -331,7 +331,7 @@ impl Registry {
                      AND ($6::bool IS NULL OR (b.bill_id IS NOT NULL) = $6)
                      AND ($7::timestamptz IS NULL OR b.created_at >= $7) AND ($8::timestamptz IS NULL OR b.created_at < $8)
                    ORDER BY b.created_at DESC, b.qr DESC LIMIT $9"#
-            ))
+            )))
             .bind(after.as_ref().map(|a| a.0))
             .bind(after.as_ref().map(|a| a.1.clone()))
             .bind(kind)
@@ -377,10 +377,10 @@ impl Registry {
         } else {
             decode_token(&req.page_token)?.into_iter().next()
         };
-        let rows: Vec<BagRow> = sqlx::query_as(&format!(
+        let rows: Vec<BagRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"SELECT {BAG_COLUMNS} FROM registry.bags b
                WHERE b.parent_qr = $1 AND ($2::text IS NULL OR b.qr > $2) ORDER BY b.qr LIMIT $3"#
-        ))
+        )))
         .bind(&id)
         .bind(after)
         .bind(size + 1)
@@ -413,11 +413,11 @@ impl Registry {
             if let Some(r) = self.replay(&mut tx, &caller, "UnlinkChild", &req).await? {
                 return Ok(r);
             }
-            let child: Option<BagRow> = sqlx::query_as(&format!(
+            let child: Option<BagRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 r#"WITH b AS (UPDATE registry.bags SET parent_qr = NULL, linked_by = NULL, linked_at = NULL
                               WHERE qr = $1 AND parent_qr = $2 RETURNING *)
                    SELECT {BAG_COLUMNS} FROM b"#
-            ))
+            )))
             .bind(&child_id)
             .bind(&parent_id)
             .fetch_optional(&mut *tx)
@@ -463,13 +463,13 @@ impl Registry {
             }
             // The child row is locked first by this statement, then (in the trigger) both
             // parents in QR order.
-            let child: BagRow = sqlx::query_as(&format!(
+            let child: BagRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 r#"WITH b AS (UPDATE registry.bags c SET parent_qr = p.qr, linked_by = $3, linked_at = now(),
                                      area = p.area, product_line = p.product_line, child_weight_kg = p.child_weight_kg
                               FROM registry.bags p WHERE c.qr = $1 AND c.kind = 'child' AND p.qr = $2
                               RETURNING c.*)
                    SELECT {BAG_COLUMNS} FROM b"#
-            ))
+            )))
             .bind(&child_id)
             .bind(&parent_id)
             .bind(user.id)
@@ -503,10 +503,10 @@ impl Registry {
         if let Some(r) = self.replay(&mut tx, &caller, "DeleteBag", &req).await? {
             return Ok(r);
         }
-        let deleted: Option<BagRow> = sqlx::query_as(&format!(
+        let deleted: Option<BagRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"WITH b AS (DELETE FROM registry.bags WHERE qr = $1 AND child_count = 0 AND parent_qr IS NULL AND bill_id IS NULL RETURNING *)
                SELECT {BAG_COLUMNS} FROM b"#
-        ))
+        )))
         .bind(&id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -624,7 +624,7 @@ impl Registry {
             caller.check_area(&parent.area)?;
             // One statement: register-or-claim the child row; the trigger counts it into the
             // parent (CHECK refuses past capacity, a frozen parent refuses any change).
-            let linked: Option<store::LinkedRow> = sqlx::query_as(&format!(
+            let linked: Option<store::LinkedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 r#"WITH old AS (SELECT area FROM registry.bags WHERE qr = $1),
                    b AS (
                      INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
@@ -635,7 +635,7 @@ impl Registry {
                        WHERE x.kind = 'child' AND x.parent_qr IS NULL
                      RETURNING *, (xmax = 0) AS inserted)
                    SELECT {BAG_COLUMNS}, b.inserted, (SELECT area FROM old) AS area_before FROM b"#
-            ))
+            )))
             .bind(&child_id)
             .bind(&parent_id)
             .bind(&parent.area)
@@ -752,10 +752,10 @@ impl Registry {
                 "only parent bags go on bills",
             ));
         }
-        let claimed: Option<BagRow> = sqlx::query_as(&format!(
+        let claimed: Option<BagRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"WITH b AS (UPDATE registry.bags SET bill_id = $2 WHERE qr = $1 AND kind = 'parent' AND bill_id IS NULL RETURNING *)
                SELECT {BAG_COLUMNS} FROM b"#
-        ))
+        )))
         .bind(&id)
         .bind(&req.bill_id)
         .fetch_optional(&mut *tx)

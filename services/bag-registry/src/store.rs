@@ -118,7 +118,7 @@ pub async fn bags_by_qr(
     after: Option<&str>,
     limit: i64,
 ) -> AppResult<Vec<BagRow>> {
-    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE true"
     ));
     if let Some(prefix) = &f.prefix {
@@ -154,18 +154,18 @@ pub async fn bags_by_qr(
 }
 
 pub async fn bag(conn: &mut PgConnection, qr: &str) -> AppResult<Option<BagRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE b.qr = $1"
-    ))
+    )))
     .bind(qr)
     .fetch_optional(&mut *conn)
     .await?)
 }
 
 pub async fn bags(conn: &mut PgConnection, qrs: &[String]) -> AppResult<Vec<BagRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BAG_COLUMNS} FROM registry.bags b WHERE b.qr = ANY($1) ORDER BY b.qr"
-    ))
+    )))
     .bind(qrs)
     .fetch_all(&mut *conn)
     .await?)

@@ -558,13 +558,13 @@ impl Billing {
         if let Some(first) = self.replay(&mut tx, &caller, RPC, &req).await? {
             return Ok(first);
         }
-        let row: BillRow = sqlx::query_as(&format!(
+        let row: BillRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH b AS (INSERT INTO billing.bills (bill_id, capacity, description, destination, \
                                                  vehicle_number, created_by, created_by_username) \
                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *) \
              SELECT {} FROM b",
             store::BILL_COLUMNS
-        ))
+        )))
         .bind(&id)
         .bind(capacity)
         .bind(&description)
@@ -794,11 +794,11 @@ impl Billing {
         }
         // The row as it was (locked, for the event's "before" and to explain a refusal); the
         // capacity rule itself is the UPDATE's condition.
-        let before: BillRow = sqlx::query_as(&format!(
+        let before: BillRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM billing.bills b WHERE lower(b.bill_id) = lower($1) \
                AND b.status <> 'deleting' FOR UPDATE OF b",
             store::BILL_COLUMNS
-        ))
+        )))
         .bind(&id)
         .fetch_optional(&mut *tx)
         .await?

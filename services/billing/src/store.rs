@@ -63,10 +63,10 @@ const ATTACHMENT_COLUMNS: &str =
 
 /// A bill that readers may see (not being deleted), by id compared case-insensitively.
 pub async fn find_bill<'e>(db: impl PgExecutor<'e>, id: &str) -> AppResult<Option<BillRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BILL_COLUMNS} FROM billing.bills b \
          WHERE lower(b.bill_id) = lower($1) AND b.status <> 'deleting'"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -89,9 +89,9 @@ pub async fn bill_status<'e>(
 
 /// A bill by its canonical id, in the caller's transaction (sees its own changes).
 pub async fn bill_by_id(conn: &mut PgConnection, bill_id: &str) -> AppResult<Option<BillRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BILL_COLUMNS} FROM billing.bills b WHERE b.bill_id = $1"
-    ))
+    )))
     .bind(bill_id)
     .fetch_optional(&mut *conn)
     .await?)
@@ -269,9 +269,9 @@ pub async fn attachment<'e>(
     db: impl PgExecutor<'e>,
     parent_qr: &str,
 ) -> AppResult<Option<AttachmentRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM billing.attachments WHERE parent_qr = $1"
-    ))
+    )))
     .bind(parent_qr)
     .fetch_optional(db)
     .await?)
@@ -282,10 +282,10 @@ pub async fn confirmed_parents<'e>(
     db: impl PgExecutor<'e>,
     bill_id: &str,
 ) -> AppResult<Vec<AttachmentRow>> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM billing.attachments \
           WHERE bill_id = $1 AND state = 'confirmed' ORDER BY parent_qr"
-    ))
+    )))
     .bind(bill_id)
     .fetch_all(db)
     .await?)
@@ -329,9 +329,9 @@ pub async fn lock_bill_in(
         "FOR UPDATE OF b"
     };
     // The lock is taken on the bill row alone (the expected weight is read by a sub-select).
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BILL_COLUMNS} FROM billing.bills b WHERE b.bill_id = $1 AND b.status = $2 {tail}"
-    ))
+    )))
     .bind(bill_id)
     .bind(status)
     .fetch_optional(&mut *conn)
@@ -366,7 +366,7 @@ pub fn like_prefix(prefix: &str) -> String {
 
 /// Newest first by (created_at DESC, bill_id DESC); bills being deleted are left out.
 pub async fn list_bills<'e>(db: impl PgExecutor<'e>, f: &ListFilter) -> AppResult<Vec<BillRow>> {
-    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT {BILL_COLUMNS} FROM billing.bills b WHERE b.status <> 'deleting'"
     ));
     if let Some(status) = &f.status {

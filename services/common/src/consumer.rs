@@ -87,10 +87,10 @@ async fn claim_ids(
             Err(_) => bad.push(i),
         }
     }
-    let fresh: Vec<Uuid> = sqlx::query_scalar(&format!(
+    let fresh: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".applied_events (event_id) SELECT DISTINCT unnest($1::uuid[])
            ON CONFLICT DO NOTHING RETURNING event_id"#
-    ))
+    )))
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
@@ -151,9 +151,9 @@ pub async fn apply_once(
     sqlx::query("SAVEPOINT apply_one")
         .execute(&mut *conn)
         .await?;
-    let fresh = sqlx::query(&format!(
+    let fresh = sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING"#
-    ))
+    )))
     .bind(id)
     .execute(&mut *conn)
     .await?
@@ -194,10 +194,10 @@ struct Parked<'a> {
 async fn park(conn: &mut PgConnection, schema: &str, p: Parked<'_>) -> Result<(), sqlx::Error> {
     tracing::warn!(event_id = %p.event_id, event_type = p.event_type, reason = p.reason, "parking a poison event");
     metrics::counter!("consumer_parked_total").increment(1);
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".parked_events (event_id, stream, entry_id, event_type, envelope, reason)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO UPDATE SET reason = EXCLUDED.reason"#
-    ))
+    )))
     .bind(p.event_id)
     .bind(p.stream)
     .bind(p.entry)
@@ -476,10 +476,10 @@ impl Consumer {
             let d = &decoded[new[i]];
             let id: Uuid = d.event.event_id.parse()?;
             // Not applied after all: a replay may apply it later.
-            sqlx::query(&format!(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 r#"DELETE FROM "{}".applied_events WHERE event_id = $1"#,
                 self.schema
-            ))
+            )))
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -566,9 +566,9 @@ pub async fn list_parked(
     pool: &PgPool,
     schema: &str,
 ) -> sqlx::Result<Vec<(Uuid, String, String, chrono::DateTime<chrono::Utc>)>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"SELECT event_id, event_type, reason, parked_at FROM "{schema}".parked_events ORDER BY parked_at"#
-    ))
+    )))
     .fetch_all(pool)
     .await
 }
@@ -581,9 +581,9 @@ pub async fn replay_parked(
     handler: &dyn Handler,
     only: Option<Uuid>,
 ) -> anyhow::Result<(usize, usize)> {
-    let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(&format!(
+    let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"SELECT event_id, envelope FROM "{schema}".parked_events WHERE $1::uuid IS NULL OR event_id = $1 ORDER BY parked_at"#
-    ))
+    )))
     .bind(only)
     .fetch_all(pool)
     .await?;
@@ -596,9 +596,9 @@ pub async fn replay_parked(
         };
         match outcome {
             Ok(_) => {
-                sqlx::query(&format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     r#"DELETE FROM "{schema}".parked_events WHERE event_id = $1"#
-                ))
+                )))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -607,9 +607,9 @@ pub async fn replay_parked(
             }
             Err(ApplyError::Poison(reason)) => {
                 tx.rollback().await?;
-                sqlx::query(&format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     r#"UPDATE "{schema}".parked_events SET reason = $2 WHERE event_id = $1"#
-                ))
+                )))
                 .bind(id)
                 .bind(reason)
                 .execute(pool)

@@ -70,11 +70,11 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
                 .fetch_one(&mut *conn)
                 .await?;
         if !exists {
-            sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
                 .execute(&mut *conn)
                 .await?;
         }
-        sqlx::raw_sql(&KIT_DDL.replace("{schema}", schema))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(&*KIT_DDL.replace("{schema}", schema)))
             .execute(&mut *conn)
             .await?;
         migrator.run(&mut *conn).await?;

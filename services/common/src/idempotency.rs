@@ -73,14 +73,14 @@ pub async fn begin<M: Message + Default>(
     let hash = request_hash(rpc, request);
     // Claim the key, or take over one older than the TTL. A concurrent first request holds the
     // row lock until it commits, so this waits and then sees its stored answer.
-    let claimed: Option<(i32,)> = sqlx::query_as(&format!(
+    let claimed: Option<(i32,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".idempotency_keys AS k (scope, key, request_hash)
            VALUES ($1, $2, $3)
            ON CONFLICT (scope, key) DO UPDATE
               SET request_hash = EXCLUDED.request_hash, response = NULL, created_at = now()
               WHERE k.created_at < now() - make_interval(hours => {TTL_HOURS})
            RETURNING 1"#
-    ))
+    )))
     .bind(scope)
     .bind(key)
     .bind(&hash)
@@ -104,9 +104,9 @@ pub async fn stored<M: Message + Default>(
     key: &str,
     hash: &[u8],
 ) -> AppResult<M> {
-    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(&format!(
+    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"SELECT request_hash, response FROM "{schema}".idempotency_keys WHERE scope = $1 AND key = $2"#
-    ))
+    )))
     .bind(scope)
     .bind(key)
     .fetch_one(&mut *conn)
@@ -134,9 +134,9 @@ pub async fn finish(
     key: &str,
     response: &impl Message,
 ) -> AppResult<()> {
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"UPDATE "{schema}".idempotency_keys SET response = $3 WHERE scope = $1 AND key = $2"#
-    ))
+    )))
     .bind(scope)
     .bind(key)
     .bind(response.encode_to_vec())
@@ -147,9 +147,9 @@ pub async fn finish(
 
 /// Deletes keys past their TTL; run periodically.
 pub async fn purge_expired(pool: &sqlx::PgPool, schema: &str) -> AppResult<u64> {
-    let r = sqlx::query(&format!(
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"DELETE FROM "{schema}".idempotency_keys WHERE created_at < now() - make_interval(hours => {TTL_HOURS})"#
-    ))
+    )))
     .execute(pool)
     .await?;
     Ok(r.rows_affected())

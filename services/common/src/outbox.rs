@@ -87,10 +87,10 @@ pub async fn enqueue(
     event: NewEvent<'_>,
 ) -> AppResult<Uuid> {
     let row = prepare(source, event);
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".outbox (event_id, event_type, aggregate_id, envelope, created_at)
            VALUES ($1, $2, $3, $4, $5)"#
-    ))
+    )))
     .bind(row.event_id)
     .bind(&row.event_type)
     .bind(&row.aggregate_id)
@@ -182,11 +182,11 @@ impl Relay {
         if present {
             return Ok(());
         }
-        let r = sqlx::query(&format!(
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             r#"UPDATE "{}".outbox SET published_at = NULL
                WHERE published_at IS NOT NULL AND created_at > now() - make_interval(secs => $1)"#,
             self.schema
-        ))
+        )))
         .bind(self.events.republish_window_secs as f64)
         .execute(&self.pool)
         .await?;
@@ -212,11 +212,11 @@ impl Relay {
         redis: &mut ConnectionManager,
         stream: &str,
     ) -> anyhow::Result<usize> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(&format!(
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"SELECT id, event_id, event_type, aggregate_id, envelope, created_at
                    FROM "{}".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"#,
             self.schema
-        ))
+        )))
         .bind(self.events.batch_size)
         .fetch_all(&self.pool)
         .await?;
@@ -249,10 +249,10 @@ impl Relay {
         }
         let _: () = pipe.query_async(redis).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             r#"UPDATE "{}".outbox SET published_at = now() WHERE id = ANY($1)"#,
             self.schema
-        ))
+        )))
         .bind(&ids)
         .execute(&self.pool)
         .await?;
@@ -262,11 +262,11 @@ impl Relay {
     }
 
     async fn cleanup(&self) -> anyhow::Result<()> {
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             r#"DELETE FROM "{}".outbox
                WHERE published_at IS NOT NULL AND created_at < now() - make_interval(secs => $1)"#,
             self.schema
-        ))
+        )))
         .bind(self.events.retention_secs as f64)
         .execute(&self.pool)
         .await?;

@@ -84,7 +84,7 @@ pub async fn record(
              RETURNING true"#
         )
     };
-    let mut q = sqlx::query_scalar::<_, bool>(&sql)
+    let mut q = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(&*sql))
         .bind(e.id)
         .bind(e.occurred_at)
         .bind(e.user_id)
@@ -136,7 +136,7 @@ pub async fn list_events<'e>(
     db: impl PgExecutor<'e>,
     f: &ListFilter,
 ) -> AppResult<Vec<ScanEventRow>> {
-    let mut q: QueryBuilder<'_, Postgres> =
+    let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS} FROM scan.scan_events WHERE true"));
     if let Some(user_id) = f.user_id {
         q.push(" AND user_id = ").push_bind(user_id);
@@ -237,7 +237,7 @@ async fn create_partition(pool: &PgPool, name: &str, from: &str, to: &str) -> an
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tracetrack.scan.partitions'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(&ddl)
+    sqlx::query(sqlx::AssertSqlSafe(&*ddl))
         .persistent(false)
         .execute(&mut *tx)
         .await?;

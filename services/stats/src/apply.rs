@@ -261,13 +261,13 @@ impl StatsHandler {
             let users: Vec<Uuid> = fx.user_scans.iter().map(|s| s.0).collect();
             let names: Vec<&str> = fx.user_scans.iter().map(|s| s.1.as_str()).collect();
             let ats: Vec<DateTime<Utc>> = fx.user_scans.iter().map(|s| s.2).collect();
-            sqlx::query(&format!(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 r#"INSERT INTO stats.user_activity AS a (user_id, username, total_scans, last_scan_at)
                    SELECT u, {NEWEST_NAME}, count(*), max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
                    GROUP BY u
                    ON CONFLICT (user_id) DO UPDATE SET total_scans = a.total_scans + EXCLUDED.total_scans,
                      username = EXCLUDED.username, last_scan_at = GREATEST(a.last_scan_at, EXCLUDED.last_scan_at)"#
-            ))
+            )))
             .bind(&users)
             .bind(&names)
             .bind(&ats)
@@ -289,13 +289,13 @@ impl StatsHandler {
             let users: Vec<Uuid> = fx.logins.iter().map(|s| s.0).collect();
             let names: Vec<&str> = fx.logins.iter().map(|s| s.1.as_str()).collect();
             let ats: Vec<DateTime<Utc>> = fx.logins.iter().map(|s| s.2).collect();
-            sqlx::query(&format!(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 r#"INSERT INTO stats.user_activity AS a (user_id, username, last_login_at)
                    SELECT u, {NEWEST_NAME}, max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
                    GROUP BY u
                    ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username,
                      last_login_at = GREATEST(a.last_login_at, EXCLUDED.last_login_at)"#
-            ))
+            )))
             .bind(&users)
             .bind(&names)
             .bind(&ats)

@@ -400,14 +400,14 @@ impl Stats {
             a if a.ends_with('.') => (None, Some(format!("{a}%"))),
             a => (Some(a.to_owned()), None),
         };
-        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        let rows: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"SELECT {AUDIT_COLUMNS} FROM stats.audit_events a
                WHERE ($1::uuid IS NULL OR a.actor_user_id = $1)
                  AND ($2::text IS NULL OR a.event_type = $2) AND ($3::text IS NULL OR a.event_type LIKE $3)
                  AND ($4::timestamptz IS NULL OR a.occurred_at >= $4) AND ($5::timestamptz IS NULL OR a.occurred_at < $5)
                  AND ($6::timestamptz IS NULL OR (a.occurred_at, a.event_id) < ($6, $7))
                ORDER BY a.occurred_at DESC, a.event_id DESC LIMIT $8"#
-        ))
+        )))
         .bind(user)
         .bind(exact)
         .bind(prefix)
@@ -481,11 +481,11 @@ impl Stats {
             }
         }
         let admin = user.role == Role::Admin;
-        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        let rows: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"SELECT {AUDIT_COLUMNS} FROM stats.bag_history h
                JOIN stats.audit_events a ON a.occurred_at = h.occurred_at AND a.event_id = h.event_id
                WHERE h.qr = $1 ORDER BY h.occurred_at, h.event_id LIMIT 1000"#
-        ))
+        )))
         .bind(&qr)
         .fetch_all(&self.0.pool)
         .await?;

@@ -240,7 +240,7 @@ async fn count_if_exists(conn: &mut PgConnection, table: &str) -> anyhow::Result
     if exists.is_none() {
         return Ok(None);
     }
-    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&mut *conn)
         .await?;
     Ok(Some(n))
