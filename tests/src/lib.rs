@@ -940,3 +940,70 @@ impl BillingStack {
         &self.registries[0].pool
     }
 }
+
+// ---------------------------------------------------------------------------------- HTTP
+
+/// `POST /api/v1/auth/login` through a gateway.
+pub async fn http_login(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(gw.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs in through a gateway; the session token.
+pub async fn http_token(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    username: &str,
+    password: &str,
+) -> String {
+    let r = http_login(client, gw, username, password).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts an RFC 9457 problem document with `status` and `code` (and a request id); returns it.
+pub async fn problem(r: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// An address that accepts connections and never answers: an upstream that hangs.
+pub async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An address nothing listens on: an upstream that is down.
+pub async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}

@@ -99,17 +99,7 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
     })
     .await;
     let c = Client::new();
-    let login = c
-        .post(gw.url("/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let admin = login.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let ready = |c: &Client| {
         let url = gw.url("/readyz");
         let c = c.clone();
@@ -182,8 +172,21 @@ async fn cancelled_requests_leave_no_connection_in_a_transaction() {
     let db = fresh_database().await;
     let prefix = unique_prefix();
     let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
-    let mut s = registry_settings(&db, &redis_url(), &prefix, &auth);
-    s.common.database.max_connections = 3;
+    // The registry reaches Postgres through a proxy that delays every answer by 2 ms, so a
+    // request cancelled at a random moment often falls inside a BEGIN's round trip.
+    let target: std::net::SocketAddr = {
+        let rest = db.split_once('@').unwrap().1;
+        let hostport = rest.split_once('/').unwrap().0;
+        tokio::net::lookup_host(hostport)
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = proxy::Proxy::start_delayed(target, std::time::Duration::from_millis(2)).await;
+    let via_proxy = db.replacen(&target.to_string(), &proxy.addr.to_string(), 1);
+    let mut s = registry_settings(&via_proxy, &redis_url(), &prefix, &auth);
+    s.common.database.max_connections = 20;
     let registry = start_registry(s).await;
     let admin = auth.admin_token().await;
     let client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
@@ -203,19 +206,28 @@ async fn cancelled_requests_leave_no_connection_in_a_transaction() {
         );
         async move { c.register_bag(req).await }
     };
-    // Each call is dropped after 0-3 ms: before, during or after its BEGIN.
-    let cancelled = (0..400u32).map(|i| {
-        let call = register(format!("SB{:05}", 60000 + i));
-        async move {
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_micros(u64::from(i % 31) * 100),
-                call,
-            )
-            .await;
-        }
-    });
-    futures::future::join_all(cancelled).await;
-
+    // Warm the pool: 20 connections open, the admin's session cached.
+    futures::future::join_all((0..20u32).map(|i| register(format!("SB{:05}", 59000 + i))))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    // Waves of 20 calls, each dropped 1-12 ms after it was sent: before, during or after its
+    // BEGIN (every statement's answer takes 2 ms through the proxy).
+    for wave in 0..30u32 {
+        let cancelled = (0..20u32).map(|i| {
+            let call = register(format!("SB{:05}", 60000 + wave * 20 + i));
+            async move {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_millis(u64::from(1 + (wave + i) % 12)),
+                    call,
+                )
+                .await;
+            }
+        });
+        futures::future::join_all(cancelled).await;
+    }
     let observer = sqlx::PgPool::connect(&db).await.unwrap();
     eventually(
         std::time::Duration::from_secs(10),

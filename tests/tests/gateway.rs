@@ -10,44 +10,12 @@ use serde_json::{json, Value};
 use tracetrack_proto::auth::v1::Role;
 use tracetrack_tests::*;
 
-async fn login(client: &Client, gw: &Gateway, username: &str, password: &str) -> reqwest::Response {
-    client
-        .post(gw.url("/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn token(client: &Client, gw: &Gateway, username: &str, password: &str) -> String {
-    let r = login(client, gw, username, password).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Asserts a problem document with `status` and `code`; returns it.
-async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status);
-    assert!(
-        body["request_id"].as_str().is_some_and(|s| !s.is_empty()),
-        "{body}"
-    );
-    body
-}
-
 #[tokio::test]
 async fn cookie_session_csrf_and_bearer() {
     let stack = Stack::start(1).await;
     let gw = Gateway::start(&stack, |_| {}).await;
     let client = Client::new();
-    let r = login(&client, &gw, "admin", ADMIN_PASSWORD).await;
+    let r = http_login(&client, &gw, "admin", ADMIN_PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -153,13 +121,13 @@ async fn error_codes_as_problem_documents() {
     let gw = Gateway::start(&stack, |_| {}).await;
     let c = Client::new();
     problem(
-        login(&c, &gw, "admin", "wrong").await,
+        http_login(&c, &gw, "admin", "wrong").await,
         401,
         "invalid_credentials",
     )
     .await;
     problem(
-        login(&c, &gw, "nobody", "wrong").await,
+        http_login(&c, &gw, "nobody", "wrong").await,
         401,
         "invalid_credentials",
     )
@@ -176,9 +144,9 @@ async fn error_codes_as_problem_documents() {
         "not_found",
     )
     .await;
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let (_, _) = stack.user("dina", Role::Dispatcher, "ranchi").await;
-    let dina = token(&c, &gw, "dina", USER_PASSWORD).await;
+    let dina = http_token(&c, &gw, "dina", USER_PASSWORD).await;
     let post = |path: &str, t: &str, body: Value| {
         c.post(gw.url(path))
             .bearer_auth(t.to_owned())
@@ -513,11 +481,11 @@ async fn login_rate_limit_answers_429_with_retry_after() {
     let c = Client::new();
     for _ in 0..3 {
         assert_eq!(
-            login(&c, &gw, "someone", "x").await.status(),
+            http_login(&c, &gw, "someone", "x").await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
-    let r = login(&c, &gw, "someone", "x").await;
+    let r = http_login(&c, &gw, "someone", "x").await;
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -527,7 +495,7 @@ async fn login_rate_limit_answers_429_with_retry_after() {
     problem(r, 429, "rate_limited").await;
     // Another account from the same address is not affected.
     assert_eq!(
-        login(&c, &gw, "admin", ADMIN_PASSWORD).await.status(),
+        http_login(&c, &gw, "admin", ADMIN_PASSWORD).await.status(),
         StatusCode::OK
     );
 }
@@ -541,7 +509,7 @@ async fn a_down_upstream_answers_503_on_its_routes_only() {
         .unwrap();
     let gw = Gateway::start(&stack, |s| s.scan_url = format!("http://{dead}")).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let r = c
         .post(gw.url("/api/v1/scans/parent"))
         .bearer_auth(&admin)
@@ -648,9 +616,9 @@ async fn an_sse_client_sees_a_scan_and_dispatchers_only_their_area() {
     let stack = Stack::start(1).await;
     let gw = Gateway::start(&stack, |_| {}).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     stack.user("hari", Role::Dispatcher, "hisar").await;
-    let hari = token(&c, &gw, "hari", USER_PASSWORD).await;
+    let hari = http_token(&c, &gw, "hari", USER_PASSWORD).await;
     let open = |t: String| {
         let c = c.clone();
         let url = gw.url("/api/v1/scans/live");
@@ -725,9 +693,9 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
     let stats = stack.start_stats(&redis_url()).await;
     let gw = Gateway::start(&stack, |s| s.stats_url = stats.url()).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let (user, _) = stack.user("gita", Role::Dispatcher, "jaipur").await;
-    let gita = token(&c, &gw, "gita", USER_PASSWORD).await;
+    let gita = http_token(&c, &gw, "gita", USER_PASSWORD).await;
     let mut live = c
         .get(gw.url("/api/v1/stats/live"))
         .bearer_auth(&gita)
@@ -852,7 +820,7 @@ async fn shutdown_stops_readiness_ends_live_streams_then_closes() {
     })
     .await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let ready = c.get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let mut live = c

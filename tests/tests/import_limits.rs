@@ -110,14 +110,6 @@ fn slow_workbook() -> Vec<u8> {
     })
 }
 
-async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    body
-}
-
 struct Env {
     _stack: Stack,
     gw: Gateway,

@@ -10,55 +10,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1::Role;
 use tracetrack_proto::registry::v1 as reg;
 use tracetrack_tests::*;
-
-async fn token(c: &Client, gw: &Gateway, username: &str, password: &str) -> String {
-    let r = c
-        .post(gw.url("/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Asserts a problem document with `status` and `code`; returns it.
-async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    body
-}
-
-/// A port that accepts connections and never answers: an upstream that hangs.
-async fn black_hole() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = listener.accept().await {
-            held.push(s);
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// A port nothing listens on.
-async fn closed_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
 
 async fn get(c: &Client, gw: &Gateway, path: &str, token: &str) -> reqwest::Response {
     c.get(gw.url(path)).bearer_auth(token).send().await.unwrap()
@@ -73,13 +28,13 @@ async fn bag_history_is_scoped_to_the_area_and_hides_addresses_from_non_admins()
     let stats = stack.start_stats(&redis_url()).await;
     let gw = Gateway::start(&stack, |s| s.stats_url = stats.url()).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     stack.user("lata", Role::Dispatcher, "lucknow").await;
     stack.user("indu", Role::Dispatcher, "indore").await;
     stack.user("bina", Role::Biller, "").await;
-    let lata = token(&c, &gw, "lata", USER_PASSWORD).await;
-    let indu = token(&c, &gw, "indu", USER_PASSWORD).await;
-    let bina = token(&c, &gw, "bina", USER_PASSWORD).await;
+    let lata = http_token(&c, &gw, "lata", USER_PASSWORD).await;
+    let indu = http_token(&c, &gw, "indu", USER_PASSWORD).await;
+    let bina = http_token(&c, &gw, "bina", USER_PASSWORD).await;
     // The admin registers the parent over HTTP (so its event carries the address the gateway
     // saw); the lucknow dispatcher scans a child into it.
     let r = c
@@ -244,7 +199,7 @@ async fn transport_errors_reach_clients_in_our_words() {
     let down = closed_port().await;
     let gw = Gateway::start(&stack, |s| s.stats_url = down.clone()).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let body = problem(
         get(&c, &gw, "/api/v1/stats/dashboard", &admin).await,
         503,
@@ -271,9 +226,9 @@ async fn live_streams_follow_their_viewer_and_are_capped() {
     })
     .await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     let (user, _) = stack.user("moti", Role::Dispatcher, "hisar").await;
-    let moti = token(&c, &gw, "moti", USER_PASSWORD).await;
+    let moti = http_token(&c, &gw, "moti", USER_PASSWORD).await;
     let open = |path: &'static str| c.get(gw.url(path)).bearer_auth(&moti).send();
     let scans = open("/api/v1/scans/live").await.unwrap();
     assert_eq!(scans.status(), StatusCode::OK);
@@ -451,7 +406,7 @@ async fn bogus_tokens_are_refused_early_per_address() {
     let stack = Stack::start(1).await;
     let gw = Gateway::start(&stack, |s| s.rate_limits.bad_tokens_per_ip_per_minute = 5).await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     assert_eq!(
         get(&c, &gw, "/api/v1/auth/me", &admin).await.status(),
         StatusCode::OK
@@ -468,7 +423,7 @@ async fn bogus_tokens_are_refused_early_per_address() {
     }
     assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429, 429, 429]);
     // A session logged in after the address was throttled is served (issued here, so known).
-    let late = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let late = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     assert_eq!(
         get(&c, &gw, "/api/v1/auth/me", &late).await.status(),
         StatusCode::OK
@@ -499,7 +454,7 @@ async fn the_gateway_sheds_load_and_bounds_each_request() {
     })
     .await;
     let c = Client::new();
-    let admin = token(&c, &gw, "admin", ADMIN_PASSWORD).await;
+    let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
     // Two requests that hang on the black-holed upstream fill the gateway.
     let hanging: Vec<_> = (0..2)
         .map(|_| {
