@@ -42,82 +42,241 @@
     const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
+  /** No answer at all: no network, the connection dropped, or no answer within the time-out. */
   class NetworkError extends Error {}
-  class ApiError extends Error { constructor(p) { super(p.detail || p.code); this.problem = p; } }
+  /** An HTTP answer that is not a success; `problem` is the problem document (or a stand-in). */
+  class ApiError extends Error {
+    constructor(p, status, retryAfterMs) { super(p.detail || p.code); this.problem = p; this.status = status; this.retryAfterMs = retryAfterMs; }
+  }
+  /** `Retry-After` (delay-seconds or an HTTP date) in milliseconds, or null. */
+  function retryAfterMs(res, problem) {
+    const h = (res.headers.get("Retry-After") || "").trim();
+    if (/^\d+$/.test(h)) return Number(h) * 1000;
+    if (h && !Number.isNaN(Date.parse(h))) return Math.max(0, Date.parse(h) - Date.now());
+    if (problem && Number.isFinite(problem.retry_after_seconds)) return problem.retry_after_seconds * 1000;
+    return null;
+  }
   async function api(method, path, body, opts = {}) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (method !== "GET" && me) headers["X-CSRF-Token"] = me.csrf_token;
     if (opts.key) headers["Idempotency-Key"] = opts.key;
-    let res;
+    const ctl = opts.timeout ? new AbortController() : null;
+    const timer = ctl ? setTimeout(() => ctl.abort(), opts.timeout) : null;
+    let res, data;
     try {
-      res = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+      res = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", signal: ctl ? ctl.signal : undefined });
+      data = res.status === 204 ? null : await res.json().catch(() => null);
     } catch (e) {
       throw new NetworkError(String(e));
-    }
-    if (res.status === 204) return null;
-    const data = await res.json().catch(() => null);
+    } finally { clearTimeout(timer); }
     if (!res.ok) {
       if (res.status === 401 && path !== "/auth/login") { me = null; go("#/login"); }
-      throw new ApiError(data || { code: "internal", status: res.status });
+      const problem = data && typeof data.code === "string" ? data : { code: res.status >= 500 ? "unavailable" : "internal", status: res.status };
+      throw new ApiError(problem, res.status, retryAfterMs(res, data));
     }
     return data;
   }
+  /**
+   * Whether the same request may succeed later (SPEC §2: the error table's `retryable`, served in
+   * every problem document). Without a problem document (say, a proxy's error page), by status:
+   * 401, 408, 429 and 5xx are retried, any other 4xx is definitive. No answer at all is retried.
+   */
+  function retryable(e) {
+    if (e instanceof NetworkError) return true;
+    if (!(e instanceof ApiError)) return false;
+    if (typeof e.problem.retryable === "boolean") return e.problem.retryable;
+    return e.status === 401 || e.status === 408 || e.status === 429 || e.status >= 500;
+  }
 
   // ---------------------------------------------------------------- sound and touch
+  // Three distinct answers: saved on the server (one high beep), refused (a low buzz), and kept on
+  // this phone to send later (two soft mid beeps): never the success tone for the last two.
+  const TONES = {
+    ok: { beeps: [[0, 0.12]], hz: 880, wave: "sine", vibrate: 60 },
+    err: { beeps: [[0, 0.45]], hz: 220, wave: "square", vibrate: [200, 80, 200] },
+    queued: { beeps: [[0, 0.08], [0.16, 0.08]], hz: 520, wave: "triangle", vibrate: [40, 60, 40] },
+  };
   let audio;
-  function tone(ok) {
+  function tone(kind) {
+    const k = TONES[kind === true ? "ok" : kind === false ? "err" : kind] || TONES.err;
     try {
       audio = audio || new (window.AudioContext || window.webkitAudioContext)();
-      const o = audio.createOscillator(), g = audio.createGain();
-      o.frequency.value = ok ? 880 : 220; o.type = ok ? "sine" : "square";
-      g.gain.value = 0.15; o.connect(g); g.connect(audio.destination);
-      o.start(); o.stop(audio.currentTime + (ok ? 0.12 : 0.45));
+      for (const [at, len] of k.beeps) {
+        const o = audio.createOscillator(), g = audio.createGain();
+        o.frequency.value = k.hz; o.type = k.wave;
+        g.gain.value = 0.15; o.connect(g); g.connect(audio.destination);
+        o.start(audio.currentTime + at); o.stop(audio.currentTime + at + len);
+      }
     } catch { /* no audio */ }
-    if (navigator.vibrate) navigator.vibrate(ok ? 60 : [200, 80, 200]);
+    if (navigator.vibrate) navigator.vibrate(k.vibrate);
   }
 
   // ---------------------------------------------------------------- offline queue (per user)
-  const qkey = () => `tt.queue.${me ? me.user.id : "anon"}`;
-  const queue = () => store.get(qkey(), []);
-  function setQueue(items) { store.set(qkey(), items); showQueue(); }
-  function showQueue() {
-    const n = me ? queue().length : 0;
-    const el = $("#queue");
-    if (el) el.textContent = n ? t("waiting", { n }) : "";
-    const net = $("#net");
-    net.hidden = navigator.onLine && n === 0;
-    net.textContent = navigator.onLine ? t("waiting", { n }) : t("offline");
+  // Every child scan and undo is first written to a queue kept per user in localStorage, with the
+  // idempotency key made when the scan was made, and only then sent, strictly in order: item n+1 is
+  // sent once item n is settled. An item leaves the queue only when the server answers success or
+  // a definitive refusal (a problem document with retryable=false); a refusal of a scan the page had
+  // already called saved goes to a list the dispatcher sees and clears. Anything else — no network,
+  // a time-out, 5xx, 429 (not before its Retry-After), 401 (once the user has logged in again) —
+  // keeps the item at the head of the queue, retried with backoff under the same key (SPEC §4).
+  const SEND_TIMEOUT_MS = 15000;
+  const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+  const qkey = (uid) => `tt.queue.${uid}`;
+  const rkey = (uid) => `tt.refused.${uid}`;
+  const lkey = (uid) => `tt.linked.${uid}`;
+  const pkeyOf = (uid) => `tt.parent.${uid}`;
+  const uidNow = () => (me ? me.user.id : null);
+  const queueOf = (uid) => (uid ? store.get(qkey(uid), []) : []);
+  const refusedOf = (uid) => (uid ? store.get(rkey(uid), []) : []);
+  function enqueue(uid, item) { store.set(qkey(uid), [...queueOf(uid), item]); }
+  function dequeue(uid, key) { store.set(qkey(uid), queueOf(uid).filter((x) => x.key !== key)); }
+  function patchItem(uid, key, patch) { store.set(qkey(uid), queueOf(uid).map((x) => (x.key === key ? { ...x, ...patch } : x))); }
+  function refuse(uid, item, problem) {
+    // Kept until the dispatcher clears the list (bounded, so a broken day cannot fill the storage).
+    store.set(rkey(uid), [...refusedOf(uid), { key: item.key, kind: item.kind, body: item.body, problem, at: Date.now() }].slice(-300));
   }
-  let flushing = false;
-  async function flush() {
-    if (flushing || !me) return;
+  const sameQr = (a, b) => String(a).trim().toUpperCase() === String(b).trim().toUpperCase();
+
+  // The children this phone linked into the current parent, newest last: what an undo names, so a
+  // queued undo replayed later can only ever remove that one link (SPEC §3, `child_qr`).
+  function linkedOf(uid, parentQr) { const l = store.get(lkey(uid), null); return l && l.parent === parentQr ? l.children : []; }
+  function remember(uid, parentQr, childQr, add) {
+    const cur = store.get(pkeyOf(uid), null);
+    if (!cur || cur.qr !== parentQr) return;
+    const kids = linkedOf(uid, parentQr).filter((q) => !sameQr(q, childQr));
+    store.set(lkey(uid), { parent: parentQr, children: (add ? [...kids, childQr] : kids).slice(-200) });
+  }
+  function undoTarget(uid, parentQr) {
+    let kids = linkedOf(uid, parentQr);
+    for (const it of queueOf(uid)) {
+      if (it.body.parent_qr !== parentQr) continue;
+      kids = kids.filter((q) => !sameQr(q, it.body.child_qr));
+      if (it.kind === "child") kids.push(it.body.child_qr);
+    }
+    return kids.length ? kids[kids.length - 1] : null;
+  }
+  // Children waiting in the queue for this parent (undos count down), shown in the progress figure.
+  // Scans whose answer is on its way (live) are left out: their figure comes with the answer.
+  function pendingFor(uid, parentQr) {
+    const known = linkedOf(uid, parentQr), seen = [];
+    let n = 0;
+    for (const it of queueOf(uid)) {
+      if (it.body.parent_qr !== parentQr || liveKeys.has(it.key)) continue;
+      if (it.kind === "undo") n--;
+      else if (!known.some((q) => sameQr(q, it.body.child_qr)) && !seen.some((q) => sameQr(q, it.body.child_qr))) { seen.push(it.body.child_qr); n++; }
+    }
+    return n;
+  }
+
+  let queueReason = ""; // why the head of the queue waits: "offline", "retry" or "login"
+  function showQueue() {
+    const uid = uidNow();
+    // A scan whose answer is on its way is not waiting (yet); it is counted once it has to.
+    const n = queueOf(uid).filter((x) => !liveKeys.has(x.key)).length, refused = refusedOf(uid);
+    const el = $("#queue");
+    if (el) el.textContent = n ? t("waiting", { n }) + (queueReason ? ` · ${t(`wait_${queueReason}`)}` : "") : "";
+    const parts = [];
+    if (!navigator.onLine) parts.push(t("offline"));
+    if (n) parts.push(t("waiting_short", { n }));
+    if (refused.length) parts.push(t("refused_short", { n: refused.length }));
+    const net = $("#net");
+    net.hidden = !parts.length;
+    net.textContent = parts.join(" · ");
+    showRefused(uid, refused);
+    if (me && $("#progress")) paint();
+  }
+  function showRefused(uid, list) {
+    const box = $("#refused");
+    if (!box) return;
+    box.hidden = !list.length;
+    if (!list.length) { box.innerHTML = ""; return; }
+    const when = (at) => new Date(at).toLocaleTimeString(lang === "hi" ? "hi-IN" : "en-IN", { hour: "2-digit", minute: "2-digit" });
+    box.innerHTML = html`<h2>${t("refused_title", { n: list.length })}</h2><p class="muted">${t("refused_hint")}</p>
+      <ul>${raw(list.slice().reverse().map((r) => `<li><b>${esc(r.body.child_qr || "")}</b> → ${esc(r.body.parent_qr)}${r.kind === "undo" ? ` (${esc(t("undo"))})` : ""}
+        <span class="muted">${esc(when(r.at))}</span><br>${esc(errText(r.problem))}</li>`).join(""))}</ul>
+      <button id="clear-refused" class="secondary" type="button">${t("refused_clear")}</button>`;
+    const btn = $("#clear-refused");
+    btn.addEventListener("mousedown", (e) => e.preventDefault());
+    btn.addEventListener("click", () => { store.set(rkey(uid), []); showQueue(); const input = $("#scan"); if (input) input.focus(); });
+  }
+
+  let flushing = false, timer = null;
+  const liveKeys = new Set(); // scans made while the queue was moving: their answer is shown as it comes
+  function kick(delayMs) { clearTimeout(timer); timer = setTimeout(() => { timer = null; flush(); }, Math.max(0, delayMs || 0)); }
+  const backoff = (tries) => Math.round(BACKOFF_MS[Math.min(tries, BACKOFF_MS.length) - 1] * (0.8 + Math.random() * 0.4));
+  /** Puts a scan in the queue and starts sending. Answers at once with the queued tone when it has to wait. */
+  function submitItem(item) {
+    const uid = me.user.id;
+    const ahead = queueOf(uid);
+    // Nothing ahead is failing: its answer is near, so the page waits for it and shows it.
+    const moving = navigator.onLine && ahead.every((x) => !x.tries);
+    if (moving) liveKeys.add(item.key);
+    enqueue(uid, item);
+    showQueue();
+    if (!moving) { note(t("queued", { n: ahead.length + 1 }), "info"); tone("queued"); }
+    flush();
+  }
+  async function flush(opts = {}) {
+    if (flushing || !me || me.user.must_change_password) return;
     flushing = true;
-    let sent = 0;
+    const uid = me.user.id;
+    let sent = 0, refused = 0, force = !!opts.force;
+    const batchNote = () => {
+      if (refused) note(t("refused_now", { n: refused }), "err");
+      else if (sent) note(t("sent_later", { n: sent }), "ok");
+    };
     try {
       for (;;) {
-        const items = queue();
-        if (!items.length) break;
-        const item = items[0];
-        try {
-          await api("POST", item.path, item.body, { key: item.key });
-          sent++;
-        } catch (e) {
-          if (e instanceof NetworkError) break;
-          // The server refused it for good (e.g. the sack filled up meanwhile): drop it, say so.
-          note(`${item.body.child_qr || item.body.qr}: ${errText(e.problem)}`, "err");
+        if (!me || me.user.id !== uid) break; // logged out meanwhile: the rest waits for this user
+        const item = queueOf(uid)[0];
+        if (!item) { queueReason = ""; break; }
+        const wait = (item.next_at || 0) - Date.now();
+        // Backoff, unless the network just came back or the user just logged in; never before Retry-After.
+        if (wait > 0 && !(force && !item.hard)) { kick(wait); break; }
+        force = false;
+        let r, err = null;
+        try { r = await api("POST", item.path, item.body, { key: item.key, timeout: SEND_TIMEOUT_MS }); } catch (e) { err = e; }
+        const live = liveKeys.delete(item.key);
+        if (!err) {
+          dequeue(uid, item.key);
+          queueReason = "";
+          settled(uid, item, r, live);
+          if (!live) { sent++; batchNote(); }
+          continue;
         }
-        setQueue(queue().filter((x) => x.key !== item.key));
+        if (!retryable(err)) {
+          dequeue(uid, item.key);
+          if (live && item.kind === "child" && err.problem.code === "qr_is_parent") { showQueue(); scanParent(item.body.child_qr); continue; }
+          if (live) { showQueue(); note(errText(err.problem), "err"); tone("err"); continue; }
+          // A scan the page had called saved: the dispatcher must see it (and never the success tone).
+          refuse(uid, item, err.problem);
+          if (!refused++) tone("err");
+          batchNote();
+          showQueue();
+          continue;
+        }
+        // Kept at the head, sent again later with the same key; whatever waited for its answer now waits too.
+        const wasLive = live || [...liveKeys].some((k) => queueOf(uid).some((x) => x.key === k));
+        liveKeys.clear();
+        const tries = (item.tries || 0) + 1;
+        const after = err.retryAfterMs;
+        const login = err instanceof ApiError && err.status === 401;
+        const delay = login ? 0 : after != null ? Math.min(after, 300000) : backoff(tries);
+        patchItem(uid, item.key, { tries, next_at: Date.now() + delay, hard: after != null && !login });
+        queueReason = login ? "login" : err instanceof NetworkError && !navigator.onLine ? "offline" : "retry";
+        if (wasLive) { note(t("queued", { n: queueOf(uid).length }), "info"); tone("queued"); }
+        if (!login) kick(delay); // after a 401, login() sends the queue
+        break;
       }
     } finally {
       flushing = false;
       showQueue();
-      if (sent) note(t("sent_later", { n: sent }), "ok");
     }
   }
-  window.addEventListener("online", flush);
+  window.addEventListener("online", () => flush({ force: true }));
   window.addEventListener("offline", showQueue);
-  setInterval(() => { if (navigator.onLine) flush(); }, 5000);
+  setInterval(() => flush(), 5000);
 
   function note(text, kind) {
     const el = $("#msg");
@@ -148,6 +307,7 @@
     if (!me && route !== "login") {
       try { me = await api("GET", "/auth/me"); } catch { me = null; }
       if (!me) return go("#/login");
+      signedIn();
     }
     if (me && me.user.must_change_password && route !== "password" && route !== "logout") return go("#/password");
     nav();
@@ -162,11 +322,19 @@
     showQueue();
   }
   window.addEventListener("hashchange", render);
+  /** A session (new or found): remember whose queue the login page talks about, and send it. */
+  function signedIn() {
+    store.set("tt.last_user", { id: me.user.id, username: me.user.username });
+    flush({ force: true });
+  }
   function forbidden() { main.innerHTML = html`<h1>${t("forbidden")}</h1>`; }
 
   // ---------------------------------------------------------------- login, logout, password
   function login() {
+    const last = store.get("tt.last_user", null);
+    const waiting = last ? queueOf(last.id).length : 0;
     main.innerHTML = html`<h1>${t("login_title")}</h1><div id="msg" class="msg" hidden></div>
+      ${raw(waiting ? `<p id="login-queue" class="msg info">${esc(t("login_to_send", { n: waiting, user: last.username }))}</p>` : "")}
       <form id="f" class="stack card">
         <label for="u">${t("username")}</label><input id="u" name="username" autocomplete="username" autocapitalize="none" required>
         <label for="p">${t("password")}</label><input id="p" name="password" type="password" autocomplete="current-password" required>
@@ -177,9 +345,9 @@
       try {
         const r = await api("POST", "/auth/login", { username: $("#u").value.trim(), password: $("#p").value });
         me = { user: r.user, csrf_token: r.csrf_token };
-        flush();
+        signedIn();
         go(r.must_change_password ? "#/password" : "#/scan");
-      } catch (e) { note(errText(e.problem), "err"); tone(false); }
+      } catch (e) { note(errText(e.problem), "err"); tone("err"); }
     });
   }
   async function logout() {
@@ -197,6 +365,7 @@
       try {
         await api("POST", "/auth/password", { current_password: $("#c").value, new_password: $("#n").value });
         me = await api("GET", "/auth/me");
+        signedIn();
         note(t("password_changed"), "ok"); setTimeout(() => go("#/scan"), 600);
       } catch (e) { note(`${errText(e.problem)} ${e.problem && e.problem.reason ? "(" + e.problem.reason + ")" : ""}`, "err"); }
     });
@@ -236,7 +405,8 @@
       <div id="msg" class="msg" hidden role="status" aria-live="assertive"></div>
       <div class="row noprint"><button id="newparent" class="secondary" type="button">${t("change_parent")}</button>
         <button id="undo" class="secondary" type="button">${t("undo")}</button></div>
-      <p id="queue" class="queue"></p>`;
+      <p id="queue" class="queue" role="status"></p>
+      <section id="refused" class="card refused" hidden aria-live="polite"></section>`;
     const input = $("#scan");
     const keepFocus = () => setTimeout(() => { if (document.activeElement !== input && !$("#area:focus")) input.focus(); }, 0);
     input.addEventListener("blur", keepFocus);
@@ -253,39 +423,41 @@
       input.value = "";
       if (value) submit(value);
     });
-    paint();
+    showQueue();
     input.focus();
   }
+  /** The parent and its figure: the server's count plus the scans still waiting in the queue. */
   function paint(parent) {
-    const p = parent || store.get(pkey(), null);
+    if (!me || !$("#prompt")) return;
     if (parent) store.set(pkey(), parent);
+    const p = store.get(pkey(), null);
+    const pending = p ? pendingFor(me.user.id, p.qr) : 0;
+    const shown = p ? Math.max(0, Math.min(p.capacity, p.child_count + pending)) : 0;
     $("#prompt").textContent = p ? `${t("scan_child_prompt")} ${p.qr}` : t("scan_parent_prompt");
     const prog = $("#progress");
-    prog.textContent = p ? `${p.child_count}/${p.capacity}` : "";
-    prog.className = `progress ${p && p.status === "full" ? "full" : ""}`;
-    $("#pstatus").textContent = p ? t(`status_${p.status}`) : "";
+    prog.textContent = p ? `${shown}/${p.capacity}` : "";
+    prog.className = `progress${p && (p.status === "full" || shown >= p.capacity) ? " full" : ""}${pending ? " pending" : ""}`;
+    $("#pstatus").textContent = p ? t(`status_${p.status}`) + (pending ? ` · ${t("pending_line", { n: pending })}` : "") : "";
   }
-  async function submit(value) {
+  /** What the server answered for a scan or undo that left the queue with success. */
+  function settled(uid, item, r, live) {
+    const mine = me && me.user.id === uid;
+    const current = mine ? store.get(pkeyOf(uid), null) : null;
+    if (item.kind === "child") remember(uid, r.parent.qr, r.child.qr, true);
+    else remember(uid, r.parent.qr, r.unlinked_child_qr, false);
+    if (current && current.qr === r.parent.qr) store.set(pkeyOf(uid), r.parent);
+    if (mine) showQueue();
+    if (!live) return;
+    if (item.kind === "child") {
+      note(r.already_linked ? t("child_again", { qr: r.child.qr }) : t("child_ok", { qr: r.child.qr }), "ok");
+      if (r.parent.status === "full") note(t("parent_now_full"), "ok");
+    } else note(t("undone", { qr: r.unlinked_child_qr }), "ok");
+    tone("ok");
+  }
+  function submit(value) {
     const parent = store.get(pkey(), null);
     if (!parent) return scanParent(value);
-    const body = { parent_qr: parent.qr, child_qr: value };
-    const key = uuid();
-    try {
-      const r = await api("POST", "/scans/child", body, { key });
-      paint(r.parent);
-      note(r.already_linked ? t("child_again", { qr: r.child.qr }) : t("child_ok", { qr: r.child.qr }), "ok");
-      tone(true);
-      if (r.parent.status === "full") note(t("parent_now_full"), "ok");
-    } catch (e) {
-      if (e instanceof NetworkError) {
-        setQueue([...queue(), { path: "/scans/child", body, key, at: Date.now() }]);
-        const p = store.get(pkey(), null);
-        if (p) paint({ ...p, child_count: Math.min(p.capacity, p.child_count + 1) });
-        note(t("queued"), "info"); tone(true);
-      } else if (e.problem && e.problem.code === "qr_is_parent") {
-        return scanParent(value);
-      } else { note(errText(e.problem), "err"); tone(false); }
-    }
+    submitItem({ kind: "child", path: "/scans/child", body: { parent_qr: parent.qr, child_qr: value }, key: uuid(), at: Date.now() });
   }
   async function scanParent(value) {
     const area = $("#area") ? $("#area").value : "";
@@ -293,18 +465,25 @@
       const r = await api("POST", "/scans/parent", { qr: value, area: area || undefined }, { key: uuid() });
       paint(r.parent);
       note(r.created ? t("parent_new", { qr: r.parent.qr }) : t("parent_ready", { qr: r.parent.qr }), "ok");
-      tone(true);
+      tone("ok");
     } catch (e) {
-      note(e instanceof NetworkError ? t("err_network") : errText(e.problem), "err"); tone(false);
+      note(e instanceof NetworkError ? t("err_network") : errText(e.problem), "err"); tone("err");
     }
   }
   async function undo() {
     const parent = store.get(pkey(), null);
     if (!parent) return;
+    // An undo that may wait in the queue names its child, so a replay can only remove that link.
+    const child = undoTarget(me.user.id, parent.qr);
+    if (child) {
+      submitItem({ kind: "undo", path: "/scans/undo", body: { parent_qr: parent.qr, child_qr: child }, key: uuid(), at: Date.now() });
+      return;
+    }
+    // This phone linked nothing here: the server picks the caller's newest link, now or never.
     try {
-      const r = await api("POST", "/scans/undo", { parent_qr: parent.qr }, { key: uuid() });
-      paint(r.parent); note(t("undone", { qr: r.unlinked_child_qr }), "ok"); tone(true);
-    } catch (e) { note(e instanceof NetworkError ? t("err_network") : errText(e.problem), "err"); tone(false); }
+      const r = await api("POST", "/scans/undo", { parent_qr: parent.qr }, { key: uuid(), timeout: SEND_TIMEOUT_MS });
+      paint(r.parent); note(t("undone", { qr: r.unlinked_child_qr }), "ok"); tone("ok");
+    } catch (e) { note(e instanceof NetworkError ? t("err_network") : errText(e.problem), "err"); tone("err"); }
   }
 
   // ---------------------------------------------------------------- bag lookup

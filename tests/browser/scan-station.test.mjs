@@ -1,6 +1,6 @@
 // The web client in Debian's Chromium, driven by playwright-core. Started by the Rust test
 // tests/tests/browser.rs, which runs the real stack and passes its address in the environment.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -13,6 +13,30 @@ const ADMIN_PASSWORD = process.env.TT_ADMIN_PASSWORD;
 mkdirSync(SHOTS, { recursive: true });
 
 let browser, context, page;
+const sent = [];
+// The tones, as vibration patterns: saved, refused, kept on the phone to send later.
+const SUCCESS = "60", REFUSED = "[200,80,200]", QUEUED = "[40,60,40]";
+/** The vibrations since the last call. */
+const vibrations = () => page.evaluate(() => window.__vib.splice(0));
+/** Waits until the queue line matches `re` (a RegExp source), saying what it showed if it never does. */
+async function queueShows(re, timeout = 15000) {
+  try {
+    await page.waitForFunction((r) => new RegExp(r).test(document.querySelector("#queue").textContent), re, { timeout });
+  } catch (e) {
+    throw new Error(`queue never showed /${re}/: ${JSON.stringify(await page.textContent("#queue"))} (${e.message})`);
+  }
+}
+const queueEmpty = (timeout = 30000) => page.waitForFunction(() => document.querySelector("#queue")?.textContent === "", null, { timeout });
+/** A problem document as the gateway serves it. */
+function problem(status, code, retryable, extra = {}) {
+  return {
+    status,
+    contentType: "application/problem+json",
+    body: JSON.stringify({ type: `https://tracetrack.dev/problems/${code}`, title: "test", status, detail: code, code, request_id: "browser-test", retryable, ...extra }),
+  };
+}
+/** The attempts the page made for one child QR (into one parent, when given). */
+const attempts = (child, parent) => sent.filter((s) => s.child === child && (!parent || s.parent === parent));
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.TT_CHROMIUM || "/usr/bin/chromium",
@@ -20,10 +44,26 @@ before(async () => {
       "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
   });
   context = await browser.newContext({ viewport: { width: 360, height: 740 }, baseURL: BASE });
+  // What the dispatcher feels: every vibration the page asks for (one per tone), oldest first.
+  await context.addInitScript(() => {
+    window.__vib = [];
+    Object.defineProperty(navigator, "vibrate", { configurable: true, value: (p) => { window.__vib.push(JSON.stringify(p)); return true; } });
+  });
   page = await context.newPage();
   page.on("pageerror", (e) => console.error("page error:", e));
+  // Every scan and undo the page sends, in order, with its idempotency key.
+  page.on("request", (req) => {
+    if (req.method() !== "POST" || !/\/api\/v1\/scans\/(child|undo)$/.test(req.url())) return;
+    const b = JSON.parse(req.postData() || "{}");
+    sent.push({ path: new URL(req.url()).pathname, parent: b.parent_qr, child: b.child_qr, key: req.headers()["idempotency-key"] });
+  });
 });
 after(async () => { await browser?.close(); });
+// A failed test must not leave the next one offline or behind a fake answer.
+afterEach(async () => {
+  await context?.setOffline(false);
+  await page?.unrouteAll({ behavior: "ignoreErrors" });
+});
 
 const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 /** Types like a keyboard-wedge scanner: characters, then Enter, into whatever has focus. */
@@ -124,12 +164,206 @@ test("offline scans wait in a queue and are sent once each when the network retu
   }
   const parent = await api("/bags/SB90002", token);
   assert.equal(parent.child_count, 6);
+  // The scan whose answer was lost was sent again with the key it was made with.
+  const lost = attempts("LOST0001");
+  assert.ok(lost.length >= 2, `LOST0001 sent ${lost.length} times`);
+  assert.equal(new Set(lost.map((a) => a.key)).size, 1, "one idempotency key for every attempt");
 });
 
 test("the current parent survives a reload", async () => {
   await page.reload();
   await page.waitForSelector("#scan");
   await progress("6/30");
+});
+
+test("scans answered 503 wait in the queue, in order, through a reload, and arrive once each with the key they were made with", async () => {
+  await page.click("#newparent");
+  await wedge("SB90004");
+  await progress("0/30");
+  await vibrations();
+  // Scan restarting: the gateway answers 503 unavailable (retryable) on the scan route for a while.
+  let answered = 0;
+  const waiters = [];
+  const reached = (n) => (answered >= n ? Promise.resolve() : new Promise((resolve) => waiters.push([n, resolve])));
+  await page.route("**/api/v1/scans/child", (route) => {
+    answered++;
+    for (const [n, resolve] of waiters) if (answered >= n) resolve();
+    return route.fulfill(problem(503, "unavailable", true));
+  });
+  await wedge("BUSY0001");
+  await page.waitForFunction(() => /Saved on this phone/.test(document.querySelector("#msg").textContent));
+  await queueShows("^1 scan");
+  // Said and felt as kept on the phone, never as saved.
+  assert.equal(await page.getAttribute("#msg", "class"), "msg info");
+  assert.match(await page.textContent("#msg"), /Saved on this phone/);
+  let felt = await vibrations();
+  assert.ok(felt.includes(QUEUED), `tones: ${felt}`);
+  assert.ok(!felt.includes(SUCCESS), `success tone for a queued scan: ${felt}`);
+  await wedge("BUSY0002");
+  await wedge("BUSY0003");
+  await queueShows("^3 scan");
+  // The figure counts what waits, marked as not yet sent.
+  await progress("3/30");
+  assert.match(await page.getAttribute("#progress", "class"), /pending/);
+  assert.match(await page.textContent("#pstatus"), /3 not sent yet/);
+  await reached(2); // the head was tried again (backoff) ...
+  assert.deepEqual([...new Set(sent.filter((s) => s.parent === "SB90004").map((s) => s.child))], ["BUSY0001"], "nothing sent before the head is settled");
+  // ... and the queue survives a reload, which keeps trying.
+  await page.reload();
+  await page.waitForSelector("#scan");
+  await queueShows("^3 scan");
+  await progress("3/30");
+  await reached(answered + 1);
+  await shot("scan-503-queue");
+  await page.unroute("**/api/v1/scans/child");
+  await queueEmpty();
+  await progress("3/30");
+  assert.doesNotMatch(await page.getAttribute("#progress", "class"), /pending/);
+  felt = await vibrations();
+  assert.ok(!felt.includes(SUCCESS), `no success tone for scans sent later: ${felt}`);
+
+  // In order: once BUSY000n+1 was sent, BUSY000n never again. One key per scan, reused on every try.
+  const order = sent.filter((s) => s.parent === "SB90004").map((s) => Number(s.child.slice(-1)));
+  assert.deepEqual(order, [...order].sort(), `sent out of order: ${order}`);
+  const keys = ["BUSY0001", "BUSY0002", "BUSY0003"].map((qr) => {
+    const tries = attempts(qr, "SB90004");
+    assert.ok(tries.length >= 1 && tries.every((a) => a.key), qr);
+    assert.equal(new Set(tries.map((a) => a.key)).size, 1, `${qr} sent under more than one key`);
+    return tries[0].key;
+  });
+  assert.equal(new Set(keys).size, 3, "each scan has its own key");
+  assert.ok(attempts("BUSY0001").length >= 4, `BUSY0001 tried ${attempts("BUSY0001").length} times`);
+
+  // On the server: each linked exactly once.
+  const token = await adminToken();
+  assert.equal((await api("/bags/SB90004", token)).child_count, 3);
+  const children = await api("/bags/SB90004/children", token);
+  assert.deepEqual(children.items.map((b) => b.qr).sort(), ["BUSY0001", "BUSY0002", "BUSY0003"]);
+  for (const qr of ["BUSY0001", "BUSY0002", "BUSY0003"]) {
+    const scans = await api(`/scans?qr=${qr}`, token);
+    assert.equal(scans.items.filter((e) => e.kind === "child" && e.outcome === "ok").length, 1, qr);
+  }
+});
+
+test("a definitive refusal of a queued scan lands in the refusals list and is never sent again", async () => {
+  await page.click("#newparent");
+  await wedge("SB90005");
+  await progress("0/30");
+  await wedge("ELSE0001");
+  await progress("1/30");
+  await page.click("#newparent");
+  await wedge("SB90006");
+  await progress("0/30");
+  const answers = [];
+  const onResponse = (res) => {
+    if (!res.url().endsWith("/api/v1/scans/child")) return;
+    const b = JSON.parse(res.request().postData() || "{}");
+    answers.push({ child: b.child_qr, parent: b.parent_qr, status: res.status() });
+  };
+  page.on("response", onResponse);
+  await vibrations();
+  // Offline, the packet already in SB90005 is scanned into SB90006: saved on the phone for now.
+  await context.setOffline(true);
+  await wedge("ELSE0001");
+  await wedge("ELSE0002");
+  await queueShows("^2 scan");
+  await progress("2/30");
+  await context.setOffline(false);
+  await queueEmpty();
+  await page.waitForSelector("#refused li");
+  const list = await page.textContent("#refused");
+  assert.match(list, /ELSE0001/);
+  assert.match(list, /already in sack SB90005/);
+  assert.match(await page.textContent("#msg"), /not accepted/);
+  assert.equal(await page.getAttribute("#msg", "class"), "msg err");
+  const felt = await vibrations();
+  assert.ok(felt.includes(REFUSED), `refusal tone: ${felt}`);
+  assert.ok(!felt.includes(SUCCESS), `success tone around a refusal: ${felt}`);
+  await progress("1/30");
+  assert.equal(answers.filter((a) => a.child === "ELSE0001" && a.parent === "SB90006").map((a) => a.status).join(), "409");
+
+  // A dispatcher's view with both: two more scans waiting, and the refusal.
+  await context.setOffline(true);
+  await wedge("ELSE0003");
+  await wedge("ELSE0004");
+  await queueShows("^2 scan");
+  await shot("scan-queue-and-refusals");
+  await page.click("#lang");
+  await page.waitForFunction(() => document.querySelector("h1").textContent === "स्कैन स्टेशन");
+  await page.waitForSelector("#refused li");
+  await shot("scan-queue-and-refusals-hindi");
+  await page.click("#lang");
+  await page.waitForFunction(() => document.querySelector("h1").textContent === "Scan station");
+  await context.setOffline(false);
+  await queueEmpty();
+  await progress("3/30");
+  // The queue moved past the refused scan: it was answered once and never sent again.
+  assert.equal(answers.filter((a) => a.child === "ELSE0001" && a.parent === "SB90006").length, 1);
+  page.off("response", onResponse);
+
+  // The dispatcher has dealt with it and clears the list.
+  await page.click("#clear-refused");
+  await page.waitForSelector("#refused", { state: "hidden" });
+  assert.equal(await page.evaluate(() => document.activeElement.id), "scan");
+
+  const token = await adminToken();
+  assert.equal((await api("/bags/SB90006", token)).child_count, 3);
+  assert.equal((await api("/bags/SB90005", token)).child_count, 1);
+  assert.equal((await api("/bags/ELSE0001", token)).parent_qr, "SB90005");
+});
+
+test("a queued undo names its child, so it removes that link and no other", async () => {
+  await page.click("#newparent");
+  await wedge("SB90008");
+  await progress("0/30");
+  await wedge("UNDO0001");
+  await progress("1/30");
+  await context.setOffline(true);
+  await wedge("UNDO0002");
+  await queueShows("^1 scan");
+  await page.click("#undo"); // takes back UNDO0002, which is still waiting
+  await queueShows("^2 scan");
+  await progress("1/30");
+  await context.setOffline(false);
+  await queueEmpty();
+  await progress("1/30");
+  const undos = sent.filter((s) => s.path.endsWith("/undo") && s.parent === "SB90008");
+  assert.ok(undos.length >= 1 && undos.every((u) => u.child === "UNDO0002"), JSON.stringify(undos));
+  const token = await adminToken();
+  const children = await api("/bags/SB90008/children", token);
+  assert.deepEqual(children.items.map((b) => b.qr), ["UNDO0001"]);
+});
+
+test("a scan made after the session ended waits for the dispatcher to log in again, then is sent once", async () => {
+  await page.click("#newparent");
+  await wedge("SB90007");
+  await progress("0/30");
+  await wedge("EXP0001");
+  await progress("1/30");
+  // The session ends on the server (as when it expires); the page does not know yet.
+  await page.evaluate(async () => {
+    const me = await (await fetch("/api/v1/auth/me")).json();
+    await fetch("/api/v1/auth/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+  });
+  await vibrations();
+  await wedge("EXP0002");
+  await page.waitForSelector("#login-queue");
+  assert.match(await page.textContent("#login-queue"), new RegExp(`1 scan\\(s\\) of ${DISPATCHER} are waiting`));
+  assert.ok(!(await vibrations()).includes(SUCCESS));
+  await shot("login-with-queue");
+  await page.fill("#u", DISPATCHER);
+  await page.fill("#p", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#scan");
+  await queueEmpty();
+  await progress("2/30");
+  const tries = attempts("EXP0002", "SB90007");
+  assert.ok(tries.length >= 2, `EXP0002 sent ${tries.length} times`);
+  assert.equal(new Set(tries.map((a) => a.key)).size, 1, "the same key after the new login");
+  const token = await adminToken();
+  assert.equal((await api("/bags/EXP0002", token)).parent_qr, "SB90007");
+  const scans = await api("/scans?qr=EXP0002", token);
+  assert.equal(scans.items.filter((e) => e.kind === "child" && e.outcome === "ok").length, 1);
 });
 
 test("Hindi", async () => {
