@@ -63,6 +63,7 @@ REQUIRED_ALERT_METRICS = [
     ("http 5xx", r'http_requests_total\{status=~"5\.\."\}'),
     ("outbox age", r"outbox_oldest_unpublished_age_seconds"),
     ("consumer lag", r"consumer_lag_events"),
+    ("consumer lag seen by the publisher", r"outbox_group_lag"),
     ("parked events", r"consumer_parked_events"),
     (
         "lockout storm",

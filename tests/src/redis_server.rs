@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Where a persistent server keeps its snapshot (`dump.rdb`); None: nothing is kept.
+    dir: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -23,6 +25,20 @@ impl RedisServer {
         let mut s = Self {
             port: free_port(),
             child: None,
+            dir: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// A server that keeps a snapshot (written by `SAVE`) and loads it when restarted: a
+    /// restart after [`RedisServer::kill`] comes back with the data of the last `SAVE` — a Redis
+    /// restored from a stale snapshot.
+    pub fn start_persistent() -> Self {
+        let mut s = Self {
+            port: free_port(),
+            child: None,
+            dir: Some(tempfile::tempdir().unwrap()),
         };
         s.restart();
         s
@@ -32,19 +48,26 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// (Re)starts an empty, non-persistent server on the same port.
+    /// (Re)starts the server on the same port: empty, or from its snapshot when persistent.
     pub fn restart(&mut self) {
+        let mut args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(dir) = &self.dir {
+            args.extend(["--dir".to_owned(), dir.path().display().to_string()]);
+            args.extend(["--dbfilename".to_owned(), "dump.rdb".to_owned()]);
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

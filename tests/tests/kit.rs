@@ -37,7 +37,7 @@ async fn outbox_events_reach_the_stream_and_survive_redis_restarting_empty() {
     let db = fresh_database().await;
     let prefix = unique_prefix();
     let auth = AuthServer::start(auth_settings(&db, &redis.url(), &prefix)).await;
-    let stream = format!("{prefix}:events:auth");
+    let stream = tracetrack_common::outbox::stream_key(&prefix, "auth");
 
     auth.login("admin", ADMIN_PASSWORD).await.unwrap();
     let url = redis.url();

@@ -520,9 +520,18 @@ async fn a_poison_event_in_a_batch_is_parked_and_the_rest_applied() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
+    // Written beside the last published event (entry ids are publish sequences: `<seq>-0`; a
+    // foreign entry goes in as `<seq>-1`, so the relay's next `<seq + 1>-0` still follows it).
+    let last: i64 = sqlx::query_scalar("SELECT last_seq FROM registry.outbox_sequence")
+        .fetch_one(&stats.pool)
+        .await
+        .unwrap();
     let _: String = redis::cmd("XADD")
-        .arg(format!("{}:events:bag-registry", stack.prefix))
-        .arg("*")
+        .arg(tracetrack_common::outbox::stream_key(
+            &stack.prefix,
+            "bag-registry",
+        ))
+        .arg(format!("{last}-1"))
         .arg("envelope")
         .arg(bad.encode_to_vec())
         .query_async(&mut redis)

@@ -200,14 +200,15 @@ impl Default for ShutdownSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct EventSettings {
-    /// Prefix of every Redis key (streams, relay epoch); tests give each run its own.
+    /// Prefix of every Redis key (streams, rate limits); tests give each run its own.
     pub key_prefix: String,
     /// How often the relay looks for unpublished rows.
     pub poll_interval_ms: u64,
     pub batch_size: i64,
     /// Approximate cap of each stream (XADD MAXLEN ~).
     pub stream_max_len: usize,
-    /// On finding Redis restarted empty, re-publish the events of this last window.
+    /// Stream entries of this last window are kept (not trimmed) for re-publication, and rows
+    /// published before publish sequences existed are published again if this recent.
     pub republish_window_secs: u64,
     /// Published outbox rows are deleted after this long.
     pub retention_secs: u64,

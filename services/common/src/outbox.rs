@@ -1,10 +1,19 @@
 //! The transactional outbox: events are written as rows in the same transaction as the change
 //! they describe, and a relay (one leader per service, elected with a Postgres advisory lock held
-//! on a dedicated connection) publishes unpublished rows to a Redis Stream and marks them.
+//! on a dedicated connection) publishes unpublished rows to a Redis Stream.
 //!
-//! The relay selects rows by `published_at IS NULL`, never by an id high-water mark (ids commit
-//! out of order). Redis may restart empty: the relay keeps an epoch key there, and when it finds
-//! the key gone it re-publishes the last window of events (consumers deduplicate by event id).
+//! The event contract (SPEC §2): the leader gives each row it publishes the next number of a
+//! gap-free **publish sequence** (`outbox_sequence`, in the same statement that marks the rows
+//! published), and the row's stream entry id is `<seq>-0`. Redis is not the system of record: it
+//! may lose what it held, wholly (restarted empty) or partly (restored from a stale snapshot).
+//! The relay compares the stream's last generated id with the sequence in Postgres — when it
+//! becomes leader, after any error, and twice a second — and re-publishes every row after the
+//! stream's last id with the same ids, so consumers see each event under one id (and deduplicate
+//! by event id besides). Rows are selected by `published_at IS NULL`, never by an id high-water
+//! mark (ids commit out of order). Outbox rows are deleted, and the stream trimmed, only below
+//! what every consumer group has acknowledged and past the re-publication window; the stream's
+//! `MAXLEN` is the hard cap. `outbox_group_lag{service,group}` says from the publishing side how
+//! far each consumer group is behind, so an alert fires while a consumer is down.
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +28,10 @@ use uuid::Uuid;
 use crate::config::{EventSettings, RedisSettings};
 use crate::error::AppResult;
 
-/// The Redis stream a service's events go to.
+/// The Redis stream a service's events go to. (`events-v2`: entry ids are publish sequences;
+/// the streams before them had Redis-made ids, which sequences cannot follow.)
 pub fn stream_key(prefix: &str, service: &str) -> String {
-    format!("{prefix}:events:{service}")
-}
-
-fn epoch_key(prefix: &str, service: &str) -> String {
-    format!("{prefix}:relay-epoch:{service}")
+    format!("{prefix}:events-v2:{service}")
 }
 
 /// An event about to be written.
@@ -101,8 +107,21 @@ pub async fn enqueue(
     Ok(row.event_id)
 }
 
-/// id, event id, type, aggregate id, envelope, created at.
-type OutboxRow = (i64, Uuid, String, String, Vec<u8>, chrono::DateTime<Utc>);
+/// seq, event id, type, aggregate id, envelope.
+type PublishedRow = (i64, Uuid, String, String, Vec<u8>);
+
+/// The entry id of publish sequence `seq`.
+pub fn entry_id(seq: i64) -> String {
+    format!("{seq}-0")
+}
+
+/// The sequence part of a stream entry id (`<seq>-<n>`).
+fn seq_of(id: &str) -> Option<i64> {
+    id.split_once('-')
+        .map_or(Some(id), |(ms, _)| Some(ms))?
+        .parse()
+        .ok()
+}
 
 /// Publishes a service's outbox to Redis.
 pub struct Relay {
@@ -146,10 +165,11 @@ impl Relay {
             return Ok(());
         };
         let stream = stream_key(&self.events.key_prefix, &self.service);
-        let epoch = epoch_key(&self.events.key_prefix, &self.service);
-        let mut last_epoch_check = Instant::now() - Duration::from_secs(60);
+        self.requeue_unsequenced().await?;
+        let mut last_gap_check = Instant::now() - Duration::from_secs(60);
         let mut last_lock_check = Instant::now();
         let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
+        let mut last_lag = Instant::now() - Duration::from_secs(60);
         loop {
             if *stop.borrow() {
                 return Ok(());
@@ -158,12 +178,18 @@ impl Relay {
                 sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
                 last_lock_check = Instant::now();
             }
-            if last_epoch_check.elapsed() > Duration::from_millis(500) {
-                self.check_epoch(&mut redis, &epoch).await?;
-                last_epoch_check = Instant::now();
+            // Every term starts here (and any error ends the term), so a publish that failed
+            // half-way is always followed by this check before anything newer is published.
+            if last_gap_check.elapsed() > Duration::from_millis(500) {
+                self.fill_gap(&mut redis, &stream).await?;
+                last_gap_check = Instant::now();
+            }
+            if last_lag.elapsed() > Duration::from_secs(5) {
+                self.record_group_lag(&mut redis, &stream).await?;
+                last_lag = Instant::now();
             }
             if last_cleanup.elapsed() > Duration::from_secs(600) {
-                self.cleanup().await?;
+                self.cleanup(&mut redis, &stream).await?;
                 last_cleanup = Instant::now();
             }
             let published = self.publish_batch(&mut redis, &stream).await?;
@@ -176,67 +202,107 @@ impl Relay {
         }
     }
 
-    /// If Redis no longer holds our epoch key it restarted empty: re-publish the recent window.
-    async fn check_epoch(&self, redis: &mut ConnectionManager, epoch: &str) -> anyhow::Result<()> {
-        let present: bool = redis::cmd("EXISTS").arg(epoch).query_async(redis).await?;
-        if present {
-            return Ok(());
-        }
+    /// Rows published before publish sequences existed went to the old stream, which consumers
+    /// no longer read: those of the re-publication window are published again, with sequences
+    /// (consumers deduplicate by event id). A no-op once done.
+    async fn requeue_unsequenced(&self) -> anyhow::Result<()> {
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             r#"UPDATE "{}".outbox SET published_at = NULL
-               WHERE published_at IS NOT NULL AND created_at > now() - make_interval(secs => $1)"#,
+               WHERE seq IS NULL AND published_at IS NOT NULL
+                 AND created_at > now() - make_interval(secs => $1)"#,
             self.schema
         )))
         .bind(self.events.republish_window_secs as f64)
         .execute(&self.pool)
         .await?;
         if r.rows_affected() > 0 {
-            tracing::warn!(
-                service = %self.service,
-                events = r.rows_affected(),
-                "redis lost its streams; re-publishing the recent window"
-            );
-            metrics::counter!("outbox_republished_total", "service" => self.service.clone())
-                .increment(r.rows_affected());
+            tracing::info!(service = %self.service, events = r.rows_affected(), "publishing the recent window again with sequences");
         }
-        let _: () = redis::cmd("SET")
-            .arg(epoch)
-            .arg(Utc::now().to_rfc3339())
-            .query_async(redis)
-            .await?;
         Ok(())
     }
 
-    async fn publish_batch(
+    /// The stream's last generated id, as a sequence (0: no stream).
+    async fn stream_top(redis: &mut ConnectionManager, stream: &str) -> anyhow::Result<i64> {
+        let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(redis)
+            .await;
+        let info = match info {
+            Ok(v) => v,
+            Err(e) if e.to_string().to_lowercase().contains("no such key") => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let map: std::collections::HashMap<String, redis::Value> =
+            redis::FromRedisValue::from_redis_value(&info)?;
+        let last: String = match map.get("last-generated-id") {
+            Some(v) => redis::FromRedisValue::from_redis_value(v)?,
+            None => "0-0".to_owned(),
+        };
+        seq_of(&last).ok_or_else(|| anyhow::anyhow!("stream {stream}: odd last id {last}"))
+    }
+
+    async fn last_seq(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            r#"SELECT last_seq FROM "{}".outbox_sequence"#,
+            self.schema
+        )))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Re-publishes, with their own ids, the rows Redis does not have: every sequence after the
+    /// stream's last generated id (all of them after an empty restart; the tail after a restore
+    /// from a stale snapshot; the rest of a publish that failed half-way).
+    async fn fill_gap(&self, redis: &mut ConnectionManager, stream: &str) -> anyhow::Result<()> {
+        let top = Self::stream_top(redis, stream).await?;
+        let last = self.last_seq().await?;
+        if top > last {
+            tracing::error!(service = %self.service, stream, top, last, "the stream is ahead of the outbox's sequence (another database?)");
+            return Ok(());
+        }
+        let mut cursor = top;
+        let mut again = 0u64;
+        while cursor < last {
+            let rows: Vec<PublishedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                r#"SELECT seq, event_id, event_type, aggregate_id, envelope FROM "{}".outbox
+                   WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"#,
+                self.schema
+            )))
+            .bind(cursor)
+            .bind(last)
+            .bind(self.events.batch_size)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(end) = rows.last().map(|r| r.0) else {
+                break;
+            };
+            self.xadd(redis, stream, &rows).await?;
+            again += rows.len() as u64;
+            cursor = end;
+        }
+        if again > 0 {
+            tracing::warn!(service = %self.service, stream, from = top + 1, to = last, events = again, "redis was missing events; published them again with their ids");
+            metrics::counter!("outbox_republished_total", "service" => self.service.clone())
+                .increment(again);
+        }
+        Ok(())
+    }
+
+    async fn xadd(
         &self,
         redis: &mut ConnectionManager,
         stream: &str,
-    ) -> anyhow::Result<usize> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            r#"SELECT id, event_id, event_type, aggregate_id, envelope, created_at
-                   FROM "{}".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"#,
-            self.schema
-        )))
-        .bind(self.events.batch_size)
-        .fetch_all(&self.pool)
-        .await?;
-        let oldest_age = rows
-            .first()
-            .map(|r| (Utc::now() - r.5).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
-        metrics::gauge!("outbox_oldest_unpublished_age_seconds", "service" => self.service.clone())
-            .set(oldest_age);
-        if rows.is_empty() {
-            return Ok(0);
-        }
+        rows: &[PublishedRow],
+    ) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
-        for (_, event_id, event_type, aggregate_id, envelope, _) in &rows {
+        for (seq, event_id, event_type, aggregate_id, envelope) in rows {
             pipe.cmd("XADD")
                 .arg(stream)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(self.events.stream_max_len)
-                .arg("*")
+                .arg(entry_id(*seq))
                 .arg("event_id")
                 .arg(event_id.to_string())
                 .arg("type")
@@ -248,28 +314,160 @@ impl Relay {
                 .ignore();
         }
         let _: () = pipe.query_async(redis).await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"UPDATE "{}".outbox SET published_at = now() WHERE id = ANY($1)"#,
-            self.schema
-        )))
-        .bind(&ids)
-        .execute(&self.pool)
-        .await?;
-        metrics::counter!("outbox_published_total", "service" => self.service.clone())
-            .increment(ids.len() as u64);
-        Ok(ids.len())
+        Ok(())
     }
 
-    async fn cleanup(&self) -> anyhow::Result<()> {
+    /// Gives the next unpublished rows their sequences and marks them published (one statement,
+    /// committed), then adds them to the stream under those ids. If the adding fails, the next
+    /// term's gap check publishes them.
+    async fn publish_batch(
+        &self,
+        redis: &mut ConnectionManager,
+        stream: &str,
+    ) -> anyhow::Result<usize> {
+        let oldest: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+            format!(
+                r#"SELECT created_at FROM "{}".outbox WHERE published_at IS NULL ORDER BY id LIMIT 1"#,
+                self.schema
+            ),
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        let oldest_age = oldest
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics::gauge!("outbox_oldest_unpublished_age_seconds", "service" => self.service.clone())
+            .set(oldest_age);
+        if oldest.is_none() {
+            return Ok(0);
+        }
+        let mut rows: Vec<PublishedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            r#"WITH batch AS (
+                   SELECT id FROM "{s}".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE),
+               numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM batch),
+               bump AS (
+                   UPDATE "{s}".outbox_sequence SET last_seq = last_seq + (SELECT count(*) FROM batch)
+                   RETURNING last_seq - (SELECT count(*) FROM batch) AS base)
+               UPDATE "{s}".outbox o SET seq = bump.base + numbered.n, published_at = now()
+               FROM numbered, bump WHERE o.id = numbered.id
+               RETURNING o.seq, o.event_id, o.event_type, o.aggregate_id, o.envelope"#,
+            s = self.schema
+        )))
+        .bind(self.events.batch_size)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        rows.sort_by_key(|r| r.0);
+        self.xadd(redis, stream, &rows).await?;
+        metrics::counter!("outbox_published_total", "service" => self.service.clone())
+            .increment(rows.len() as u64);
+        Ok(rows.len())
+    }
+
+    /// Per consumer group: the last sequence it acknowledged (the one before its oldest pending
+    /// entry, or the last delivered when nothing is pending), and its lag.
+    async fn groups(
+        redis: &mut ConnectionManager,
+        stream: &str,
+    ) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
+        let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(stream)
+                .query_async(redis)
+                .await;
+        let groups = match groups {
+            Ok(g) => g,
+            Err(e) if e.to_string().to_lowercase().contains("no such key") => return Ok(vec![]),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for g in groups {
+            let get = |k: &str| g.get(k).cloned().unwrap_or(redis::Value::Nil);
+            let name: String = redis::FromRedisValue::from_redis_value(&get("name"))?;
+            let delivered: String =
+                redis::FromRedisValue::from_redis_value(&get("last-delivered-id"))?;
+            let pending: i64 =
+                redis::FromRedisValue::from_redis_value(&get("pending")).unwrap_or(0);
+            let lag: Option<i64> = redis::FromRedisValue::from_redis_value(&get("lag")).ok();
+            let mut acked = seq_of(&delivered).unwrap_or(0);
+            if pending > 0 {
+                // XPENDING's summary: [count, smallest id, greatest id, consumers].
+                let summary: redis::Value = redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(&name)
+                    .query_async(redis)
+                    .await?;
+                if let redis::Value::Array(parts) = summary {
+                    if let Some(Ok(first)) = parts
+                        .get(1)
+                        .map(<String as redis::FromRedisValue>::from_redis_value)
+                    {
+                        acked = acked.min(seq_of(&first).unwrap_or(1) - 1);
+                    }
+                }
+            }
+            out.push((name, acked, lag));
+        }
+        Ok(out)
+    }
+
+    /// How far each consumer group is behind, from the publishing side.
+    async fn record_group_lag(
+        &self,
+        redis: &mut ConnectionManager,
+        stream: &str,
+    ) -> anyhow::Result<()> {
+        let last = self.last_seq().await?;
+        for (group, acked, lag) in Self::groups(redis, stream).await? {
+            let behind = lag.unwrap_or(last - acked).max(0);
+            metrics::gauge!("outbox_group_lag", "service" => self.service.clone(), "group" => group)
+                .set(behind as f64);
+        }
+        Ok(())
+    }
+
+    /// Deletes published rows past the retention that every consumer group has acknowledged
+    /// (rows without a sequence, from before sequences, by age alone), and trims the stream below
+    /// what every group acknowledged and before the re-publication window. With no group yet,
+    /// nothing is acknowledged: rows stay until the retention's double, the stream until its cap.
+    async fn cleanup(&self, redis: &mut ConnectionManager, stream: &str) -> anyhow::Result<()> {
+        let groups = Self::groups(redis, stream).await?;
+        let acked = groups.iter().map(|g| g.1).min();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             r#"DELETE FROM "{}".outbox
-               WHERE published_at IS NOT NULL AND created_at < now() - make_interval(secs => $1)"#,
+               WHERE published_at IS NOT NULL
+                 AND ((seq IS NULL AND created_at < now() - make_interval(secs => $1))
+                   OR (seq <= $2 AND created_at < now() - make_interval(secs => $1))
+                   OR created_at < now() - make_interval(secs => $1 * 2))"#,
             self.schema
         )))
         .bind(self.events.retention_secs as f64)
+        .bind(acked.unwrap_or(0))
         .execute(&self.pool)
         .await?;
+        if let Some(acked) = acked {
+            let window_start: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                r#"SELECT min(seq) FROM "{}".outbox
+                   WHERE seq IS NOT NULL AND created_at > now() - make_interval(secs => $1)"#,
+                self.schema
+            )))
+            .bind(self.events.republish_window_secs as f64)
+            .fetch_one(&self.pool)
+            .await?;
+            let keep_from = window_start.unwrap_or(i64::MAX).min(acked + 1);
+            if keep_from > 1 && keep_from < i64::MAX {
+                let _: i64 = redis::cmd("XTRIM")
+                    .arg(stream)
+                    .arg("MINID")
+                    .arg("~")
+                    .arg(entry_id(keep_from))
+                    .query_async(redis)
+                    .await?;
+            }
+        }
         crate::idempotency::purge_expired(&self.pool, &self.schema).await?;
         Ok(())
     }
@@ -278,4 +476,18 @@ impl Relay {
 /// Decodes an envelope read back from a stream entry's `envelope` field.
 pub fn decode_envelope(bytes: &[u8]) -> Result<EventEnvelope, prost::DecodeError> {
     EventEnvelope::decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_are_sequences() {
+        assert_eq!(entry_id(42), "42-0");
+        assert_eq!(seq_of("42-0"), Some(42));
+        assert_eq!(seq_of("0-0"), Some(0));
+        assert_eq!(seq_of("7"), Some(7));
+        assert_eq!(seq_of("x-0"), None);
+    }
 }
