@@ -211,8 +211,12 @@
     const ahead = queueOf(uid);
     // Nothing ahead is failing: its answer is near, so the page waits for it and shows it.
     const moving = navigator.onLine && ahead.every((x) => !x.tries);
+    try { enqueue(uid, item); } catch {
+      // The phone's storage is full: nothing was saved, and the dispatcher must know it.
+      note(t("err_storage"), "err"); tone("err");
+      return;
+    }
     if (moving) liveKeys.add(item.key);
-    enqueue(uid, item);
     showQueue();
     if (!moving) { note(t("queued", { n: ahead.length + 1 }), "info"); tone("queued"); }
     flush();

@@ -182,12 +182,19 @@ test("scans answered 503 wait in the queue, in order, through a reload, and arri
   await progress("0/30");
   await vibrations();
   // Scan restarting: the gateway answers 503 unavailable (retryable) on the scan route for a while.
+  // The first answer is the rate limit's 429 with Retry-After: 2; the next try must not come sooner.
   let answered = 0;
+  const answeredAt = [];
   const waiters = [];
   const reached = (n) => (answered >= n ? Promise.resolve() : new Promise((resolve) => waiters.push([n, resolve])));
   await page.route("**/api/v1/scans/child", (route) => {
     answered++;
+    answeredAt.push(Date.now());
     for (const [n, resolve] of waiters) if (answered >= n) resolve();
+    if (answered === 1) {
+      const r = problem(429, "rate_limited", true, { retry_after_seconds: 2 });
+      return route.fulfill({ ...r, headers: { "Retry-After": "2" } });
+    }
     return route.fulfill(problem(503, "unavailable", true));
   });
   await wedge("BUSY0001");
@@ -206,7 +213,10 @@ test("scans answered 503 wait in the queue, in order, through a reload, and arri
   await progress("3/30");
   assert.match(await page.getAttribute("#progress", "class"), /pending/);
   assert.match(await page.textContent("#pstatus"), /3 not sent yet/);
-  await reached(2); // the head was tried again (backoff) ...
+  await reached(2); // the head was tried again, not before Retry-After ...
+  assert.ok(answeredAt[1] - answeredAt[0] >= 1990, // timers are rounded to the millisecond
+    `tried again ${answeredAt[1] - answeredAt[0]} ms after a Retry-After of 2 s`);
+  await reached(3); // ... and again after a 503 (backoff)
   assert.deepEqual([...new Set(sent.filter((s) => s.parent === "SB90004").map((s) => s.child))], ["BUSY0001"], "nothing sent before the head is settled");
   // ... and the queue survives a reload, which keeps trying.
   await page.reload();
