@@ -246,6 +246,18 @@ async fn one_workbook_is_read_at_a_time_and_the_rest_of_the_gateway_answers_mean
     let small = far_cell_workbook();
     let slow_upload = env.upload(slow);
     tokio::pin!(slow_upload);
+    // Only once the slow workbook holds the parse slot (else a small one could take it first).
+    let admin_addr = env.gw.admin_addr;
+    let slow_status = tokio::select! {
+        r = &mut slow_upload => Some(r.status()),
+        () = eventually(Duration::from_secs(30), "the slow workbook is being read", || async move {
+            metric(admin_addr, "gateway_workbook_parses").await == 1.0
+        }) => None,
+    };
+    assert_eq!(
+        slow_status, None,
+        "the slow workbook was answered before it was read"
+    );
     // While the slow workbook is read: other routes answer, and another upload is shed with
     // 429 and Retry-After (until the slow one is done; its reading takes seconds).
     let mut shed = false;

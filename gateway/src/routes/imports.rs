@@ -117,8 +117,17 @@ fn invalid_workbook(message: impl Into<String>) -> ApiError {
 /// meanwhile is shed (`overloaded`, 429 with `Retry-After`), not queued.
 static PARSING: Semaphore = Semaphore::const_new(1);
 
-fn parse_slot() -> Result<SemaphorePermit<'static>, ApiError> {
-    PARSING.try_acquire().map_err(|_| {
+/// The parse slot, held; `gateway_workbook_parses` is 1 while it is.
+struct ParseSlot(#[allow(dead_code)] SemaphorePermit<'static>);
+
+impl Drop for ParseSlot {
+    fn drop(&mut self) {
+        metrics::gauge!("gateway_workbook_parses").set(0.0);
+    }
+}
+
+fn parse_slot() -> Result<ParseSlot, ApiError> {
+    let permit = PARSING.try_acquire().map_err(|_| {
         ApiError(
             AppError::new(
                 ErrorCode::Overloaded,
@@ -126,7 +135,9 @@ fn parse_slot() -> Result<SemaphorePermit<'static>, ApiError> {
             )
             .with_detail("retry_after_seconds", 1),
         )
-    })
+    })?;
+    metrics::gauge!("gateway_workbook_parses").set(1.0);
+    Ok(ParseSlot(permit))
 }
 
 /// What the caller is told when a workbook cannot be read.
