@@ -175,7 +175,8 @@
     // A scan whose answer is on its way is not waiting (yet); it is counted once it has to.
     const n = queueOf(uid).filter((x) => !liveKeys.has(x.key)).length, refused = refusedOf(uid);
     const el = $("#queue");
-    if (el) el.textContent = n ? t("waiting", { n }) + (queueReason ? ` · ${t(`wait_${queueReason}`)}` : "") : "";
+    const reason = navigator.onLine ? queueReason : "offline";
+    if (el) el.textContent = n ? t("waiting", { n }) + (reason ? ` · ${t(`wait_${reason}`)}` : "") : "";
     const parts = [];
     if (!navigator.onLine) parts.push(t("offline"));
     if (n) parts.push(t("waiting_short", { n }));
