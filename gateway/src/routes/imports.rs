@@ -118,6 +118,7 @@ fn invalid_workbook(message: impl Into<String>) -> ApiError {
 static PARSING: Semaphore = Semaphore::const_new(1);
 
 /// The parse slot, held; `gateway_workbook_parses` is 1 while it is.
+#[derive(Debug)]
 struct ParseSlot(#[allow(dead_code)] SemaphorePermit<'static>);
 
 impl Drop for ParseSlot {
