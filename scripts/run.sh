@@ -142,7 +142,7 @@ cat >&2 <<BANNER
     try it               curl -s http://127.0.0.1:$GATEWAY_PORT/api/v1/auth/login -H 'content-type: application/json' -d '{"username":"admin","password":"…"}'   (gRPC Login answers only the gateway)
     logs                 $STATE/logs/
     gateway metrics      http://127.0.0.1:$GATEWAY_ADMIN_PORT/metrics
-  The web client arrives at http://127.0.0.1:$GATEWAY_PORT/ with its issue; the API answers now.
+  Open http://127.0.0.1:$GATEWAY_PORT/ in a browser for the web client (scan station, bags, bills, users, exports).
   Ctrl-C stops everything.
 
 BANNER
