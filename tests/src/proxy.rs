@@ -90,3 +90,23 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// The address of the Postgres server in a `postgres://user@host:port/db` URL.
+pub async fn postgres_addr(db_url: &str) -> SocketAddr {
+    let rest = db_url.split_once('@').unwrap().1;
+    let hostport = rest.split_once('/').unwrap().0;
+    tokio::net::lookup_host(hostport)
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// A proxy in front of the database of `db_url` (answers delayed by `delay`) and the same URL
+/// through it.
+pub async fn in_front_of(db_url: &str, delay: std::time::Duration) -> (Proxy, String) {
+    let target = postgres_addr(db_url).await;
+    let proxy = Proxy::start_delayed(target, delay).await;
+    let via_proxy = db_url.replacen(&target.to_string(), &proxy.addr.to_string(), 1);
+    (proxy, via_proxy)
+}

@@ -174,17 +174,7 @@ async fn cancelled_requests_leave_no_connection_in_a_transaction() {
     let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
     // The registry reaches Postgres through a proxy that delays every answer by 2 ms, so a
     // request cancelled at a random moment often falls inside a BEGIN's round trip.
-    let target: std::net::SocketAddr = {
-        let rest = db.split_once('@').unwrap().1;
-        let hostport = rest.split_once('/').unwrap().0;
-        tokio::net::lookup_host(hostport)
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = proxy::Proxy::start_delayed(target, std::time::Duration::from_millis(2)).await;
-    let via_proxy = db.replacen(&target.to_string(), &proxy.addr.to_string(), 1);
+    let (_proxy, via_proxy) = proxy::in_front_of(&db, std::time::Duration::from_millis(2)).await;
     let mut s = registry_settings(&via_proxy, &redis_url(), &prefix, &auth);
     s.common.database.max_connections = 20;
     let registry = start_registry(s).await;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tracetrack_proto::auth::v1 as pb;
-use tracetrack_tests::proxy::Proxy;
 use tracetrack_tests::redis_server::RedisServer;
 use tracetrack_tests::*;
 
@@ -92,17 +91,7 @@ async fn outbox_events_reach_the_stream_and_survive_redis_restarting_empty() {
 async fn health_is_not_serving_while_the_database_is_cut() {
     let db = fresh_database().await;
     // Migrate directly, then run auth through a proxy the test controls.
-    let target: SocketAddr = {
-        let rest = db.split_once('@').unwrap().1;
-        let hostport = rest.split_once('/').unwrap().0;
-        tokio::net::lookup_host(hostport)
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = Proxy::start(target).await;
-    let via_proxy = db.replacen(&target.to_string(), &proxy.addr.to_string(), 1);
+    let (proxy, via_proxy) = tracetrack_tests::proxy::in_front_of(&db, Duration::ZERO).await;
     let mut s = auth_settings(&via_proxy, &redis_url(), &unique_prefix());
     s.common.database.acquire_timeout_ms = 500;
     let auth = AuthServer::start(s).await;
