@@ -13,6 +13,7 @@ use tokio::sync::watch;
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
     cut_tx: watch::Sender<u64>,
 }
 
@@ -27,13 +28,21 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let hang = Arc::new(AtomicBool::new(false));
         let (cut_tx, cut_rx) = watch::channel(0u64);
-        let up2 = up.clone();
+        let (up2, hang2) = (up.clone(), hang.clone());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
+                if hang2.load(Ordering::SeqCst) {
+                    // Accepted and never answered, as behind a dead host's firewall.
+                    held.push(inbound);
+                    continue;
+                }
+                held.clear();
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -77,7 +86,12 @@ impl Proxy {
                 });
             }
         });
-        Self { addr, up, cut_tx }
+        Self {
+            addr,
+            up,
+            hang,
+            cut_tx,
+        }
     }
 
     /// Drops every open connection and refuses new ones.
@@ -86,7 +100,15 @@ impl Proxy {
         self.cut_tx.send_modify(|n| *n += 1);
     }
 
+    /// Drops every open connection; new ones are accepted and never answered (a host gone
+    /// from the network: connecting takes as long as the client is willing to wait).
+    pub fn hang(&self) {
+        self.hang.store(true, Ordering::SeqCst);
+        self.cut_tx.send_modify(|n| *n += 1);
+    }
+
     pub fn restore(&self) {
+        self.hang.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
 }

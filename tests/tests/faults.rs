@@ -354,3 +354,64 @@ async fn a_redis_restored_from_a_stale_snapshot_gets_the_lost_events_again() {
     .await;
     assert_eq!(after, before, "the same events under the same ids");
 }
+
+/// A service whose database is gone from the network (connections hang) answers each request
+/// `unavailable` (503) within its caller's deadline, not `deadline_exceeded` after it: the first
+/// failed connection opens a circuit, so the next requests are refused at once instead of each
+/// waiting out the pool's acquire timeout (and scan's record of the failed attempt, which would
+/// wait for it a second time, is skipped); the circuit closes by itself when the database answers.
+#[tokio::test]
+async fn a_database_gone_from_the_network_costs_a_503_not_the_callers_deadline() {
+    use reqwest::Client;
+    use serde_json::json;
+    let mut stack = Stack::start(1).await;
+    // scan again, its database behind a proxy that can hang (acquire timeout 3 s here; the
+    // gateway's upstream deadline is 5 s: two waits do not fit in it).
+    let (db, via_proxy) = tracetrack_tests::proxy::in_front_of(&stack.db, Default::default()).await;
+    let urls = stack.registries[0].url();
+    stack.scan = start_scan(scan_settings(
+        &via_proxy,
+        &redis_url(),
+        &stack.prefix,
+        &stack.auth,
+        &urls,
+    ))
+    .await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = Client::new();
+    let admin = stack.admin.clone();
+    let scan = |qr: &'static str| {
+        let (c, url, admin) = (c.clone(), gw.url("/api/v1/scans/parent"), admin.clone());
+        async move {
+            c.post(url)
+                .bearer_auth(admin)
+                .json(&json!({"qr": qr, "area": "lucknow"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = scan("SB90001").await;
+    assert!(
+        first.status().is_success(),
+        "{}",
+        first.text().await.unwrap()
+    );
+
+    db.hang();
+    for qr in ["SB90002", "SB90003", "SB90004"] {
+        let body = problem(scan(qr).await, 503, "unavailable").await;
+        assert_eq!(body["retryable"], true);
+    }
+
+    db.restore();
+    eventually(
+        std::time::Duration::from_secs(20),
+        "scan answers again once its database does",
+        || {
+            let r = scan("SB90005");
+            async move { r.await.status().is_success() }
+        },
+    )
+    .await;
+}

@@ -180,16 +180,21 @@ impl From<sqlx::Error> for AppError {
                 e.source = Some(err.into());
                 e
             }
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                AppError::unavailable("the database", err)
+            }
+            // No connection, or the server went away under it (`terminating connection due to
+            // unexpected postmaster exit`, an admin or crash shutdown, a lost connection): an
+            // outage, not a bug — and the circuit opens, so the next calls do not wait for it.
+            sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::PoolClosed => AppError::unavailable("the database", err),
-            // The server went away under the connection (`terminating connection due to
-            // unexpected postmaster exit`, an admin or crash shutdown, a lost connection): an
-            // outage, not a bug.
+            | sqlx::Error::WorkerCrashed => {
+                crate::db::trip();
+                AppError::unavailable("the database", err)
+            }
             sqlx::Error::Database(db) if db.code().is_some_and(|c| connection_lost(&c)) => {
+                crate::db::trip();
                 AppError::unavailable("the database", err)
             }
             _ if crate::db::is_retryable(&err) => {

@@ -95,8 +95,10 @@ impl ServiceRuntime {
                 let _ = rx.wait_for(|s| *s).await;
             }
         }));
+        let database = crate::db::Health::default();
         let readiness = tokio::spawn(readiness_loop(
             self.pool.clone(),
+            database.clone(),
             reporter.clone(),
             names.clone(),
             stop_rx.clone(),
@@ -116,11 +118,12 @@ impl ServiceRuntime {
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
-        let server = grpc_server(&self.settings.limits)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = drain_rx.await;
-            });
+        let server =
+            grpc_server_with(ShedLayer::new(&self.settings.limits).with_database(database))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = drain_rx.await;
+                });
         tokio::pin!(server);
         tracing::info!(service = self.service, grpc = %self.grpc_addr, admin = %self.admin_addr, "serving");
 
@@ -161,6 +164,12 @@ impl ServiceRuntime {
 pub fn grpc_server(
     limits: &LimitSettings,
 ) -> tonic::transport::Server<Stack<ShedLayer, Stack<RedLayer, Identity>>> {
+    grpc_server_with(ShedLayer::new(limits))
+}
+
+fn grpc_server_with(
+    shed: ShedLayer,
+) -> tonic::transport::Server<Stack<ShedLayer, Stack<RedLayer, Identity>>> {
     tonic::transport::Server::builder()
         // h2 answers more than 20 streams reset before they were accepted with GOAWAY (its
         // rapid-reset guard), which fails every other call on that connection. Our callers are
@@ -170,7 +179,7 @@ pub fn grpc_server(
         .http2_max_local_error_reset_streams(Some(4096))
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(RedLayer)
-        .layer(ShedLayer::new(limits))
+        .layer(shed)
 }
 
 async fn set_all(reporter: &HealthReporter, names: &[String], status: ServingStatus) {
@@ -182,6 +191,7 @@ async fn set_all(reporter: &HealthReporter, names: &[String], status: ServingSta
 /// SERVING exactly while the database answers within a second.
 async fn readiness_loop(
     pool: PgPool,
+    database: crate::db::Health,
     reporter: HealthReporter,
     names: Vec<String>,
     mut stop: watch::Receiver<bool>,
@@ -208,7 +218,7 @@ async fn readiness_loop(
         if *stop.borrow() {
             return;
         }
-        crate::db::set_answers(ok);
+        database.set(ok);
         if last != Some(ok) {
             let status = if ok {
                 ServingStatus::Serving
@@ -225,6 +235,7 @@ async fn readiness_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(if ok { 1000 } else { 250 })) => {}
+            _ = database.recheck_requested() => {}
             _ = stop.changed() => {}
         }
     }

@@ -65,6 +65,7 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 pub struct ShedLayer {
     permits: Arc<Semaphore>,
     timeout: Option<Duration>,
+    database: Option<crate::db::Health>,
 }
 
 impl ShedLayer {
@@ -73,8 +74,24 @@ impl ShedLayer {
             permits: Arc::new(Semaphore::new(settings.max_concurrent_rpcs.max(1))),
             timeout: (settings.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(settings.request_timeout_ms)),
+            database: None,
         }
     }
+
+    /// Calls are refused at once with `unavailable` while `health` says the service's database
+    /// does not answer (a circuit: see [`crate::db::Health`]).
+    pub fn with_database(mut self, health: crate::db::Health) -> Self {
+        self.database = Some(health);
+        self
+    }
+}
+
+pub fn database_down() -> AppError {
+    AppError::new(
+        ErrorCode::Unavailable,
+        "the service cannot reach its database, try again",
+    )
+    .with_detail("retry_after_seconds", 1)
 }
 
 impl<S> tower::Layer<S> for ShedLayer {
@@ -128,6 +145,12 @@ where
         } else {
             self.layer.timeout
         };
+        if let Some(db) = &self.layer.database {
+            if !db.answers() {
+                metrics::counter!("grpc_server_database_down_total").increment(1);
+                return Box::pin(async { Ok(refuse(database_down())) });
+            }
+        }
         let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
             metrics::counter!("grpc_server_shed_total").increment(1);
             return Box::pin(async { Ok(refuse(overloaded())) });
@@ -139,7 +162,10 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|d| tokio::time::Instant::now() + d);
-        let fut = DEADLINE.scope(deadline, self.inner.call(req));
+        let fut = crate::db::serving(
+            self.layer.database.clone(),
+            DEADLINE.scope(deadline, self.inner.call(req)),
+        );
         Box::pin(async move {
             let _permit = permit;
             match timeout {

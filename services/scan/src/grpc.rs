@@ -367,6 +367,12 @@ impl Scan {
         mut ev: ScanEventRow,
         err: AppError,
     ) -> AppError {
+        // The database is gone (the circuit is open): the record cannot be written, and trying
+        // would wait out the pool's acquire timeout a second time, past the caller's deadline.
+        if !tracetrack_common::db::answers() {
+            metrics::counter!("scan_failures_unrecorded_total").increment(1);
+            return err;
+        }
         Self::stamp(&mut ev, err.code.as_str());
         let written = async {
             let event = Self::event_row(caller, &ev)?;
