@@ -1,6 +1,6 @@
 //! /api/v1/imports/labels (admin): a label-printing workbook uploaded as the raw request body,
 //! parsed and written exactly as `tracetrack-import-labels` does it (the parser and the
-//! ImportBags client are `tracetrack_dataio`'s): bags through bag-registry's ImportBags in
+//! ImportBags client are `tracetrack_labels`'): bags through bag-registry's ImportBags in
 //! batches (COPY), every bad row reported with its sheet, row and code, and a second upload of
 //! the same workbook changes nothing and says so.
 
@@ -11,8 +11,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracetrack_common::AppError;
-use tracetrack_dataio::import::{self, DEFAULT_BATCH};
-use tracetrack_dataio::labels::{self, WorkbookError};
+use tracetrack_labels::import::{self, DEFAULT_BATCH};
+use tracetrack_labels::{self as labels, WorkbookError};
 use tracetrack_domain::qr::ProductLine;
 use tracetrack_domain::ErrorCode;
 use utoipa::{IntoParams, ToSchema};
@@ -162,7 +162,7 @@ fn workbook_error(e: WorkbookError) -> ApiError {
 /// (other columns are ignored), 15 or 30 label rows then the parent's row. One workbook is
 /// read at a time: another upload meanwhile is `429 overloaded` (`Retry-After`). Bags already
 /// registered are left alone, so uploading the same workbook again creates nothing
-/// (`nothing_changed`). Rules: `tracetrack_dataio::labels`.
+/// (`nothing_changed`). Rules: `tracetrack_labels`.
 #[utoipa::path(post, path = "/api/v1/imports/labels", tag = "imports", params(ImportParams),
     request_body(description = "the .xlsx workbook as the raw body",
         content((Binary = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Binary = "application/octet-stream"))),

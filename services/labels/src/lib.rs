@@ -40,6 +40,12 @@
 //!   be linked by re-importing a corrected workbook (an import leaves existing bags alone).
 //! - A parent QR that closes a second group is reported on that row (`invalid_argument`); the
 //!   second group's labels still go into the same parent up to its capacity.
+//!
+//! [`import`] sends what a workbook holds to bag-registry's ImportBags in batches. This crate is
+//! all the gateway needs of data in: the legacy migration tool (`tracetrack-dataio`) builds on it
+//! without the gateway building on that.
+
+pub mod import;
 
 use std::borrow::Cow;
 use std::cell::Cell;

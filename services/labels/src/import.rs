@@ -11,7 +11,7 @@ use tracetrack_common::{client, AppError};
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::registry::v1::{ImportBag, ImportBagsRequest};
 
-use crate::labels::{LabelImport, Problem};
+use crate::{LabelImport, Problem};
 
 /// bag-registry's limit on one ImportBags message.
 pub const MAX_BATCH: usize = 50_000;
