@@ -48,10 +48,13 @@ deploy-check: k8s-render ## k8s-render, build the image's binaries as its Docker
 	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-.local/deploy-target} bash deploy/docker/build-binaries.sh build .local/image-bin
 	bash deploy/roles-check.sh .local/image-bin
 
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke chaos
 
 bench: ## Seed (BENCH_BAGS, default 4,000,000) and run the benchmark profile on a release build; appends to BENCHMARKS.md
 	@bash scripts/bench.sh
 
 bench-smoke: ## A short smoke of the benchmark tool (debug build, 50,000 bags, own ports), for CI
 	@bash scripts/bench-smoke.sh
+
+chaos: ## Whole-stack fault suite: private stack, retrying scanners, SIGKILL of each service, Redis, Postgres; SQL checks, report in .local/chaos/report.md
+	@bash scripts/chaos.sh

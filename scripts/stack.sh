@@ -7,6 +7,8 @@
 #   scripts/stack.sh down    stop both
 #   scripts/stack.sh status
 #   scripts/stack.sh env     print the connection settings
+#   scripts/stack.sh install install what is missing, start nothing; print PGBIN= and PG_USER=
+#                            (for scripts that run private instances, such as scripts/chaos.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -175,9 +177,15 @@ case ${1:-up} in
     shift; PGBIN=$(pg_bindir)
     exec "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
     ;;
+  install)
+    ensure_pg_installed
+    ensure_redis_installed
+    echo "PGBIN=$PGBIN"
+    echo "PG_USER=$(pg_user)"
+    ;;
   env)
     echo "TRACETRACK_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     echo "TRACETRACK_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT"
     ;;
-  *) echo "usage: $0 up|down|status|env|psql" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|psql|install" >&2; exit 2 ;;
 esac

@@ -110,12 +110,28 @@ impl Api {
         body: Option<&Value>,
     ) -> Answer {
         let mutation = method != Method::GET && method != Method::HEAD;
+        let key = mutation.then(|| format!("bench-{}", Uuid::new_v4()));
+        self.send_keyed(method, path, token, body, key.as_deref())
+            .await
+            .0
+    }
+
+    /// Sends one request with the given `Idempotency-Key` (a retrying client keeps its key for
+    /// every attempt); the answer and its `Retry-After` header.
+    pub async fn send_keyed(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> (Answer, Option<Duration>) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        if mutation {
-            req = req.header("idempotency-key", format!("bench-{}", Uuid::new_v4()));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -132,16 +148,25 @@ impl Api {
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 match resp.bytes().await {
-                    Ok(b) => Answer {
-                        status,
-                        body: b.to_vec(),
-                        failure: None,
-                    },
-                    Err(e) => failed(e),
+                    Ok(b) => (
+                        Answer {
+                            status,
+                            body: b.to_vec(),
+                            failure: None,
+                        },
+                        retry_after,
+                    ),
+                    Err(e) => (failed(e), None),
                 }
             }
-            Err(e) => failed(e),
+            Err(e) => (failed(e), None),
         }
     }
 

@@ -8,9 +8,11 @@
 //!   gateway, closed-loop or at a fixed rate; latencies per operation, JSON and markdown.
 //! - `scan-load`: C concurrent scanners straight to the scan service over gRPC (no gateway).
 //! - `summary`: combines the JSON of several runs and pgbench's figure into one report.
+//! - `chaos`: the whole-stack fault suite on a private stack (`make chaos`, `scripts/chaos.sh`).
 
 mod accounts;
 mod api;
+mod chaos;
 mod report;
 mod run;
 mod scan_load;
@@ -37,6 +39,9 @@ enum Command {
     ScanLoad(scan_load::Args),
     /// Combine run results and pgbench's TPS into one JSON document and a markdown section.
     Summary(summary::Args),
+    /// The whole-stack fault suite: a private stack, retrying scanners, SIGKILL of each process,
+    /// Redis and Postgres in turn, checks in SQL, a report per victim (`make chaos`).
+    Chaos(chaos::Args),
 }
 
 #[tokio::main]
@@ -47,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::ScanLoad(args) => scan_load::run(args).await,
         Command::Summary(args) => summary::run(args),
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }
