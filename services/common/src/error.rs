@@ -41,6 +41,12 @@ impl AppError {
             .map(|(_, v)| v.as_str())
     }
 
+    /// What caused it, for the log (never sent).
+    pub fn with_source(mut self, source: impl Into<anyhow::Error>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
     /// An unexpected failure: the caller sees `internal`, the log sees `source`.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self {
@@ -62,6 +68,12 @@ impl AppError {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// Load shed: this replica is busy (429 with `Retry-After` at the gateway).
+    pub fn overloaded() -> Self {
+        Self::new(ErrorCode::Overloaded, "the service is busy, try again")
+            .with_detail("retry_after_seconds", 1)
     }
 
     pub fn unauthenticated() -> Self {
@@ -167,50 +179,6 @@ impl From<AppError> for Status {
             ErrorDetails::with_error_info(err.code.as_str(), ERROR_DOMAIN, metadata),
         )
     }
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            // No connection came free in time while the database answers health checks: every
-            // connection is busy with live work, so this replica is overloaded (429, retry
-            // soon). A database that cannot be reached is an outage (503) — see `db::answers`.
-            sqlx::Error::PoolTimedOut if crate::db::answers() => {
-                let mut e = crate::shed::overloaded();
-                e.source = Some(err.into());
-                e
-            }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                AppError::unavailable("the database", err)
-            }
-            // No connection, or the server went away under it (`terminating connection due to
-            // unexpected postmaster exit`, an admin or crash shutdown, a lost connection): an
-            // outage, not a bug — and the circuit opens, so the next calls do not wait for it.
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => {
-                crate::db::trip();
-                AppError::unavailable("the database", err)
-            }
-            sqlx::Error::Database(db) if db.code().is_some_and(|c| connection_lost(&c)) => {
-                crate::db::trip();
-                AppError::unavailable("the database", err)
-            }
-            _ if crate::db::is_retryable(&err) => {
-                let mut e = AppError::new(ErrorCode::Conflict, "a concurrent change won, retry");
-                e.source = Some(err.into());
-                e
-            }
-            _ => AppError::internal(err),
-        }
-    }
-}
-
-/// SQLSTATEs of a connection the server ended or lost: class 08 (connection exception) and
-/// 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
-fn connection_lost(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 impl From<redis::RedisError> for AppError {

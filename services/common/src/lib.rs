@@ -18,10 +18,12 @@ pub mod idempotency;
 pub mod metadata;
 pub mod metrics;
 pub mod outbox;
+pub mod page;
 pub mod redis;
 pub mod server;
 pub mod shed;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;
 
 pub use error::{AppError, AppResult};

@@ -117,8 +117,7 @@ fn refuse<RB: Default>(err: AppError) -> http::Response<RB> {
 }
 
 pub fn overloaded() -> AppError {
-    AppError::new(ErrorCode::Overloaded, "the service is busy, try again")
-        .with_detail("retry_after_seconds", 1)
+    AppError::overloaded()
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for Shed<S>

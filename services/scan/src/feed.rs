@@ -179,7 +179,7 @@ impl Reader {
             return;
         }
         // No subscribers is not an error.
-        let _ = self.feed.send(Arc::new(crate::grpc::to_pb(&event)));
+        let _ = self.feed.send(Arc::new(event.to_pb()));
     }
 }
 

@@ -27,7 +27,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -39,7 +38,7 @@ use tracetrack_common::client::{self, Intercepted};
 use tracetrack_common::export::{self, ExportStream};
 use tracetrack_common::idempotency::{self, Begin};
 use tracetrack_common::outbox::{self, NewEvent};
-use tracetrack_common::{AppError, AppResult};
+use tracetrack_common::{page, time, AppError, AppResult};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as registry;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
@@ -101,46 +100,6 @@ impl Kind {
     }
 }
 
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn from_ts(t: &prost_types::Timestamp, what: &str) -> AppResult<DateTime<Utc>> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| AppError::invalid(format!("{what} is not a valid time")))
-}
-
-fn kind_to_pb(kind: &str) -> pb::ScanKind {
-    match kind {
-        "parent" => pb::ScanKind::Parent,
-        "child" => pb::ScanKind::Child,
-        "undo" => pb::ScanKind::Undo,
-        _ => pb::ScanKind::Unspecified,
-    }
-}
-
-pub fn to_pb(e: &ScanEventRow) -> pb::ScanEvent {
-    pb::ScanEvent {
-        id: e.id.to_string(),
-        occurred_at: Some(ts(e.occurred_at)),
-        user_id: e.user_id.to_string(),
-        username: e.username.clone(),
-        kind: kind_to_pb(&e.kind) as i32,
-        area: e.area.clone(),
-        parent_qr: e.parent_qr.clone(),
-        child_qr: e.child_qr.clone().unwrap_or_default(),
-        raw_input: e.raw_input.clone(),
-        outcome: e.outcome.clone(),
-        parent_child_count: e.parent_child_count.unwrap_or_default(),
-        parent_capacity: e.parent_capacity.unwrap_or_default(),
-    }
-}
-
 /// At most `max` characters of `s`.
 fn cap(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -164,8 +123,16 @@ fn list_filter(req: &pb::ListScansRequest, area: Option<String>) -> AppResult<Li
     Ok(ListFilter {
         user_id,
         qr: Some(req.qr.trim()).filter(|q| !q.is_empty()).map(logged_qr),
-        from: req.from.as_ref().map(|t| from_ts(t, "from")).transpose()?,
-        to: req.to.as_ref().map(|t| from_ts(t, "to")).transpose()?,
+        from: req
+            .from
+            .as_ref()
+            .map(|t| time::from_ts(t, "from"))
+            .transpose()?,
+        to: req
+            .to
+            .as_ref()
+            .map(|t| time::from_ts(t, "to"))
+            .transpose()?,
         area,
         after: None,
         limit: 0,
@@ -192,30 +159,6 @@ fn registry_error(status: &Status) -> AppError {
         ),
         _ => err,
     }
-}
-
-fn encode_token(at: DateTime<Utc>, id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}",
-        at.timestamp_micros(),
-        id
-    ))
-}
-
-fn decode_token(token: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
-    let bad = || AppError::invalid("bad page_token");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
 }
 
 impl Scan {
@@ -559,25 +502,28 @@ impl Scan {
             View::Area(a) => Some(a),
             View::Nothing => return Ok(pb::ListScansResponse::default()),
         };
-        let size = match req.page_size {
-            0 => 50,
-            n => n.min(200),
-        } as i64;
+        let size = page::size(req.page_size);
         let mut filter = list_filter(&req, area)?;
         filter.after = match req.page_token.as_str() {
             "" => None,
-            t => Some(decode_token(t)?),
+            t => {
+                let (at, id) = page::decode_at(t)?;
+                let id = id
+                    .parse()
+                    .map_err(|_| AppError::invalid("bad page_token"))?;
+                Some((at, id))
+            }
         };
         filter.limit = size + 1;
         let rows = store::list_events(self.pool(), &filter).await?;
         let more = rows.len() as i64 > size;
         let page = &rows[..rows.len().min(size as usize)];
         let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => encode_token(last.occurred_at, last.id),
+            (true, Some(last)) => page::encode_at(last.occurred_at, &last.id.to_string()),
             _ => String::new(),
         };
         Ok(pb::ListScansResponse {
-            events: page.iter().map(to_pb).collect(),
+            events: page.iter().map(ScanEventRow::to_pb).collect(),
             next_page_token,
         })
     }
@@ -614,7 +560,7 @@ impl Scan {
         Ok(pages
             .map(|page| {
                 page.map(|rows| pb::ExportScansChunk {
-                    events: rows.iter().map(to_pb).collect(),
+                    events: rows.iter().map(ScanEventRow::to_pb).collect(),
                 })
                 .map_err(Status::from)
             })
@@ -741,19 +687,6 @@ impl pb::scan_service_server::ScanService for Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip() {
-        let at = Utc::now().trunc_subsecs(6);
-        let id = Uuid::now_v7();
-        let back = decode_token(&encode_token(at, id));
-        assert!(matches!(back, Ok((a, i)) if a == at && i == id));
-        assert!(decode_token("not a token").is_err());
-        assert!(
-            decode_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("12:nope"))
-                .is_err()
-        );
-    }
 
     #[test]
     fn cap_counts_characters() {

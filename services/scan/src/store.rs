@@ -4,7 +4,8 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
-use tracetrack_common::{idempotency, outbox, AppResult};
+use tracetrack_common::{idempotency, outbox, time, AppResult};
+use tracetrack_proto::scan::v1 as pb;
 use uuid::Uuid;
 
 /// One scan attempt, as stored in `scan.scan_events` and as sent, JSON encoded, in the
@@ -33,6 +34,35 @@ pub struct ScanEventRow {
     pub parent_child_count: Option<i32>,
     pub parent_capacity: Option<i32>,
     pub idempotency_key: Option<String>,
+}
+
+impl ScanEventRow {
+    /// The row as the API shows it (ListScans, ExportScans, WatchScans).
+    pub fn to_pb(&self) -> pb::ScanEvent {
+        pb::ScanEvent {
+            id: self.id.to_string(),
+            occurred_at: Some(time::ts(self.occurred_at)),
+            user_id: self.user_id.to_string(),
+            username: self.username.clone(),
+            kind: kind_to_pb(&self.kind) as i32,
+            area: self.area.clone(),
+            parent_qr: self.parent_qr.clone(),
+            child_qr: self.child_qr.clone().unwrap_or_default(),
+            raw_input: self.raw_input.clone(),
+            outcome: self.outcome.clone(),
+            parent_child_count: self.parent_child_count.unwrap_or_default(),
+            parent_capacity: self.parent_capacity.unwrap_or_default(),
+        }
+    }
+}
+
+fn kind_to_pb(kind: &str) -> pb::ScanKind {
+    match kind {
+        "parent" => pb::ScanKind::Parent,
+        "child" => pb::ScanKind::Child,
+        "undo" => pb::ScanKind::Undo,
+        _ => pb::ScanKind::Unspecified,
+    }
 }
 
 const COLUMNS: &str = "id, occurred_at, user_id, username, kind, area, parent_qr, child_qr, \

@@ -12,7 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracetrack_common::caller::{AreaView, Caller, CallerResolver};
 use tracetrack_common::client::{self, Intercepted};
-use tracetrack_common::{AppError, AppResult};
+use tracetrack_common::time::{self, ts};
+use tracetrack_common::{page, AppError, AppResult};
 use tracetrack_domain::{ErrorCode, Role};
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::registry::v1::GetBagRequest;
@@ -39,16 +40,9 @@ pub struct Inner {
 #[derive(Clone)]
 pub struct Stats(pub Arc<Inner>);
 
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
+/// A time filter: absent (or not a valid time) means no bound.
 fn from_ts(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.as_ref()
-        .and_then(|t| Utc.timestamp_opt(t.seconds, t.nanos.max(0) as u32).single())
+    t.as_ref().and_then(|t| time::from_ts(t, "").ok())
 }
 
 /// Which areas a caller sees: all, or a dispatcher's own.
@@ -361,10 +355,7 @@ impl Stats {
     ) -> AppResult<pb::ListAuditEventsResponse> {
         self.caller(&req).await?.require_role(&[Role::Admin])?;
         let req = req.into_inner();
-        let size = match req.page_size {
-            0 => 50,
-            n => i64::from(n.min(200)),
-        };
+        let size = page::size(req.page_size);
         let user = if req.user_id.is_empty() {
             None
         } else {
