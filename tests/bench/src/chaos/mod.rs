@@ -152,6 +152,8 @@ struct Row {
     errors_other: BTreeMap<String, u64>,
     slowest: Option<(Duration, String)>,
     ready: Option<Duration>,
+    /// From the kill to the victim's being ready again.
+    back_ready: Duration,
     recovered: Result<Duration, String>,
     drained: Result<Duration, String>,
     converged: Result<Duration, String>,
@@ -648,6 +650,7 @@ async fn phase(
         errors_other,
         slowest,
         ready: Some(t_ready - t_restart),
+        back_ready: t_ready - t_kill,
         recovered,
         drained,
         converged,
@@ -682,7 +685,7 @@ fn render(rows: &[Row], problems: &[String], took: Duration, args: &Args) -> Str
     );
     let _ = writeln!(
         s,
-        "| victim | acknowledged | missing | invariant breaks | errors while down (kill → first success after restart) | slowest request while down | recovered (kill → first success) | ready (restart → healthy) | drained | dashboard converged (after drain) |"
+        "| victim | acknowledged | missing | invariant breaks | errors while down (kill → first success after restart) | slowest request while down | recovered (kill → first success after restart) | ready (restart → healthy) | drained | dashboard converged (after drain) |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---|---|---:|---:|---:|---:|");
     for r in rows {
@@ -699,9 +702,14 @@ fn render(rows: &[Row], problems: &[String], took: Duration, args: &Args) -> Str
             r.slowest
                 .as_ref()
                 .map_or("-".into(), |(d, w)| format!("{} ({w})", secs(*d))),
-            r.recovered
-                .as_ref()
-                .map_or_else(|e| format!("FAILED: {e}"), |d| secs(*d)),
+            r.recovered.as_ref().map_or_else(
+                |e| format!("FAILED: {e}"),
+                |d| format!(
+                    "{} ({} after ready)",
+                    secs(*d),
+                    secs(d.saturating_sub(r.back_ready))
+                )
+            ),
             r.ready.map_or("-".into(), secs),
             r.drained
                 .as_ref()
