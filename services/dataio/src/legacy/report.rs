@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::apply::Results;
 use super::SourceCounts;
+use crate::import::Counts;
 
 /// What happens to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -158,6 +158,79 @@ impl MigrationReport {
         }
         for n in &self.notes {
             out.push_str(&format!("note: {n}\n"));
+        }
+        out
+    }
+}
+
+/// What a real run wrote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserResults {
+    pub created: usize,
+    pub already_present: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BagResults {
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub rejected: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BillResults {
+    /// False when billing could not be reached (or no URL was given).
+    pub migrated: bool,
+    pub created: usize,
+    pub already_present: usize,
+    pub not_migrated: usize,
+    pub failed: usize,
+    pub parents_attached: usize,
+    pub parents_already_attached: usize,
+    pub attach_failed: usize,
+    pub completed: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Results {
+    pub users: UserResults,
+    pub bags: BagResults,
+    pub bills: BillResults,
+}
+
+impl Results {
+    /// True when the run created or attached nothing.
+    pub fn nothing_new(&self) -> bool {
+        self.users.created == 0
+            && self.bags.counts.parents_created == 0
+            && self.bags.counts.children_created == 0
+            && self.bags.counts.links_created == 0
+            && self.bills.created == 0
+            && self.bills.parents_attached == 0
+            && self.bills.completed == 0
+    }
+
+    pub fn render(&self) -> String {
+        let (u, b, c) = (&self.users, &self.bags, &self.bills);
+        let mut out = format!(
+            "written:\n  users: {} created, {} already present, {} failed\n  bags: {} parents and {} children created, {} links created, {} already present, {} refused by bag-registry\n",
+            u.created, u.already_present, u.failed,
+            b.counts.parents_created, b.counts.children_created, b.counts.links_created, b.counts.unchanged, b.rejected
+        );
+        if c.migrated {
+            out.push_str(&format!(
+                "  bills: {} created, {} already present, {} failed; parents: {} attached, {} already attached, {} failed; {} completed\n",
+                c.created, c.already_present, c.failed, c.parents_attached, c.parents_already_attached, c.attach_failed, c.completed
+            ));
+        } else {
+            out.push_str(&format!(
+                "  bills: NOT MIGRATED ({} bills): billing could not be reached; run again when it can\n",
+                c.not_migrated
+            ));
+        }
+        if self.nothing_new() {
+            out.push_str("  nothing new: everything was already present\n");
         }
         out
     }
