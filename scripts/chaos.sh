@@ -6,7 +6,8 @@
 # bag-registry, auth, billing, stats, the gateway, Redis (restarted empty, then from a stale
 # snapshot while stats lags) and the Postgres postmaster in turn, checking in SQL after each.
 # The shared stack (scripts/stack.sh up) is never touched: only its install step is used.
-# The report is printed and written to .local/chaos/report.md; exit status 1 when anything failed.
+# The report is printed and written to .local/chaos/report.md; exit status 1 when anything failed
+# (then the cluster's data stays for a look; the logs in .local/chaos/logs always do).
 #
 # Knobs: CHAOS_PORT_BASE (default 18150: gRPC 18151-18155, admin 18161-18166, gateway 18180,
 # Postgres 18190, Redis 18191); extra arguments go to `tracetrack-bench chaos` (see its --help),
@@ -70,4 +71,6 @@ args=(chaos --bin-dir "$BIN" --state-dir "$STATE" --pg-bin "$PGBIN" --pg-dir "$P
 status=0
 "$BIN/tracetrack-bench" "${args[@]}" "$@" || status=$?
 say "chaos run took $(( $(date +%s) - started )) s (exit status $status)"
+# The cluster (about 500 MB) is kept only when something failed, for a closer look.
+if [[ $status -eq 0 ]]; then cleanup; rm -rf "$PG_DIR" "$STATE/redis/dump.rdb"; fi
 exit "$status"
