@@ -8,6 +8,7 @@
 //! replay-safe with [`idempotency`].
 
 pub mod caller;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod consumer;

@@ -1,0 +1,87 @@
+//! The commands every service binary has — `serve` (the default), `migrate` and `health` — run
+//! one way for all five. A binary with commands of its own flattens [`Standard`] into its enum
+//! and hands the standard ones to [`Binary::run`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+
+use crate::config::CommonSettings;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Standard {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Run the database migrations (and the service's own schema upkeep, such as partitions)
+    /// and exit (a Kubernetes Job, with a DDL role).
+    Migrate,
+    /// Exit 0 when the running service reports SERVING (for scripts and probes).
+    Health {
+        /// Defaults to the configured gRPC address.
+        #[arg(long)]
+        addr: Option<String>,
+    },
+}
+
+/// A service binary: its name (for telemetry), its schema and its migrations.
+pub struct Binary {
+    pub service: &'static str,
+    pub schema: &'static str,
+    pub migrator: &'static Migrator,
+}
+
+impl Binary {
+    /// Runs a standard command: `serve` runs `serve` (build the application, run it until a
+    /// shutdown signal); `migrate` migrates, then runs `after_migrate` on the pool; `health`
+    /// probes and exits 0 (SERVING) or 1.
+    pub async fn run<S, M>(
+        &self,
+        command: Standard,
+        common: &CommonSettings,
+        serve: impl FnOnce() -> S,
+        after_migrate: impl FnOnce(PgPool) -> M,
+    ) -> anyhow::Result<()>
+    where
+        S: Future<Output = anyhow::Result<()>>,
+        M: Future<Output = anyhow::Result<()>>,
+    {
+        if let Standard::Health { addr } = &command {
+            let url = format!("http://{}", addr.as_deref().unwrap_or(&common.grpc_addr));
+            let serving = crate::server::probe(&url, "").await.unwrap_or(false);
+            std::process::exit(if serving { 0 } else { 1 });
+        }
+        let _telemetry = self.telemetry(common)?;
+        match command {
+            Standard::Serve => serve().await,
+            Standard::Health { .. } => Ok(()),
+            Standard::Migrate => {
+                let pool = self.pool(common)?;
+                crate::db::wait_until_ready(&pool, Duration::from_secs(60)).await?;
+                crate::db::migrate(&pool, self.schema, self.migrator).await?;
+                after_migrate(pool).await?;
+                tracing::info!(service = self.service, "migrations applied");
+                Ok(())
+            }
+        }
+    }
+
+    /// Telemetry for a command of the binary's own (flushed when the guard drops).
+    pub fn telemetry(
+        &self,
+        common: &CommonSettings,
+    ) -> anyhow::Result<crate::telemetry::TelemetryGuard> {
+        crate::telemetry::init(self.service, &common.telemetry)
+    }
+
+    /// The service's pool, for a command of the binary's own.
+    pub fn pool(&self, common: &CommonSettings) -> anyhow::Result<PgPool> {
+        crate::db::pool(&common.database, self.schema)
+    }
+}
+
+/// For a binary with nothing to do after migrating.
+pub async fn nothing(_: PgPool) -> anyhow::Result<()> {
+    Ok(())
+}
