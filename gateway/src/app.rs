@@ -107,7 +107,7 @@ async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Respon
     let long = path.starts_with("/api/v1/exports/") || path.starts_with("/api/v1/imports/");
     let Ok(_permit) = state.0.requests.clone().try_acquire_owned() else {
         metrics::counter!("gateway_shed_total").increment(1);
-        return ApiError(tracetrack_common::shed::overloaded()).into_response();
+        return ApiError(tracetrack_base::AppError::overloaded()).into_response();
     };
     let _in_flight = InFlight::new();
     let timeout = std::time::Duration::from_millis(state.0.settings.request_timeout_ms);
@@ -174,7 +174,7 @@ async fn request_context(State(_state): State<AppState>, req: Request, next: Nex
     let method = req.method().to_string();
     let span = tracing::info_span!("http.request", otel.name = %format!("{method} {route}"), otel.kind = "server",
         http.method = %method, http.route = %route, request_id = %id);
-    let _ = span.set_parent(tracetrack_common::telemetry::extract_context(req.headers()));
+    let _ = span.set_parent(tracetrack_base::telemetry::extract_context(req.headers()));
     let start = Instant::now();
     let mut resp = REQUEST_ID
         .scope(id.clone(), next.run(req))

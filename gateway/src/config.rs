@@ -1,7 +1,7 @@
 //! Gateway settings: listeners, upstream services, cookies, rate limits, live streams.
 
 use serde::Deserialize;
-use tracetrack_common::config::{
+use tracetrack_base::config::{
     AuthClientSettings, RedisSettings, ShutdownSettings, TelemetrySettings,
 };
 

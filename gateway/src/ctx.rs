@@ -9,9 +9,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use tonic::metadata::MetadataValue;
-use tracetrack_common::caller::{TokenVerifier, UserIdentity};
-use tracetrack_common::metadata::{CLIENT_IP, MAX_IDEMPOTENCY_KEY_LEN, REQUEST_ID};
-use tracetrack_common::AppError;
+use tracetrack_base::caller::{TokenVerifier, UserIdentity};
+use tracetrack_base::metadata::{CLIENT_IP, MAX_IDEMPOTENCY_KEY_LEN, REQUEST_ID};
+use tracetrack_base::AppError;
 use tracetrack_domain::ErrorCode;
 
 use crate::error::{current_request_id, ApiError};
@@ -222,14 +222,14 @@ impl FromRequestParts<AppState> for Ctx {
 impl Ctx {
     /// A request to a service on this user's behalf, for a read.
     pub fn read<T>(&self, message: T) -> tonic::Request<T> {
-        let mut r = tracetrack_common::client::request(message, Some(&self.token), None);
+        let mut r = tracetrack_base::client::request(message, Some(&self.token), None);
         self.stamp(&mut r);
         r
     }
 
     /// A request for a mutation: carries the idempotency key.
     pub fn write<T>(&self, message: T) -> tonic::Request<T> {
-        let mut r = tracetrack_common::client::request(
+        let mut r = tracetrack_base::client::request(
             message,
             Some(&self.token),
             Some(&self.idempotency_key),

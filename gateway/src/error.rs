@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use tracetrack_common::AppError;
+use tracetrack_base::AppError;
 use tracetrack_domain::ErrorCode;
 
 tokio::task_local! {

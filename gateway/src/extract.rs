@@ -89,7 +89,7 @@ macro_rules! mutate {
     ($client:expr, $method:ident, $ctx:expr, $message:expr) => {
         async {
             let message = $message;
-            tracetrack_common::client::retry_transport(|| {
+            tracetrack_base::client::retry_transport(|| {
                 let mut client = $client.clone();
                 let request = $ctx.write(message.clone());
                 async move { client.$method(request).await }

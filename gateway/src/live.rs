@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::response::sse::Event;
-use tracetrack_common::caller::{TokenVerifier, UserIdentity};
-use tracetrack_common::AppError;
+use tracetrack_base::caller::{TokenVerifier, UserIdentity};
+use tracetrack_base::AppError;
 use tracetrack_domain::ErrorCode;
 use uuid::Uuid;
 

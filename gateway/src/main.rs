@@ -44,9 +44,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
-    let _telemetry = tracetrack_common::telemetry::init("gateway", &settings.telemetry)?;
+    let settings: Settings = tracetrack_base::config::load(DEFAULTS)?;
+    let _telemetry = tracetrack_base::telemetry::init("gateway", &settings.telemetry)?;
     let app = Application::build(settings).await?;
-    app.run_until_stopped(tracetrack_common::shutdown::signal())
+    app.run_until_stopped(tracetrack_base::shutdown::signal())
         .await
 }

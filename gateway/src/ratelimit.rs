@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tracetrack_common::AppError;
+use tracetrack_base::AppError;
 use tracetrack_domain::ErrorCode;
 
 use crate::error::ApiError;

@@ -19,7 +19,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        tracetrack_common::metrics::handle();
+        tracetrack_base::metrics::handle();
         let http = TcpListener::bind(&settings.http_addr).await?;
         let admin = TcpListener::bind(&settings.admin_addr).await?;
         Ok(Self {
@@ -36,7 +36,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin = tokio::spawn(tracetrack_common::metrics::serve_admin(self.admin, {
+        let admin = tokio::spawn(tracetrack_base::metrics::serve_admin(self.admin, {
             let mut rx = stop_rx.clone();
             async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -89,7 +89,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), pump_dashboard).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
-        tracetrack_common::telemetry::shutdown();
+        tracetrack_base::telemetry::shutdown();
         Ok(result?)
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::sync::{broadcast, OnceCell};
-use tracetrack_common::caller::RemoteVerifier;
-use tracetrack_common::client::{self, Intercepted, Outgoing};
+use tracetrack_base::caller::RemoteVerifier;
+use tracetrack_base::client::{self, Intercepted, Outgoing};
 use tracetrack_proto::auth::v1::auth_service_client::AuthServiceClient;
 use tracetrack_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use tracetrack_proto::billing::v1::billing_service_client::BillingServiceClient;
@@ -112,7 +112,7 @@ impl AppState {
         if let Some(c) = self.0.redis.get() {
             return Some(c.clone());
         }
-        match tracetrack_common::redis::connect(&self.0.settings.redis).await {
+        match tracetrack_base::redis::connect(&self.0.settings.redis).await {
             Ok(c) => Some(self.0.redis.get_or_init(|| async { c }).await.clone()),
             Err(e) => {
                 tracing::warn!(error = %e, "redis unavailable");

@@ -86,7 +86,7 @@ async fn login(
     });
     if let Ok(v) = tonic::metadata::MetadataValue::try_from(ip.as_str()) {
         req.metadata_mut()
-            .insert(tracetrack_common::metadata::CLIENT_IP, v);
+            .insert(tracetrack_base::metadata::CLIENT_IP, v);
     }
     let r = state.0.auth.clone().login(req).await?.into_inner();
     let max_age = r

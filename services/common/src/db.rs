@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use tracetrack_domain::ErrorCode;
 
 /// Builds the pool without connecting: a service starts (NOT_SERVING) while its database is down
@@ -87,72 +87,6 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
     result
 }
 
-/// Serialization failures and deadlocks: the transaction can simply run again.
-pub fn is_retryable(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "40001" || c == "40P01")
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            // No connection came free in time while the database answers health checks: every
-            // connection is busy with live work, so this replica is overloaded (429, retry
-            // soon). A database that cannot be reached is an outage (503) — see `db::answers`.
-            sqlx::Error::PoolTimedOut if answers() => AppError::overloaded().with_source(err),
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                AppError::unavailable("the database", err)
-            }
-            // No connection, or the server went away under it (`terminating connection due to
-            // unexpected postmaster exit`, an admin or crash shutdown, a lost connection): an
-            // outage, not a bug — and the circuit opens, so the next calls do not wait for it.
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => {
-                trip();
-                AppError::unavailable("the database", err)
-            }
-            sqlx::Error::Database(db) if db.code().is_some_and(|c| connection_lost(&c)) => {
-                trip();
-                AppError::unavailable("the database", err)
-            }
-            _ if is_retryable(&err) => {
-                AppError::new(ErrorCode::Conflict, "a concurrent change won, retry")
-                    .with_source(err)
-            }
-            _ => AppError::internal(err),
-        }
-    }
-}
-
-/// SQLSTATEs of a connection the server ended or lost: class 08 (connection exception) and
-/// 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
-fn connection_lost(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
-}
-
-/// The constraint (or unique index) a unique violation hit, to map it to a stable code.
-pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
-    let db = err.as_database_error()?;
-    if db.code().as_deref() == Some("23505") {
-        db.constraint()
-    } else {
-        None
-    }
-}
-
-/// The constraint a CHECK violation hit.
-pub fn check_violation(err: &sqlx::Error) -> Option<&str> {
-    let db = err.as_database_error()?;
-    if db.code().as_deref() == Some("23514") {
-        db.constraint()
-    } else {
-        None
-    }
-}
-
 /// Runs `op` again (up to 5 times, with a short jittered pause) while it fails with a
 /// serialization failure or deadlock (`conflict`).
 pub async fn retry<T, F, Fut>(mut op: F) -> AppResult<T>
@@ -173,97 +107,5 @@ where
     }
 }
 
-impl AppError {
-    /// Maps a unique violation by constraint name through `map` (constraint, code, message);
-    /// anything else as usual.
-    pub fn from_unique(err: sqlx::Error, map: &[(&str, ErrorCode, &str)]) -> AppError {
-        if let Some(name) = unique_violation(&err) {
-            if let Some((_, code, message)) = map.iter().find(|(c, _, _)| *c == name) {
-                return AppError::new(*code, *message);
-            }
-        }
-        AppError::from(err)
-    }
-}
-
-/// Whether a service's database answers, as its readiness loop last saw it — and a circuit:
-/// while it does not, the service's calls are refused at once with `unavailable` (see
-/// `shed::ShedLayer`) instead of each waiting out the pool's acquire timeout. A request that
-/// meets a lost or refused connection opens it at once ([`trip`]) and asks the readiness loop
-/// to look again now, which closes it as soon as the database answers.
-#[derive(Clone, Debug)]
-pub struct Health(std::sync::Arc<HealthInner>);
-
-#[derive(Debug)]
-struct HealthInner {
-    answers: std::sync::atomic::AtomicBool,
-    recheck: tokio::sync::Notify,
-}
-
-impl Default for Health {
-    /// Answering until a check says otherwise.
-    fn default() -> Self {
-        Self(std::sync::Arc::new(HealthInner {
-            answers: std::sync::atomic::AtomicBool::new(true),
-            recheck: tokio::sync::Notify::new(),
-        }))
-    }
-}
-
-impl Health {
-    pub fn answers(&self) -> bool {
-        self.0.answers.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn set(&self, ok: bool) {
-        self.0
-            .answers
-            .store(ok, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// A request found the database gone: refuse the next ones, and check again now.
-    pub fn trip(&self) {
-        if self
-            .0
-            .answers
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!("database connection lost: refusing calls until it answers again");
-            metrics::counter!("db_circuit_trips_total").increment(1);
-        }
-        self.0.recheck.notify_one();
-    }
-
-    /// Resolves when a request tripped the circuit (the readiness loop then checks at once).
-    pub async fn recheck_requested(&self) {
-        self.0.recheck.notified().await;
-    }
-}
-
-tokio::task_local! {
-    /// The database health of the service whose call is being served (a process may hold
-    /// several services: the tests run them side by side).
-    static SERVED_DB: Option<Health>;
-}
-
-/// Runs `fut` (a call being served) with `health` as its database's: [`answers`] and [`trip`]
-/// inside it speak of that database.
-pub fn serving<F: std::future::Future>(
-    health: Option<Health>,
-    fut: F,
-) -> impl std::future::Future<Output = F::Output> {
-    SERVED_DB.scope(health, fut)
-}
-
-/// Whether the database of the call being served answered its last health check: tells a busy
-/// pool (overloaded) from an outage. Outside a call (relays, consumers): true.
-pub fn answers() -> bool {
-    SERVED_DB
-        .try_with(|h| h.as_ref().is_none_or(Health::answers))
-        .unwrap_or(true)
-}
-
-/// The call being served found its database gone (see [`Health::trip`]).
-pub fn trip() {
-    let _ = SERVED_DB.try_with(|h| h.as_ref().map(Health::trip));
-}
+pub use tracetrack_base::db_health::{answers, serving, trip, Health};
+pub use tracetrack_base::sqlx_error::{check_violation, is_retryable, unique_violation};

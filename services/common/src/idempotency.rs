@@ -15,11 +15,9 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use tonic::metadata::MetadataMap;
 use tracetrack_domain::ErrorCode;
 
 use crate::error::{AppError, AppResult};
-use crate::metadata::{self, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LEN};
 
 pub const TTL_HOURS: i32 = 24;
 
@@ -30,16 +28,7 @@ pub enum Begin<M> {
     Replay(M),
 }
 
-/// The idempotency key of a request, if any (validated).
-pub fn key_from(md: &MetadataMap) -> AppResult<Option<String>> {
-    match metadata::get_str(md, IDEMPOTENCY_KEY) {
-        None => Ok(None),
-        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_LEN || k.chars().any(char::is_control) => Err(
-            AppError::invalid("idempotency-key must be 1-200 printable characters"),
-        ),
-        Some(k) => Ok(Some(k.to_owned())),
-    }
-}
+pub use crate::metadata::idempotency_key as key_from;
 
 /// The key a service uses for its call downstream: deterministic in the caller's key, the
 /// scope (who asked) and the purpose, so a retried request makes the same downstream call.
@@ -167,6 +156,6 @@ mod tests {
         assert_ne!(a, derive_key("k1", "user:1", "unlink"));
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(derive_key("ab", "c", "x"), derive_key("a", "bc", "x"));
-        assert!(a.len() <= MAX_IDEMPOTENCY_KEY_LEN);
+        assert!(a.len() <= crate::metadata::MAX_IDEMPOTENCY_KEY_LEN);
     }
 }

@@ -27,40 +27,6 @@ const EXEMPT_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.
 /// Paths without the server's own deadline (they run as long as their caller allows).
 const NO_TIMEOUT: &[&str] = &["/tracetrack.registry.v1.BagRegistryService/ImportBags"];
 
-tokio::task_local! {
-    /// When the caller of the RPC being served stops waiting (its `grpc-timeout`).
-    static DEADLINE: Option<tokio::time::Instant>;
-}
-
-/// Time left before the caller of the RPC being served gives up, when it said (`grpc-timeout`).
-/// Calls made while serving it get no longer than that (`client::Outgoing`), so the deadline
-/// travels down the chain and every callee stops work its caller gave up.
-pub fn remaining() -> Option<Duration> {
-    DEADLINE
-        .try_with(|d| *d)
-        .ok()
-        .flatten()
-        .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
-}
-
-/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[derive(Clone)]
 pub struct ShedLayer {
     permits: Arc<Semaphore>,
@@ -155,15 +121,14 @@ where
             return Box::pin(async { Ok(refuse(overloaded())) });
         };
         // The caller's deadline, for the calls this one makes (see `client::Outgoing`).
-        let deadline = req
+        let grpc_timeout = req
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map(|d| tokio::time::Instant::now() + d);
+            .map(str::to_owned);
         let fut = crate::db::serving(
             self.layer.database.clone(),
-            DEADLINE.scope(deadline, self.inner.call(req)),
+            tracetrack_base::deadline::serving(grpc_timeout.as_deref(), self.inner.call(req)),
         );
         Box::pin(async move {
             let _permit = permit;
@@ -181,34 +146,5 @@ where
                 },
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("123456789S"), None);
-        assert_eq!(parse_grpc_timeout("5x"), None);
-        assert_eq!(parse_grpc_timeout(""), None);
-    }
-
-    #[tokio::test]
-    async fn the_deadline_is_known_inside_the_call_only() {
-        assert_eq!(remaining(), None);
-        let left = DEADLINE
-            .scope(
-                Some(tokio::time::Instant::now() + Duration::from_secs(2)),
-                async { remaining() },
-            )
-            .await
-            .unwrap();
-        assert!(left <= Duration::from_secs(2) && left > Duration::from_secs(1));
     }
 }

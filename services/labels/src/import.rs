@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tonic::transport::Channel;
-use tracetrack_common::{client, AppError};
+use tracetrack_base::{client, AppError};
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::registry::v1::{ImportBag, ImportBagsRequest};
 

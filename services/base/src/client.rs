@@ -80,7 +80,7 @@ impl tonic::service::Interceptor for Outgoing {
             req.metadata_mut().insert(SERVICE_TOKEN, token.clone());
         }
         // The shorter of the channel's deadline and what is left of our own caller's.
-        let deadline = match (self.deadline, crate::shed::remaining()) {
+        let deadline = match (self.deadline, crate::deadline::remaining()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

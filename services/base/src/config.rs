@@ -46,7 +46,7 @@ pub struct CommonSettings {
     pub limits: LimitSettings,
 }
 
-/// Overload protection (`crate::shed`): calls beyond `max_concurrent_rpcs` are refused at once
+/// Overload protection (`tracetrack_common::shed`): calls beyond `max_concurrent_rpcs` are refused at once
 /// with `overloaded`; each call gets at most `request_timeout_ms` (0: none).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

@@ -32,3 +32,14 @@ pub fn bearer(md: &MetadataMap) -> Option<&str> {
         .then_some(token.trim())
         .filter(|t| !t.is_empty())
 }
+
+/// The idempotency key of a request, if any (validated).
+pub fn idempotency_key(md: &MetadataMap) -> crate::AppResult<Option<String>> {
+    match get_str(md, IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_LEN || k.chars().any(char::is_control) => Err(
+            crate::AppError::invalid("idempotency-key must be 1-200 printable characters"),
+        ),
+        Some(k) => Ok(Some(k.to_owned())),
+    }
+}

@@ -176,7 +176,7 @@ impl CallerResolver {
     /// (`unauthenticated`) rather than ignored.
     pub async fn resolve(&self, md: &MetadataMap) -> AppResult<Caller> {
         let mut caller = Caller {
-            idempotency_key: crate::idempotency::key_from(md)?,
+            idempotency_key: crate::metadata::idempotency_key(md)?,
             ..Caller::default()
         };
         if let Some(token) = metadata::get_str(md, SERVICE_TOKEN) {
