@@ -2,8 +2,13 @@
 //! the parents attached to them, kept consistent with bag-registry by a small saga and a sweeper.
 
 pub mod config;
-pub mod grpc;
+pub mod convert;
+pub mod registry;
+pub mod rpc;
+pub mod rules;
+pub mod saga;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod sweeper;
 

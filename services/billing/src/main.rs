@@ -52,13 +52,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let pool = tracetrack_common::db::pool(
                 &settings.common.database,
-                tracetrack_billing::grpc::SCHEMA,
+                tracetrack_billing::state::SCHEMA,
             )?;
             tracetrack_common::db::wait_until_ready(&pool, std::time::Duration::from_secs(60))
                 .await?;
             tracetrack_common::db::migrate(
                 &pool,
-                tracetrack_billing::grpc::SCHEMA,
+                tracetrack_billing::state::SCHEMA,
                 &tracetrack_billing::startup::MIGRATOR,
             )
             .await?;

@@ -19,7 +19,7 @@ use tracetrack_proto::billing::v1 as pb;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 
 use crate::config::Settings;
-use crate::grpc::{Billing, Inner, SCHEMA, SERVICE};
+use crate::state::{Billing, Inner, SCHEMA, SERVICE};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/billing");
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::grpc::{Billing, Who};
-use crate::store;
+use crate::state::{Billing, Who};
+use crate::store::{self, AttachmentKey, BillState, Unsettled};
 
 /// What one round settled.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -78,24 +78,26 @@ impl Billing {
     /// deleted otherwise. Returns (confirmed, undone).
     async fn settle_pending(&self) -> anyhow::Result<(u64, u64)> {
         let mut tx = self.pool().begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT parent_qr, bill_id FROM billing.attachments \
-              WHERE state = 'pending' AND state_changed_at < now() - $1 * interval '1 millisecond' \
-              ORDER BY state_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        let rows = store::lock_unsettled(
+            &mut tx,
+            Unsettled::Pending,
+            self.settle_after_ms(),
+            self.batch(),
         )
-        .bind(self.settle_after_ms())
-        .bind(self.batch())
-        .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
             return Ok((0, 0));
         }
         // Asked while the rows are locked: no request can be claiming them meanwhile.
         let bags = self
-            .bags(None, rows.iter().map(|(p, _)| p.clone()).collect())
+            .bags(None, rows.iter().map(|r| r.parent_qr.clone()).collect())
             .await?;
         let (mut confirmed, mut undone) = (0, 0);
-        for (parent, bill_id) in &rows {
+        for AttachmentKey {
+            parent_qr: parent,
+            bill_id,
+        } in &rows
+        {
             match bags.get(parent) {
                 Some(bag) if &bag.bill_id == bill_id => {
                     self.confirm_locked(&mut tx, &Who::Sweeper, bill_id, parent, bag, "sweeper")
@@ -116,17 +118,19 @@ impl Billing {
     /// Detaching attachments: released in bag-registry, then deleted.
     async fn settle_detaching(&self) -> anyhow::Result<u64> {
         let mut tx = self.pool().begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT parent_qr, bill_id FROM billing.attachments \
-              WHERE state = 'detaching' AND state_changed_at < now() - $1 * interval '1 millisecond' \
-              ORDER BY state_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        let rows = store::lock_unsettled(
+            &mut tx,
+            Unsettled::Detaching,
+            self.settle_after_ms(),
+            self.batch(),
         )
-        .bind(self.settle_after_ms())
-        .bind(self.batch())
-        .fetch_all(&mut *tx)
         .await?;
         let mut detached = 0;
-        for (parent, bill_id) in &rows {
+        for AttachmentKey {
+            parent_qr: parent,
+            bill_id,
+        } in &rows
+        {
             match self
                 .release_locked(&mut tx, &Who::Sweeper, bill_id, parent, None)
                 .await
@@ -148,18 +152,10 @@ impl Billing {
 
     /// Bills left completing, reopening or deleting.
     async fn settle_bills(&self) -> anyhow::Result<u64> {
-        let bills: Vec<(String, String)> = sqlx::query_as(
-            "SELECT bill_id, status FROM billing.bills \
-              WHERE status IN ('completing', 'reopening', 'deleting') \
-                AND status_changed_at < now() - $1 * interval '1 millisecond' \
-              ORDER BY status_changed_at LIMIT $2",
-        )
-        .bind(self.settle_after_ms())
-        .bind(self.batch())
-        .fetch_all(self.pool())
-        .await?;
+        let bills =
+            store::transitional_bills(self.pool(), self.settle_after_ms(), self.batch()).await?;
         let mut settled = 0;
-        for (bill_id, status) in &bills {
+        for BillState { bill_id, status } in &bills {
             let mut tx = self.pool().begin().await?;
             let done = match status.as_str() {
                 "completing" => self

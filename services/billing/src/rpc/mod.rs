@@ -1,0 +1,87 @@
+//! billing's RPCs, one module per capability; each handler is an inherent `async fn` on
+//! [`Billing`] that answers `AppResult<T>`. The tonic service below only calls it and wraps the
+//! answer.
+
+mod attach;
+mod bills;
+mod export;
+mod settle;
+
+use tonic::{Request, Response, Status};
+use tracetrack_common::caller::Caller;
+use tracetrack_common::export::ExportStream;
+use tracetrack_common::AppResult;
+use tracetrack_proto::billing::v1 as pb;
+
+use crate::convert::to_pb;
+use crate::rules::{bill_not_found, named_bill};
+use crate::state::Billing;
+use crate::store::{self, BillRow};
+
+impl Billing {
+    /// A bill readers may see, or `bill_not_found`.
+    pub(crate) async fn visible(&self, raw_id: &str) -> AppResult<BillRow> {
+        let id = named_bill(raw_id)?;
+        store::find_bill(self.pool(), &id)
+            .await?
+            .ok_or_else(bill_not_found)
+    }
+
+    /// Answers a bill as it is now, storing the answer under the client's key (for RPCs whose
+    /// request changed nothing, e.g. completing a completed bill).
+    pub(crate) async fn answer_current<M: prost::Message + Default>(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        req: &impl prost::Message,
+        bill_id: &str,
+        make: impl FnOnce(pb::Bill) -> M,
+    ) -> AppResult<M> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(first) = self.replay::<M>(&mut tx, caller, rpc, req).await? {
+            return Ok(first);
+        }
+        let row = store::bill_by_id(&mut tx, bill_id)
+            .await?
+            .filter(|r| r.status != "deleting")
+            .ok_or_else(bill_not_found)?;
+        let resp = make(to_pb(&row));
+        self.remember(&mut tx, caller, &resp).await?;
+        tx.commit().await?;
+        Ok(resp)
+    }
+}
+
+/// The tonic service: one line per RPC, each calling the handler of the same name.
+macro_rules! service {
+    ($state:ident: $service:path {
+        $(type $stream:ident = $stream_ty:ty;)*
+        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
+    }) => {
+        #[tonic::async_trait]
+        impl $service for $state {
+            $(type $stream = $stream_ty;)*
+            $(
+                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
+                    Ok(Response::new($state::$rpc(self, r).await?))
+                }
+            )*
+        }
+    };
+}
+
+service! {
+    Billing: pb::billing_service_server::BillingService {
+        type ExportBillsStream = ExportStream<pb::ExportBillsChunk>;
+        fn create_bill(pb::CreateBillRequest) -> pb::CreateBillResponse;
+        fn get_bill(pb::GetBillRequest) -> pb::GetBillResponse;
+        fn list_bills(pb::ListBillsRequest) -> pb::ListBillsResponse;
+        fn export_bills(pb::ExportBillsRequest) -> Self::ExportBillsStream;
+        fn update_bill(pb::UpdateBillRequest) -> pb::UpdateBillResponse;
+        fn attach_parent(pb::AttachParentRequest) -> pb::AttachParentResponse;
+        fn detach_parent(pb::DetachParentRequest) -> pb::DetachParentResponse;
+        fn complete_bill(pb::CompleteBillRequest) -> pb::CompleteBillResponse;
+        fn reopen_bill(pb::ReopenBillRequest) -> pb::ReopenBillResponse;
+        fn delete_bill(pb::DeleteBillRequest) -> pb::DeleteBillResponse;
+    }
+}
