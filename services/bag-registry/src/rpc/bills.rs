@@ -1,0 +1,177 @@
+//! A parent's bill, for billing alone: ClaimParent, ReleaseParent, FreezeParents,
+//! UnfreezeParents, GetBillFigures.
+
+use serde_json::json;
+use tonic::Request;
+use tracetrack_common::caller::Caller;
+use tracetrack_common::{AppError, AppResult};
+use tracetrack_domain::qr;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::registry::v1 as pb;
+
+use crate::convert::qr_err;
+use crate::state::Registry;
+use crate::store;
+
+impl Registry {
+    pub(crate) async fn claim_parent(
+        &self,
+        req: Request<pb::ClaimParentRequest>,
+    ) -> AppResult<pb::ClaimParentResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let req = req.into_inner();
+        let id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        if req.bill_id.is_empty() {
+            return Err(AppError::invalid("bill_id is required"));
+        }
+        let mut tx = self.pool().begin().await?;
+        let existing = store::bag(&mut tx, &id)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::BagNotFound, "no bag with that code"))?;
+        if !existing.is_parent() {
+            return Err(AppError::new(
+                ErrorCode::NotAParent,
+                "only parent bags go on bills",
+            ));
+        }
+        let claimed = store::claim(&mut tx, &id, &req.bill_id).await?;
+        let (row, already) = match claimed {
+            Some(row) => (row, false),
+            None => {
+                let now = store::bag(&mut tx, &id).await?.ok_or_else(|| {
+                    AppError::new(ErrorCode::BagNotFound, "no bag with that code")
+                })?;
+                match now.bill_id.as_deref() {
+                    Some(b) if b == req.bill_id => (now, true),
+                    Some(other) => {
+                        return Err(AppError::new(
+                            ErrorCode::OnOtherBill,
+                            "this parent is on another bill",
+                        )
+                        .with_detail("other_bill_id", other));
+                    }
+                    None => {
+                        return Err(AppError::new(
+                            ErrorCode::Conflict,
+                            "the parent changed, retry",
+                        ))
+                    }
+                }
+            }
+        };
+        if !already {
+            self.event(
+                &mut tx,
+                &caller,
+                "registry.parent_claimed",
+                &id,
+                json!({"parent_qr": id, "bill_id": req.bill_id}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(pb::ClaimParentResponse {
+            parent: Some(row.to_pb()),
+            already_claimed: already,
+        })
+    }
+
+    pub(crate) async fn release_parent(
+        &self,
+        req: Request<pb::ReleaseParentRequest>,
+    ) -> AppResult<pb::ReleaseParentResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let req = req.into_inner();
+        let id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let mut tx = self.pool().begin().await?;
+        let released = store::release(&mut tx, &id, &req.bill_id).await?;
+        if !released {
+            if let Some(b) = store::bag(&mut tx, &id).await? {
+                if b.frozen && b.bill_id.as_deref() == Some(req.bill_id.as_str()) {
+                    return Err(AppError::new(
+                        ErrorCode::BillCompleted,
+                        "the bill is completed; reopen it first",
+                    ));
+                }
+            }
+        } else {
+            self.event(
+                &mut tx,
+                &caller,
+                "registry.parent_released",
+                &id,
+                json!({"parent_qr": id, "bill_id": req.bill_id}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(pb::ReleaseParentResponse { released })
+    }
+
+    async fn set_frozen(&self, caller: &Caller, bill_id: &str, frozen: bool) -> AppResult<u32> {
+        let mut tx = self.pool().begin().await?;
+        let n = store::set_frozen(&mut tx, bill_id, frozen).await?;
+        let kind = if frozen {
+            "registry.parents_frozen"
+        } else {
+            "registry.parents_unfrozen"
+        };
+        self.event(
+            &mut tx,
+            caller,
+            kind,
+            bill_id,
+            json!({"bill_id": bill_id, "parents": n}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n as u32)
+    }
+
+    pub(crate) async fn freeze_parents(
+        &self,
+        req: Request<pb::FreezeParentsRequest>,
+    ) -> AppResult<pb::FreezeParentsResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let frozen = self
+            .set_frozen(&caller, &req.get_ref().bill_id, true)
+            .await?;
+        Ok(pb::FreezeParentsResponse { frozen })
+    }
+
+    pub(crate) async fn unfreeze_parents(
+        &self,
+        req: Request<pb::UnfreezeParentsRequest>,
+    ) -> AppResult<pb::UnfreezeParentsResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let unfrozen = self
+            .set_frozen(&caller, &req.get_ref().bill_id, false)
+            .await?;
+        Ok(pb::UnfreezeParentsResponse { unfrozen })
+    }
+
+    pub(crate) async fn get_bill_figures(
+        &self,
+        req: Request<pb::GetBillFiguresRequest>,
+    ) -> AppResult<pb::GetBillFiguresResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let rows = store::bill_figures(self.pool(), &req.get_ref().bill_ids).await?;
+        Ok(pb::GetBillFiguresResponse {
+            figures: rows
+                .into_iter()
+                .map(|f| pb::BillFigures {
+                    bill_id: f.bill_id,
+                    parent_count: f.parent_count as i32,
+                    child_count: f.child_count,
+                    actual_weight_kg: f.actual_weight_kg,
+                    expected_weight_kg: f.expected_weight_kg,
+                })
+                .collect(),
+        })
+    }
+}

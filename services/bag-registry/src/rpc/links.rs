@@ -1,0 +1,215 @@
+//! Children in parents: ListChildren, UnlinkChild, MoveChild (managers), and LinkChild and
+//! UndoLastLink (scan's, on behalf of the user scanning).
+
+use serde_json::json;
+use tonic::Request;
+use tracetrack_common::{AppError, AppResult};
+use tracetrack_domain::qr;
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::registry::v1 as pb;
+
+use super::MANAGERS;
+use crate::convert::{decode_token, encode_token, page_size, qr_err};
+use crate::state::Registry;
+use crate::store::{self, BagRow};
+
+impl Registry {
+    pub(crate) async fn list_children(
+        &self,
+        req: Request<pb::ListChildrenRequest>,
+    ) -> AppResult<pb::ListChildrenResponse> {
+        let caller = self.caller(&req).await?;
+        caller.user()?;
+        let req = req.into_inner();
+        let id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let mut conn = self.pool().acquire().await?;
+        let parent = store::parent(&mut conn, &id).await?;
+        caller.check_area(&parent.area)?;
+        let size = page_size(req.page_size);
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            decode_token(&req.page_token)?.into_iter().next()
+        };
+        let rows = store::children(&mut conn, &id, after.as_deref(), size + 1).await?;
+        let more = rows.len() as i64 > size;
+        let rows = &rows[..rows.len().min(size as usize)];
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => encode_token(std::slice::from_ref(&last.qr)),
+            _ => String::new(),
+        };
+        Ok(pb::ListChildrenResponse {
+            children: rows.iter().map(BagRow::to_pb).collect(),
+            next_page_token,
+            parent: Some(parent.to_pb()),
+        })
+    }
+
+    pub(crate) async fn unlink_child(
+        &self,
+        req: Request<pb::UnlinkChildRequest>,
+    ) -> AppResult<pb::UnlinkChildResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_role(MANAGERS)?;
+        let req = req.into_inner();
+        let parent_id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let child_id = qr::normalize(&req.child_qr).map_err(qr_err)?;
+        tracetrack_common::db::retry(|| async {
+            let mut tx = self.pool().begin().await?;
+            if let Some(r) = self.replay(&mut tx, &caller, "UnlinkChild", &req).await? {
+                return Ok(r);
+            }
+            let child = store::unlink(&mut tx, &child_id, &parent_id).await?;
+            let Some(child) = child else {
+                return Err(AppError::new(ErrorCode::BagNotFound, "that child is not in this parent")
+                    .with_detail("child_qr", &child_id));
+            };
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": child.area, "parent_child_count": parent.child_count}))
+                .await?;
+            let resp = pb::UnlinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()) };
+            self.remember(&mut tx, &caller, &resp).await?;
+            tx.commit().await?;
+            Ok(resp)
+        })
+        .await
+    }
+
+    pub(crate) async fn move_child(
+        &self,
+        req: Request<pb::MoveChildRequest>,
+    ) -> AppResult<pb::MoveChildResponse> {
+        let caller = self.caller(&req).await?;
+        let user = caller.require_role(MANAGERS)?.clone();
+        let req = req.into_inner();
+        let (parent_id, _) = qr::parent_id(&req.parent_qr, &self.0.lines).map_err(qr_err)?;
+        let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
+        tracetrack_common::db::retry(|| async {
+            let mut tx = self.pool().begin().await?;
+            if let Some(r) = self.replay(&mut tx, &caller, "MoveChild", &req).await? {
+                return Ok(r);
+            }
+            store::parent(&mut tx, &parent_id).await?;
+            let before = store::bag(&mut tx, &child_id)
+                .await?
+                .filter(|b| !b.is_parent())
+                .ok_or_else(|| AppError::new(ErrorCode::BagNotFound, "no child with that code"))?;
+            if before.parent_qr.as_deref() == Some(parent_id.as_str()) {
+                let parent = store::parent(&mut tx, &parent_id).await?;
+                return Ok(pb::MoveChildResponse { parent: Some(parent.to_pb()), child: Some(before.to_pb()), previous_parent: None });
+            }
+            let child = store::move_child(&mut tx, &child_id, &parent_id, user.id).await?;
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            let previous = match &before.parent_qr {
+                Some(p) => Some(store::parent(&mut tx, p).await?.to_pb()),
+                None => None,
+            };
+            self.event(&mut tx, &caller, "registry.child_moved", &child_id, json!({"child_qr": child_id, "from_parent_qr": before.parent_qr, "to_parent_qr": parent_id, "from_area": before.area, "area": child.area, "parent_child_count": parent.child_count}))
+                .await?;
+            let resp = pb::MoveChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), previous_parent: previous };
+            self.remember(&mut tx, &caller, &resp).await?;
+            tx.commit().await?;
+            Ok(resp)
+        })
+        .await
+    }
+
+    pub(crate) async fn link_child(
+        &self,
+        req: Request<pb::LinkChildRequest>,
+    ) -> AppResult<pb::LinkChildResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["scan"])?;
+        let user = caller.user()?.clone();
+        let req = req.into_inner();
+        let parent_id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let raw_child = qr::normalize(&req.child_qr).map_err(qr_err)?;
+        if raw_child == parent_id {
+            return Err(AppError::new(
+                ErrorCode::SameAsParent,
+                "that is the parent itself, scan a child",
+            ));
+        }
+        let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
+        tracetrack_common::db::retry(|| async {
+            let mut tx = self.pool().begin().await?;
+            if let Some(r) = self.replay(&mut tx, &caller, "LinkChild", &req).await? {
+                return Ok(r);
+            }
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            caller.check_area(&parent.area)?;
+            // One statement: register-or-claim the child row.
+            let linked = store::link(&mut tx, &child_id, &parent, user.id).await?;
+            let Some(store::LinkedRow { bag: child, inserted, area_before }) = linked else {
+                // The child exists and was not free: say where it is.
+                let existing = store::bag(&mut tx, &child_id)
+                    .await?
+                    .ok_or_else(|| AppError::new(ErrorCode::Conflict, "the child changed, retry"))?;
+                if existing.is_parent() {
+                    return Err(AppError::new(ErrorCode::QrIsParent, "that is a parent bag, scan a child"));
+                }
+                return match existing.parent_qr.as_deref() {
+                    Some(p) if p == parent_id => {
+                        let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(existing.to_pb()), already_linked: true };
+                        self.remember(&mut tx, &caller, &resp).await?;
+                        tx.commit().await?;
+                        Ok(resp)
+                    }
+                    Some(other) => Err(AppError::new(ErrorCode::ChildLinkedElsewhere, "this child is already in another parent bag")
+                        .with_detail("other_parent_qr", other)),
+                    None => Err(AppError::new(ErrorCode::Conflict, "the child changed, retry")),
+                };
+            };
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
+                .await?;
+            let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
+            self.remember(&mut tx, &caller, &resp).await?;
+            tx.commit().await?;
+            metrics::counter!("registry_links_total").increment(1);
+            Ok(resp)
+        })
+        .await
+    }
+
+    pub(crate) async fn undo_last_link(
+        &self,
+        req: Request<pb::UndoLastLinkRequest>,
+    ) -> AppResult<pb::UndoLastLinkResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["scan"])?;
+        let user = caller.user()?.clone();
+        let req = req.into_inner();
+        let parent_id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        let named_child = if req.child_qr.trim().is_empty() {
+            None
+        } else {
+            Some(qr::normalize(&req.child_qr).map_err(qr_err)?)
+        };
+        tracetrack_common::db::retry(|| async {
+            let mut tx = self.pool().begin().await?;
+            if let Some(r) = self.replay(&mut tx, &caller, "UndoLastLink", &req).await? {
+                return Ok(r);
+            }
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            caller.check_area(&parent.area)?;
+            let undone =
+                store::undo_last_link(&mut tx, &parent_id, user.id, named_child.as_deref()).await?;
+            let Some(child_id) = undone else {
+                return Err(match &named_child {
+                    Some(c) => AppError::new(ErrorCode::NothingToUndo, "that child is not your newest link on this parent from the last hour")
+                        .with_detail("child_qr", c),
+                    None => AppError::new(ErrorCode::NothingToUndo, "you have no link on this parent from the last hour to undo"),
+                });
+            };
+            let parent = store::parent(&mut tx, &parent_id).await?;
+            self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "undo": true, "area": parent.area, "parent_child_count": parent.child_count}))
+                .await?;
+            let resp = pb::UndoLastLinkResponse { parent: Some(parent.to_pb()), unlinked_child_qr: child_id };
+            self.remember(&mut tx, &caller, &resp).await?;
+            tx.commit().await?;
+            Ok(resp)
+        })
+        .await
+    }
+}

@@ -1,0 +1,60 @@
+//! bag-registry's RPCs, one module per capability; each handler is an inherent `async fn` on
+//! [`Registry`] that answers `AppResult<T>`. The tonic service below only calls it and wraps the
+//! answer.
+
+mod bags;
+mod bills;
+mod export;
+mod import;
+mod links;
+
+use tonic::{Request, Response, Status, Streaming};
+use tracetrack_common::export::ExportStream;
+use tracetrack_domain::Role;
+use tracetrack_proto::registry::v1 as pb;
+
+use crate::state::Registry;
+
+const MANAGERS: &[Role] = &[Role::Admin, Role::Biller];
+
+/// The tonic service: one line per RPC, each calling the handler of the same name.
+macro_rules! service {
+    ($state:ident: $service:path {
+        $(type $stream:ident = $stream_ty:ty;)*
+        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
+    }) => {
+        #[tonic::async_trait]
+        impl $service for $state {
+            $(type $stream = $stream_ty;)*
+            $(
+                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
+                    Ok(Response::new($state::$rpc(self, r).await?))
+                }
+            )*
+        }
+    };
+}
+
+service! {
+    Registry: pb::bag_registry_service_server::BagRegistryService {
+        type ExportBagsStream = ExportStream<pb::ExportBagsChunk>;
+        fn register_bag(pb::RegisterBagRequest) -> pb::RegisterBagResponse;
+        fn get_bag(pb::GetBagRequest) -> pb::GetBagResponse;
+        fn get_bags(pb::GetBagsRequest) -> pb::GetBagsResponse;
+        fn search_bags(pb::SearchBagsRequest) -> pb::SearchBagsResponse;
+        fn list_children(pb::ListChildrenRequest) -> pb::ListChildrenResponse;
+        fn unlink_child(pb::UnlinkChildRequest) -> pb::UnlinkChildResponse;
+        fn move_child(pb::MoveChildRequest) -> pb::MoveChildResponse;
+        fn delete_bag(pb::DeleteBagRequest) -> pb::DeleteBagResponse;
+        fn import_bags(Streaming<pb::ImportBagsRequest>) -> pb::ImportBagsResponse;
+        fn export_bags(pb::ExportBagsRequest) -> Self::ExportBagsStream;
+        fn ensure_parent(pb::EnsureParentRequest) -> pb::EnsureParentResponse;
+        fn link_child(pb::LinkChildRequest) -> pb::LinkChildResponse;
+        fn undo_last_link(pb::UndoLastLinkRequest) -> pb::UndoLastLinkResponse;
+        fn claim_parent(pb::ClaimParentRequest) -> pb::ClaimParentResponse;
+        fn release_parent(pb::ReleaseParentRequest) -> pb::ReleaseParentResponse;
+        fn freeze_parents(pb::FreezeParentsRequest) -> pb::FreezeParentsResponse;
+        fn unfreeze_parents(pb::UnfreezeParentsRequest) -> pb::UnfreezeParentsResponse;
+        fn get_bill_figures(pb::GetBillFiguresRequest) -> pb::GetBillFiguresResponse;
+    }
+}
