@@ -12,11 +12,10 @@ use tonic::service::Routes;
 use tracetrack_common::caller::CallerResolver;
 use tracetrack_common::server::ServiceRuntime;
 use tracetrack_proto::auth::v1 as pb;
-use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::grpc::{Auth, Inner, LocalVerifier, SCHEMA, SERVICE};
 use crate::password::{self, Hasher};
+use crate::state::{Auth, Inner, LocalVerifier, SCHEMA, SERVICE};
 use crate::store;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/auth");
@@ -181,18 +180,9 @@ pub async fn create_admin(
         return Ok(false);
     }
     let hash = hasher.hash(password).await?;
-    let r = sqlx::query(
-        r#"INSERT INTO auth.users (id, username, password_hash, role, must_change_password)
-           VALUES ($1, $2, $3, 'admin', $4) ON CONFLICT DO NOTHING"#,
-    )
-    .bind(Uuid::now_v7())
-    .bind(username)
-    .bind(hash)
-    .bind(must_change_password)
-    .execute(pool)
-    .await?;
-    if r.rows_affected() > 0 {
+    let created = store::insert_admin(pool, username, &hash, must_change_password).await?;
+    if created {
         tracing::info!(username, "created admin user");
     }
-    Ok(r.rows_affected() > 0)
+    Ok(created)
 }

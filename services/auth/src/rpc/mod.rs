@@ -1,0 +1,51 @@
+//! auth's RPCs, one module per capability; each handler is an inherent `async fn` on [`Auth`]
+//! that answers `AppResult<T>`. The two tonic services below (`AuthService`, and
+//! `UserAdminService` for admins) only call it and wrap the answer.
+
+mod passwords;
+mod sessions;
+mod users;
+
+use tonic::{Request, Response, Status};
+use tracetrack_proto::auth::v1 as pb;
+
+use crate::state::Auth;
+
+/// A tonic service: one line per RPC, each calling the handler of the same name.
+macro_rules! service {
+    ($state:ident: $service:path {
+        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
+    }) => {
+        #[tonic::async_trait]
+        impl $service for $state {
+            $(
+                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
+                    Ok(Response::new($state::$rpc(self, r).await?))
+                }
+            )*
+        }
+    };
+}
+
+service! {
+    Auth: pb::auth_service_server::AuthService {
+        fn login(pb::LoginRequest) -> pb::LoginResponse;
+        fn logout(pb::LogoutRequest) -> pb::LogoutResponse;
+        fn who_am_i(pb::WhoAmIRequest) -> pb::WhoAmIResponse;
+        fn authenticate(pb::AuthenticateRequest) -> pb::AuthenticateResponse;
+        fn change_password(pb::ChangePasswordRequest) -> pb::ChangePasswordResponse;
+    }
+}
+
+service! {
+    Auth: pb::user_admin_service_server::UserAdminService {
+        fn create_user(pb::CreateUserRequest) -> pb::CreateUserResponse;
+        fn get_user(pb::GetUserRequest) -> pb::GetUserResponse;
+        fn list_users(pb::ListUsersRequest) -> pb::ListUsersResponse;
+        fn update_user(pb::UpdateUserRequest) -> pb::UpdateUserResponse;
+        fn deactivate_user(pb::DeactivateUserRequest) -> pb::DeactivateUserResponse;
+        fn unlock_user(pb::UnlockUserRequest) -> pb::UnlockUserResponse;
+        fn unlock_all_users(pb::UnlockAllUsersRequest) -> pb::UnlockAllUsersResponse;
+        fn reset_password(pb::ResetPasswordRequest) -> pb::ResetPasswordResponse;
+    }
+}

@@ -1,0 +1,152 @@
+//! auth's state (pool, password hasher, settings, caller resolver), the verifier that checks
+//! tokens on auth's own database, and the plumbing every mutation shares: replay a stored
+//! answer, remember the answer, write an audit event, all in the mutation's transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use tonic::Request;
+use tracetrack_common::caller::{Caller, CallerResolver, TokenVerifier, UserIdentity};
+use tracetrack_common::idempotency::{self, Begin};
+use tracetrack_common::outbox::{self, NewEvent};
+use tracetrack_common::{AppError, AppResult};
+use tracetrack_domain::{ErrorCode, Role};
+use tracetrack_proto::events::v1::Actor;
+
+use crate::config::Settings;
+use crate::convert::to_pb;
+use crate::password::Hasher;
+use crate::store;
+
+pub const SCHEMA: &str = "auth";
+pub const SERVICE: &str = "auth";
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub hasher: Hasher,
+    pub settings: Settings,
+    pub callers: CallerResolver,
+}
+
+/// Both gRPC services share this state.
+#[derive(Clone)]
+pub struct Auth(pub Arc<Inner>);
+
+/// auth verifies tokens on its own database.
+pub struct LocalVerifier {
+    pub pool: PgPool,
+    pub idle_secs: u64,
+}
+
+#[async_trait]
+impl TokenVerifier for LocalVerifier {
+    async fn verify_user(&self, token: &str) -> AppResult<Option<UserIdentity>> {
+        let found =
+            store::session_user(&self.pool, &store::token_hash(token), self.idle_secs).await?;
+        found
+            .map(|s| {
+                UserIdentity::from_proto(&to_pb(&s.user), &s.session_id.to_string()).map(|u| {
+                    UserIdentity {
+                        csrf_token: s.csrf_token.clone(),
+                        ..u
+                    }
+                })
+            })
+            .transpose()
+    }
+
+    async fn verify_service(&self, token: &str) -> AppResult<Option<String>> {
+        store::service_by_token(&self.pool, &store::token_hash(token)).await
+    }
+}
+
+impl Auth {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+
+    pub(crate) async fn caller<T>(&self, req: &Request<T>) -> AppResult<Caller> {
+        self.0.callers.resolve(req.metadata()).await
+    }
+
+    /// The caller, who must be an admin (every UserAdminService RPC).
+    pub(crate) async fn admin<T>(&self, req: &Request<T>) -> AppResult<Caller> {
+        let caller = self.caller(req).await?;
+        caller.require_role(&[Role::Admin])?;
+        Ok(caller)
+    }
+
+    pub(crate) fn area_for(&self, role: Role, area: Option<&str>) -> AppResult<Option<String>> {
+        if role != Role::Dispatcher {
+            return Ok(None);
+        }
+        let area = area
+            .map(|a| a.trim().to_lowercase())
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::AreaRequired,
+                    "a dispatcher needs a dispatch area",
+                )
+            })?;
+        if !self.0.settings.areas.contains(&area) {
+            return Err(AppError::invalid(format!("unknown dispatch area {area}")));
+        }
+        Ok(Some(area))
+    }
+
+    /// Replays a stored answer for the caller's idempotency key, if any.
+    pub(crate) async fn replay<M: prost::Message + Default>(
+        &self,
+        tx: &mut PgConnection,
+        caller: &Caller,
+        rpc: &str,
+        req: &impl prost::Message,
+    ) -> AppResult<Option<M>> {
+        let Some(key) = caller.idempotency_key.as_deref() else {
+            return Ok(None);
+        };
+        match idempotency::begin::<M>(tx, SCHEMA, &caller.scope(), key, rpc, req).await? {
+            Begin::New => Ok(None),
+            Begin::Replay(m) => Ok(Some(m)),
+        }
+    }
+
+    pub(crate) async fn remember(
+        &self,
+        tx: &mut PgConnection,
+        caller: &Caller,
+        resp: &impl prost::Message,
+    ) -> AppResult<()> {
+        if let Some(key) = caller.idempotency_key.as_deref() {
+            idempotency::finish(tx, SCHEMA, &caller.scope(), key, resp).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        tx: &mut PgConnection,
+        actor: Actor,
+        event_type: &str,
+        user_id: &str,
+        payload: serde_json::Value,
+    ) -> AppResult<()> {
+        outbox::enqueue(
+            tx,
+            SCHEMA,
+            SERVICE,
+            NewEvent {
+                event_type,
+                aggregate_type: "user",
+                aggregate_id: user_id,
+                aggregate_version: 0,
+                actor,
+                payload,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
