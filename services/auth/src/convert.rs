@@ -1,7 +1,5 @@
 //! Conversions between auth's rows and its protobuf messages, and the audit view of a user.
 
-use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::Role;
@@ -9,12 +7,7 @@ use tracetrack_proto::auth::v1 as pb;
 
 use crate::store::UserRow;
 
-pub(crate) fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+pub(crate) use tracetrack_common::time::ts;
 
 pub(crate) fn role_to_pb(role: &str) -> pb::Role {
     match role {
@@ -57,17 +50,4 @@ pub(crate) fn audit_view(u: &UserRow) -> serde_json::Value {
         "dispatch_area": u.dispatch_area, "active": u.active,
         "must_change_password": u.must_change_password,
     })
-}
-
-/// ListUsers' page token: the last (lower-cased) username of the page.
-pub(crate) fn encode_token(username: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(username)
-}
-
-pub(crate) fn decode_token(token: &str) -> AppResult<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| AppError::invalid("bad page_token"))
 }

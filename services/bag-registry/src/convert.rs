@@ -1,48 +1,21 @@
-//! Conversions between bag-registry's rows and its protobuf messages, times, and the page token
-//! of SearchBags and ListChildren.
+//! Conversions between bag-registry's rows and its protobuf messages.
 
-use base64::Engine;
-use chrono::{DateTime, TimeZone, Utc};
-use tracetrack_common::{AppError, AppResult};
+use chrono::{DateTime, Utc};
+use tracetrack_common::{time, AppError};
 use tracetrack_domain::qr::QrError;
 use tracetrack_proto::registry::v1 as pb;
 
 use crate::store::BagRow;
 
-pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use tracetrack_common::time::ts;
 
+/// A time filter: absent (or not a valid time) means no bound.
 pub(crate) fn from_ts(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.as_ref()
-        .and_then(|t| Utc.timestamp_opt(t.seconds, t.nanos.max(0) as u32).single())
+    t.as_ref().and_then(|t| time::from_ts(t, "").ok())
 }
 
 pub(crate) fn qr_err(e: QrError) -> AppError {
     AppError::new(e.code, e.message)
-}
-
-pub(crate) fn page_size(n: u32) -> i64 {
-    match n {
-        0 => 50,
-        n => i64::from(n.min(200)),
-    }
-}
-
-pub(crate) fn encode_token(parts: &[String]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(parts.join("\u{1f}"))
-}
-
-pub(crate) fn decode_token(token: &str) -> AppResult<Vec<String>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
-        .ok_or_else(|| AppError::invalid("bad page_token"))
 }
 
 impl BagRow {

@@ -1,6 +1,7 @@
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tracetrack_bag_registry::config::DEFAULTS;
-use tracetrack_bag_registry::{Application, Settings};
+use tracetrack_bag_registry::{startup::MIGRATOR, state::SCHEMA, Application, Settings};
+use tracetrack_common::cli::{self, Binary, Standard};
 
 #[derive(Parser)]
 #[command(
@@ -10,58 +11,29 @@ use tracetrack_bag_registry::{Application, Settings};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve gRPC (the default).
-    Serve,
-    /// Run the database migrations and exit (a Kubernetes Job, with a DDL role).
-    Migrate,
-    /// Exit 0 when the running service reports SERVING (for scripts and probes).
-    Health {
-        /// Defaults to the configured gRPC address.
-        #[arg(long)]
-        addr: Option<String>,
-    },
+    command: Option<Standard>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let command = Cli::parse().command.unwrap_or(Standard::Serve);
     let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
-    if let Some(Command::Health { addr }) = &cli.command {
-        let url = format!(
-            "http://{}",
-            addr.as_deref().unwrap_or(&settings.common.grpc_addr)
-        );
-        let serving = tracetrack_common::server::probe(&url, "")
-            .await
-            .unwrap_or(false);
-        std::process::exit(if serving { 0 } else { 1 });
-    }
-    let _telemetry =
-        tracetrack_common::telemetry::init("bag-registry", &settings.common.telemetry)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped(tracetrack_common::shutdown::signal())
-                .await
-        }
-        Command::Health { .. } => Ok(()),
-        Command::Migrate => {
-            let pool = tracetrack_common::db::pool(&settings.common.database, "registry")?;
-            tracetrack_common::db::wait_until_ready(&pool, std::time::Duration::from_secs(60))
-                .await?;
-            tracetrack_common::db::migrate(
-                &pool,
-                "registry",
-                &tracetrack_bag_registry::startup::MIGRATOR,
-            )
-            .await?;
-            tracing::info!("bag-registry migrations applied");
-            Ok(())
-        }
-    }
+    let common = settings.common.clone();
+    let binary = Binary {
+        service: "bag-registry",
+        schema: SCHEMA,
+        migrator: &MIGRATOR,
+    };
+    binary
+        .run(
+            command,
+            &common,
+            || async {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped(tracetrack_common::shutdown::signal())
+                    .await
+            },
+            cli::nothing,
+        )
+        .await
 }

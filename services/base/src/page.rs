@@ -32,16 +32,21 @@ pub fn encode<S: AsRef<str>>(parts: &[S]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(joined.join(&SEPARATOR.to_string()))
 }
 
-/// The parts of a token made by [`encode`] (exactly `n` of them).
-pub fn decode(token: &str, n: usize) -> AppResult<Vec<String>> {
-    let parts: Vec<String> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+/// The parts of a token made by [`encode`], however many.
+pub fn parts(token: &str) -> AppResult<Vec<String>> {
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(bad)?
         .split(SEPARATOR)
         .map(str::to_owned)
-        .collect();
+        .collect())
+}
+
+/// The parts of a token made by [`encode`] (exactly `n` of them).
+pub fn decode(token: &str, n: usize) -> AppResult<Vec<String>> {
+    let parts = parts(token)?;
     if parts.len() == n {
         Ok(parts)
     } else {

@@ -1,8 +1,6 @@
 //! Conversions between billing's rows and its protobuf messages: bills, statuses, times, the
-//! ListBills filter and its page token, and the event payload's view of a bill.
+//! ListBills filter, and the event payload's view of a bill.
 
-use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::bill;
@@ -11,19 +9,7 @@ use uuid::Uuid;
 
 use crate::store::{self, BillRow};
 
-pub(crate) fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub(crate) fn from_ts(t: &prost_types::Timestamp, what: &str) -> AppResult<DateTime<Utc>> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| AppError::invalid(format!("{what} is not a valid time")))
-}
+pub(crate) use tracetrack_common::time::{from_ts, ts};
 
 pub fn status_to_pb(status: &str) -> pb::BillStatus {
     match status {
@@ -115,42 +101,9 @@ pub(crate) fn snapshot(row: &BillRow) -> serde_json::Value {
     })
 }
 
-pub(crate) fn encode_token(at: DateTime<Utc>, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}\u{1f}{}",
-        at.timestamp_micros(),
-        id
-    ))
-}
-
-pub(crate) fn decode_token(token: &str) -> AppResult<(DateTime<Utc>, String)> {
-    let bad = || AppError::invalid("bad page_token");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (micros, id) = raw.split_once('\u{1f}').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((at, id.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::SubsecRound;
-
-    #[test]
-    fn page_tokens_round_trip() {
-        let at = Utc::now().trunc_subsecs(6);
-        let back = decode_token(&encode_token(at, "Bill:7 x"));
-        assert!(matches!(back, Ok((a, ref i)) if a == at && i == "Bill:7 x"));
-        assert!(decode_token("not a token").is_err());
-    }
 
     #[test]
     fn statuses_round_trip() {

@@ -24,3 +24,35 @@ pub mod server;
 pub mod shed;
 
 pub use error::{AppError, AppResult};
+
+/// A tonic service whose every RPC calls the state's inherent handler of the same name (an
+/// `async fn(&self, Request<Req>) -> AppResult<Resp>`) and wraps its answer: one line per RPC.
+///
+/// ```ignore
+/// tracetrack_common::service! {
+///     Billing: pb::billing_service_server::BillingService {
+///         type ExportBillsStream = ExportStream<pb::ExportBillsChunk>;
+///         fn get_bill(pb::GetBillRequest) -> pb::GetBillResponse;
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! service {
+    ($state:ident: $service:path {
+        $(type $stream:ident = $stream_ty:ty;)*
+        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
+    }) => {
+        #[::tonic::async_trait]
+        impl $service for $state {
+            $(type $stream = $stream_ty;)*
+            $(
+                async fn $rpc(
+                    &self,
+                    r: ::tonic::Request<$req>,
+                ) -> ::std::result::Result<::tonic::Response<$resp>, ::tonic::Status> {
+                    Ok(::tonic::Response::new($state::$rpc(self, r).await?))
+                }
+            )*
+        }
+    };
+}

@@ -6,28 +6,11 @@ mod passwords;
 mod sessions;
 mod users;
 
-use tonic::{Request, Response, Status};
 use tracetrack_proto::auth::v1 as pb;
 
 use crate::state::Auth;
 
-/// A tonic service: one line per RPC, each calling the handler of the same name.
-macro_rules! service {
-    ($state:ident: $service:path {
-        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
-    }) => {
-        #[tonic::async_trait]
-        impl $service for $state {
-            $(
-                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
-                    Ok(Response::new($state::$rpc(self, r).await?))
-                }
-            )*
-        }
-    };
-}
-
-service! {
+tracetrack_common::service! {
     Auth: pb::auth_service_server::AuthService {
         fn login(pb::LoginRequest) -> pb::LoginResponse;
         fn logout(pb::LogoutRequest) -> pb::LogoutResponse;
@@ -37,7 +20,7 @@ service! {
     }
 }
 
-service! {
+tracetrack_common::service! {
     Auth: pb::user_admin_service_server::UserAdminService {
         fn create_user(pb::CreateUserRequest) -> pb::CreateUserResponse;
         fn get_user(pb::GetUserRequest) -> pb::GetUserResponse;

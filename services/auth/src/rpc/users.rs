@@ -10,11 +10,12 @@ use tracetrack_domain::{ErrorCode, Role};
 use tracetrack_proto::auth::v1 as pb;
 use uuid::Uuid;
 
-use crate::convert::{audit_view, decode_token, encode_token, role_from_pb, to_pb};
+use crate::convert::{audit_view, role_from_pb, to_pb};
 use crate::password;
 use crate::rules::{parse_id, validate_email, validate_username};
 use crate::state::Auth;
 use crate::store::{self, UserRow};
+use tracetrack_common::page;
 
 impl Auth {
     pub(crate) async fn create_user(
@@ -93,14 +94,11 @@ impl Auth {
     ) -> AppResult<pb::ListUsersResponse> {
         self.admin(&req).await?;
         let req = req.into_inner();
-        let size = match req.page_size {
-            0 => 50,
-            n => n.min(200),
-        } as i64;
+        let size = page::size(req.page_size);
         let after = if req.page_token.is_empty() {
             None
         } else {
-            Some(decode_token(&req.page_token)?)
+            Some(page::decode(&req.page_token, 1)?.remove(0))
         };
         let role = match req.role {
             0 => None,
@@ -120,7 +118,8 @@ impl Auth {
         let more = rows.len() as i64 > size;
         let users: Vec<pb::User> = rows.iter().take(size as usize).map(to_pb).collect();
         let next_page_token = match (more, users.last()) {
-            (true, Some(last)) => encode_token(&last.username.to_lowercase()),
+            // The last (lower-cased) username of the page.
+            (true, Some(last)) => page::encode(&[last.username.to_lowercase()]),
             _ => String::new(),
         };
         Ok(pb::ListUsersResponse {

@@ -11,9 +11,10 @@ use tracetrack_domain::{ErrorCode, Role};
 use tracetrack_proto::registry::v1 as pb;
 
 use super::MANAGERS;
-use crate::convert::{decode_token, encode_token, from_ts, page_size, qr_err};
+use crate::convert::{from_ts, qr_err};
 use crate::state::Registry;
 use crate::store::{self, BagRow};
+use tracetrack_common::page;
 
 impl Registry {
     pub(crate) async fn register_bag(
@@ -147,13 +148,13 @@ impl Registry {
         let user = caller.user()?.clone();
         let req = req.into_inner();
         let filter = self.bag_filter(&user, &req)?;
-        let size = page_size(req.page_size);
+        let size = page::size(req.page_size);
         let rows: Vec<BagRow> = if filter.prefix.is_some() {
             // Prefix search walks the primary key ("C" collation) in QR order.
             let after = if req.page_token.is_empty() {
                 None
             } else {
-                decode_token(&req.page_token)?.into_iter().next()
+                page::parts(&req.page_token)?.into_iter().next()
             };
             let mut conn = self.pool().acquire().await?;
             store::bags_by_qr(&mut conn, &filter, after.as_deref(), size + 1).await?
@@ -162,7 +163,7 @@ impl Registry {
             let after = if req.page_token.is_empty() {
                 None
             } else {
-                let parts = decode_token(&req.page_token)?;
+                let parts = page::parts(&req.page_token)?;
                 let micros: i64 = parts
                     .first()
                     .and_then(|p| p.parse().ok())
@@ -178,11 +179,11 @@ impl Registry {
         let more = rows.len() as i64 > size;
         let rows = &rows[..rows.len().min(size as usize)];
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) if req.qr_prefix.trim().is_empty() => encode_token(&[
+            (true, Some(last)) if req.qr_prefix.trim().is_empty() => page::encode(&[
                 last.created_at.timestamp_micros().to_string(),
                 last.qr.clone(),
             ]),
-            (true, Some(last)) => encode_token(std::slice::from_ref(&last.qr)),
+            (true, Some(last)) => page::encode(std::slice::from_ref(&last.qr)),
             _ => String::new(),
         };
         Ok(pb::SearchBagsResponse {

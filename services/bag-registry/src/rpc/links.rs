@@ -9,9 +9,10 @@ use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as pb;
 
 use super::MANAGERS;
-use crate::convert::{decode_token, encode_token, page_size, qr_err};
+use crate::convert::qr_err;
 use crate::state::Registry;
 use crate::store::{self, BagRow};
+use tracetrack_common::page;
 
 impl Registry {
     pub(crate) async fn list_children(
@@ -25,17 +26,17 @@ impl Registry {
         let mut conn = self.pool().acquire().await?;
         let parent = store::parent(&mut conn, &id).await?;
         caller.check_area(&parent.area)?;
-        let size = page_size(req.page_size);
+        let size = page::size(req.page_size);
         let after = if req.page_token.is_empty() {
             None
         } else {
-            decode_token(&req.page_token)?.into_iter().next()
+            page::parts(&req.page_token)?.into_iter().next()
         };
         let rows = store::children(&mut conn, &id, after.as_deref(), size + 1).await?;
         let more = rows.len() as i64 > size;
         let rows = &rows[..rows.len().min(size as usize)];
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => encode_token(std::slice::from_ref(&last.qr)),
+            (true, Some(last)) => page::encode(std::slice::from_ref(&last.qr)),
             _ => String::new(),
         };
         Ok(pb::ListChildrenResponse {

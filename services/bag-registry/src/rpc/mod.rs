@@ -8,7 +8,7 @@ mod export;
 mod import;
 mod links;
 
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Streaming;
 use tracetrack_common::export::ExportStream;
 use tracetrack_domain::Role;
 use tracetrack_proto::registry::v1 as pb;
@@ -17,25 +17,7 @@ use crate::state::Registry;
 
 const MANAGERS: &[Role] = &[Role::Admin, Role::Biller];
 
-/// The tonic service: one line per RPC, each calling the handler of the same name.
-macro_rules! service {
-    ($state:ident: $service:path {
-        $(type $stream:ident = $stream_ty:ty;)*
-        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
-    }) => {
-        #[tonic::async_trait]
-        impl $service for $state {
-            $(type $stream = $stream_ty;)*
-            $(
-                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
-                    Ok(Response::new($state::$rpc(self, r).await?))
-                }
-            )*
-        }
-    };
-}
-
-service! {
+tracetrack_common::service! {
     Registry: pb::bag_registry_service_server::BagRegistryService {
         type ExportBagsStream = ExportStream<pb::ExportBagsChunk>;
         fn register_bag(pb::RegisterBagRequest) -> pb::RegisterBagResponse;

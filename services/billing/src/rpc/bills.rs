@@ -7,7 +7,7 @@ use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::{bill, Role};
 use tracetrack_proto::billing::v1 as pb;
 
-use crate::convert::{decode_token, encode_token, list_filter, snapshot, to_pb, ts};
+use crate::convert::{list_filter, snapshot, to_pb, ts};
 use crate::registry::apply_figures;
 use crate::rules::{
     below_attached, bill_completed, bill_not_found, capacity, named_bill, text, CLOSED, MANAGERS,
@@ -15,6 +15,7 @@ use crate::rules::{
 };
 use crate::state::{Billing, Who};
 use crate::store::{self, BillEdit, NewBill};
+use tracetrack_common::page;
 
 impl Billing {
     pub(crate) async fn create_bill(
@@ -114,14 +115,11 @@ impl Billing {
         let caller = self.caller(&req).await?;
         caller.user()?;
         let req = req.into_inner();
-        let size = match req.page_size {
-            0 => 50,
-            n => n.min(200),
-        } as i64;
+        let size = page::size(req.page_size);
         let mut filter = list_filter(&req)?;
         filter.after = match req.page_token.as_str() {
             "" => None,
-            t => Some(decode_token(t)?),
+            t => Some(page::decode_at(t)?),
         };
         filter.limit = size + 1;
         let rows = store::list_bills(self.pool(), &filter).await?;
@@ -131,7 +129,7 @@ impl Billing {
             .with_figures_all(caller.user_token.as_deref(), page)
             .await?;
         let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => encode_token(last.created_at, &last.bill_id),
+            (true, Some(last)) => page::encode_at(last.created_at, &last.bill_id),
             _ => String::new(),
         };
         Ok(pb::ListBillsResponse {

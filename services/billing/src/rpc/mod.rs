@@ -7,7 +7,6 @@ mod bills;
 mod export;
 mod settle;
 
-use tonic::{Request, Response, Status};
 use tracetrack_common::caller::Caller;
 use tracetrack_common::export::ExportStream;
 use tracetrack_common::AppResult;
@@ -52,25 +51,7 @@ impl Billing {
     }
 }
 
-/// The tonic service: one line per RPC, each calling the handler of the same name.
-macro_rules! service {
-    ($state:ident: $service:path {
-        $(type $stream:ident = $stream_ty:ty;)*
-        $(fn $rpc:ident($req:ty) -> $resp:ty;)*
-    }) => {
-        #[tonic::async_trait]
-        impl $service for $state {
-            $(type $stream = $stream_ty;)*
-            $(
-                async fn $rpc(&self, r: Request<$req>) -> Result<Response<$resp>, Status> {
-                    Ok(Response::new($state::$rpc(self, r).await?))
-                }
-            )*
-        }
-    };
-}
-
-service! {
+tracetrack_common::service! {
     Billing: pb::billing_service_server::BillingService {
         type ExportBillsStream = ExportStream<pb::ExportBillsChunk>;
         fn create_bill(pb::CreateBillRequest) -> pb::CreateBillResponse;
