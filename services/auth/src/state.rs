@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
 use tonic::Request;
 use tracetrack_common::caller::{Caller, CallerResolver, TokenVerifier, UserIdentity};
-use tracetrack_common::idempotency::{self, Begin};
-use tracetrack_common::outbox::{self, NewEvent};
+use tracetrack_common::mutation::Mutations;
+use tracetrack_common::outbox::NewEvent;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::{ErrorCode, Role};
 use tracetrack_proto::events::v1::Actor;
@@ -21,6 +21,11 @@ use crate::store;
 
 pub const SCHEMA: &str = "auth";
 pub const SERVICE: &str = "auth";
+/// What every mutation writes besides its own rows: idempotency answers and events.
+pub(crate) const MUTATIONS: Mutations = Mutations {
+    schema: SCHEMA,
+    service: SERVICE,
+};
 
 pub struct Inner {
     pub pool: PgPool,
@@ -96,35 +101,6 @@ impl Auth {
         Ok(Some(area))
     }
 
-    /// Replays a stored answer for the caller's idempotency key, if any.
-    pub(crate) async fn replay<M: prost::Message + Default>(
-        &self,
-        tx: &mut PgConnection,
-        caller: &Caller,
-        rpc: &str,
-        req: &impl prost::Message,
-    ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
-        };
-        match idempotency::begin::<M>(tx, SCHEMA, &caller.scope(), key, rpc, req).await? {
-            Begin::New => Ok(None),
-            Begin::Replay(m) => Ok(Some(m)),
-        }
-    }
-
-    pub(crate) async fn remember(
-        &self,
-        tx: &mut PgConnection,
-        caller: &Caller,
-        resp: &impl prost::Message,
-    ) -> AppResult<()> {
-        if let Some(key) = caller.idempotency_key.as_deref() {
-            idempotency::finish(tx, SCHEMA, &caller.scope(), key, resp).await?;
-        }
-        Ok(())
-    }
-
     pub(crate) async fn audit(
         &self,
         tx: &mut PgConnection,
@@ -133,20 +109,19 @@ impl Auth {
         user_id: &str,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        outbox::enqueue(
-            tx,
-            SCHEMA,
-            SERVICE,
-            NewEvent {
-                event_type,
-                aggregate_type: "user",
-                aggregate_id: user_id,
-                aggregate_version: 0,
-                actor,
-                payload,
-            },
-        )
-        .await?;
+        MUTATIONS
+            .event(
+                tx,
+                NewEvent {
+                    event_type,
+                    aggregate_type: "user",
+                    aggregate_id: user_id,
+                    aggregate_version: 0,
+                    actor,
+                    payload,
+                },
+            )
+            .await?;
         Ok(())
     }
 }

@@ -10,13 +10,18 @@ use std::sync::Arc;
 use sqlx::{PgConnection, PgPool};
 use tonic::Request;
 use tracetrack_common::caller::{Caller, CallerResolver};
-use tracetrack_common::idempotency::{self, Begin};
-use tracetrack_common::outbox::{self, NewEvent};
+use tracetrack_common::mutation::Mutations;
+use tracetrack_common::outbox::NewEvent;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::qr::ProductLine;
 
 pub const SCHEMA: &str = "registry";
 pub const SERVICE: &str = "bag-registry";
+/// What every mutation writes besides its own rows: idempotency answers and events.
+pub(crate) const MUTATIONS: Mutations = Mutations {
+    schema: SCHEMA,
+    service: SERVICE,
+};
 
 pub struct Inner {
     pub pool: PgPool,
@@ -56,34 +61,6 @@ impl Registry {
         }
     }
 
-    pub(crate) async fn replay<M: prost::Message + Default>(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Caller,
-        rpc: &str,
-        req: &impl prost::Message,
-    ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
-        };
-        match idempotency::begin::<M>(conn, SCHEMA, &caller.scope(), key, rpc, req).await? {
-            Begin::New => Ok(None),
-            Begin::Replay(m) => Ok(Some(m)),
-        }
-    }
-
-    pub(crate) async fn remember(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Caller,
-        resp: &impl prost::Message,
-    ) -> AppResult<()> {
-        if let Some(key) = caller.idempotency_key.as_deref() {
-            idempotency::finish(conn, SCHEMA, &caller.scope(), key, resp).await?;
-        }
-        Ok(())
-    }
-
     /// Writes a `registry.*` event in the caller's transaction.
     pub(crate) async fn event(
         &self,
@@ -93,20 +70,19 @@ impl Registry {
         aggregate_id: &str,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        outbox::enqueue(
-            conn,
-            SCHEMA,
-            SERVICE,
-            NewEvent {
-                event_type,
-                aggregate_type: "bag",
-                aggregate_id,
-                aggregate_version: 0,
-                actor: caller.actor(),
-                payload,
-            },
-        )
-        .await?;
+        MUTATIONS
+            .event(
+                conn,
+                NewEvent {
+                    event_type,
+                    aggregate_type: "bag",
+                    aggregate_id,
+                    aggregate_version: 0,
+                    actor: caller.actor(),
+                    payload,
+                },
+            )
+            .await?;
         Ok(())
     }
 }

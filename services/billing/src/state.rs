@@ -8,18 +8,23 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tonic::Request;
 use tracetrack_common::caller::{Caller, CallerResolver};
 use tracetrack_common::client::Intercepted;
-use tracetrack_common::idempotency::{self, Begin};
-use tracetrack_common::outbox::{self, NewEvent};
+use tracetrack_common::idempotency;
+use tracetrack_common::mutation::Mutations;
+use tracetrack_common::outbox::NewEvent;
 use tracetrack_common::AppResult;
 use tracetrack_proto::events::v1::Actor;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::store;
 
 pub const SCHEMA: &str = "billing";
 pub const SERVICE: &str = "billing";
+/// What every mutation writes besides its own rows: idempotency answers and events.
+pub(crate) const MUTATIONS: Mutations = Mutations {
+    schema: SCHEMA,
+    service: SERVICE,
+};
 
 pub type RegistryClient = BagRegistryServiceClient<Intercepted>;
 
@@ -92,60 +97,6 @@ impl Billing {
         self.0.registry.clone()
     }
 
-    /// The answer stored for the client's idempotency key, if there is one (a replay), or
-    /// `idempotency_key_reused` when the key came with a different request. Claims nothing: the
-    /// key is claimed in the transaction that makes the change. (The same probe as scan's.)
-    pub(crate) async fn stored_answer<M: prost::Message + Default>(
-        &self,
-        caller: &Caller,
-        rpc: &str,
-        req: &impl prost::Message,
-    ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
-        };
-        let scope = caller.scope();
-        if !store::answer_stored(self.pool(), &scope, key).await? {
-            return Ok(None);
-        }
-        let mut tx = self.pool().begin().await?;
-        let found = idempotency::begin::<M>(&mut tx, SCHEMA, &scope, key, rpc, req).await?;
-        tx.rollback().await?;
-        Ok(match found {
-            Begin::Replay(m) => Some(m),
-            Begin::New => None,
-        })
-    }
-
-    /// Claims the client's key in the caller's transaction; the first answer if it was used.
-    pub(crate) async fn replay<M: prost::Message + Default>(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Caller,
-        rpc: &str,
-        req: &impl prost::Message,
-    ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
-        };
-        match idempotency::begin::<M>(conn, SCHEMA, &caller.scope(), key, rpc, req).await? {
-            Begin::New => Ok(None),
-            Begin::Replay(m) => Ok(Some(m)),
-        }
-    }
-
-    pub(crate) async fn remember(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Caller,
-        resp: &impl prost::Message,
-    ) -> AppResult<()> {
-        if let Some(key) = caller.idempotency_key.as_deref() {
-            idempotency::finish(conn, SCHEMA, &caller.scope(), key, resp).await?;
-        }
-        Ok(())
-    }
-
     /// Writes a `billing.*` event about a bill in the caller's transaction.
     pub(crate) async fn event(
         &self,
@@ -156,20 +107,19 @@ impl Billing {
         version: i64,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        outbox::enqueue(
-            conn,
-            SCHEMA,
-            SERVICE,
-            NewEvent {
-                event_type,
-                aggregate_type: "bill",
-                aggregate_id: bill_id,
-                aggregate_version: version,
-                actor: who.actor(),
-                payload,
-            },
-        )
-        .await?;
+        MUTATIONS
+            .event(
+                conn,
+                NewEvent {
+                    event_type,
+                    aggregate_type: "bill",
+                    aggregate_id: bill_id,
+                    aggregate_version: version,
+                    actor: who.actor(),
+                    payload,
+                },
+            )
+            .await?;
         metrics::counter!("billing_events_total", "type" => event_type.to_owned()).increment(1);
         Ok(())
     }

@@ -30,6 +30,39 @@ pub enum Begin<M> {
 
 pub use crate::metadata::idempotency_key as key_from;
 
+/// The one statement that claims a key — or takes over one older than [`TTL_HOURS`] — and
+/// returns a row only when it did. `values` are the SQL expressions of the scope, the key, the
+/// request's hash and the stored answer (`NULL` until [`finish`]; scan stores it at once).
+pub fn claim_sql(schema: &str, values: [&str; 4]) -> String {
+    let [scope, key, hash, response] = values;
+    format!(
+        r#"INSERT INTO "{schema}".idempotency_keys AS k (scope, key, request_hash, response)
+           VALUES ({scope}, {key}, {hash}, {response})
+           ON CONFLICT (scope, key) DO UPDATE
+              SET request_hash = EXCLUDED.request_hash, response = EXCLUDED.response,
+                  created_at = now()
+              WHERE k.created_at < now() - make_interval(hours => {TTL_HOURS})
+           RETURNING 1"#
+    )
+}
+
+/// Whether an answer is stored under the caller's key: the cheap probe before [`begin`] in a
+/// transaction that is rolled back (a request that only may be a replay).
+pub async fn is_stored(
+    executor: impl sqlx::PgExecutor<'_>,
+    schema: &str,
+    scope: &str,
+    key: &str,
+) -> AppResult<bool> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        r#"SELECT EXISTS (SELECT 1 FROM "{schema}".idempotency_keys WHERE scope = $1 AND key = $2)"#
+    )))
+    .bind(scope)
+    .bind(key)
+    .fetch_one(executor)
+    .await?)
+}
+
 /// The key a service uses for its call downstream: deterministic in the caller's key, the
 /// scope (who asked) and the purpose, so a retried request makes the same downstream call.
 pub fn derive_key(parent_key: &str, scope: &str, purpose: &str) -> String {
@@ -62,13 +95,9 @@ pub async fn begin<M: Message + Default>(
     let hash = request_hash(rpc, request);
     // Claim the key, or take over one older than the TTL. A concurrent first request holds the
     // row lock until it commits, so this waits and then sees its stored answer.
-    let claimed: Option<(i32,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        r#"INSERT INTO "{schema}".idempotency_keys AS k (scope, key, request_hash)
-           VALUES ($1, $2, $3)
-           ON CONFLICT (scope, key) DO UPDATE
-              SET request_hash = EXCLUDED.request_hash, response = NULL, created_at = now()
-              WHERE k.created_at < now() - make_interval(hours => {TTL_HOURS})
-           RETURNING 1"#
+    let claimed: Option<(i32,)> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql(
+        schema,
+        ["$1", "$2", "$3", "NULL"],
     )))
     .bind(scope)
     .bind(key)

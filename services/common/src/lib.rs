@@ -6,7 +6,7 @@
 //! [`server::ServiceRuntime`], which adds health, reflection, trace-context extraction, RED
 //! metrics, load shedding ([`shed`]), the outbox relay and graceful shutdown. Handlers resolve
 //! their [`caller::Caller`], return [`error::AppError`], write events with [`outbox::enqueue`]
-//! and make mutations replay-safe with [`idempotency`]; [`consumer`]s apply other services'
+//! and make mutations replay-safe with [`mutation::Mutations`]; [`consumer`]s apply other services'
 //! events; [`cli`] runs the commands every service binary has.
 
 pub use tracetrack_base::{
@@ -19,6 +19,7 @@ pub mod consumer;
 pub mod db;
 pub mod export;
 pub mod idempotency;
+pub mod mutation;
 pub mod outbox;
 pub mod server;
 pub mod shed;

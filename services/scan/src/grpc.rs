@@ -36,7 +36,8 @@ use tonic::{Request, Response, Status};
 use tracetrack_common::caller::{AreaView as View, Caller, CallerResolver, UserIdentity};
 use tracetrack_common::client::{self, Intercepted};
 use tracetrack_common::export::{self, ExportStream};
-use tracetrack_common::idempotency::{self, Begin};
+use tracetrack_common::idempotency;
+use tracetrack_common::mutation::Mutations;
 use tracetrack_common::outbox::{self, NewEvent};
 use tracetrack_common::{page, time, AppError, AppResult};
 use tracetrack_domain::ErrorCode;
@@ -50,6 +51,11 @@ use crate::feed::{self, Feed, EVENT_TYPE};
 use crate::store::{self, ListFilter, ScanEventRow};
 
 pub const SCHEMA: &str = "scan";
+/// The idempotency answers of scan's mutations (its events are written with the scan itself).
+const MUTATIONS: Mutations = Mutations {
+    schema: SCHEMA,
+    service: SERVICE,
+};
 pub const SERVICE: &str = "scan";
 
 /// Longest scanner input kept in the log (bag-registry refuses anything over 256 characters).
@@ -205,37 +211,16 @@ impl Scan {
 
     /// The answer stored for the client's idempotency key, if there is one (a replay), or
     /// `idempotency_key_reused` when the key came with a different request. Claims nothing: the
-    /// claim happens in the transaction that records the scan. The probe runs
-    /// `idempotency::begin` (the kit's one definition of "same request") in a transaction that
-    /// is always rolled back.
+    /// claim happens in the transaction that records the scan.
     async fn stored_answer<M: prost::Message + Default>(
         &self,
         caller: &Caller,
         kind: Kind,
         req: &impl prost::Message,
     ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
-        };
-        let scope = caller.scope();
-        // Cheap common case first: no answer stored under this key.
-        let stored: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM scan.idempotency_keys WHERE scope = $1 AND key = $2)",
-        )
-        .bind(&scope)
-        .bind(key)
-        .fetch_one(self.pool())
-        .await?;
-        if !stored {
-            return Ok(None);
-        }
-        let mut tx = self.pool().begin().await?;
-        let found = idempotency::begin::<M>(&mut tx, SCHEMA, &scope, key, kind.rpc(), req).await?;
-        tx.rollback().await?;
-        Ok(match found {
-            Begin::Replay(m) => Some(m),
-            Begin::New => None,
-        })
+        MUTATIONS
+            .stored_answer(self.pool(), caller, kind.rpc(), req)
+            .await
     }
 
     /// The `scan.recorded` outbox row of `ev`.

@@ -89,13 +89,7 @@ pub async fn record(
     let oc = outbox::OUTBOX_COLUMNS;
     let sql = if claim.is_some() {
         format!(
-            r#"WITH k AS (
-                 INSERT INTO scan.idempotency_keys AS k (scope, key, request_hash, response)
-                 VALUES ($19, $20, $21, $22)
-                 ON CONFLICT (scope, key) DO UPDATE
-                    SET request_hash = EXCLUDED.request_hash, response = EXCLUDED.response, created_at = now()
-                    WHERE k.created_at < now() - make_interval(hours => {ttl})
-                 RETURNING 1),
+            r#"WITH k AS ({claim}),
                e AS (
                  INSERT INTO scan.scan_events ({COLUMNS})
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE EXISTS (SELECT 1 FROM k)),
@@ -103,7 +97,7 @@ pub async fn record(
                  INSERT INTO scan.outbox ({oc})
                  SELECT $14, $15, $16, $17, $18 WHERE EXISTS (SELECT 1 FROM k))
              SELECT EXISTS (SELECT 1 FROM k)"#,
-            ttl = idempotency::TTL_HOURS
+            claim = idempotency::claim_sql("scan", ["$19", "$20", "$21", "$22"])
         )
     } else {
         format!(

@@ -11,7 +11,7 @@ use tracetrack_proto::auth::v1 as pb;
 use crate::convert::to_pb;
 use crate::password;
 use crate::rules::{locked, parse_id};
-use crate::state::Auth;
+use crate::state::{Auth, MUTATIONS};
 use crate::store;
 
 impl Auth {
@@ -105,7 +105,10 @@ impl Auth {
         drop(conn);
         password::check_policy(&row.username, &req.temporary_password)?;
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay(&mut tx, &caller, "ResetPassword", &req).await? {
+        if let Some(r) = MUTATIONS
+            .replay(&mut tx, &caller, "ResetPassword", &req)
+            .await?
+        {
             return Ok(r);
         }
         let hash = self
@@ -130,7 +133,7 @@ impl Auth {
         let resp = pb::ResetPasswordResponse {
             user: Some(to_pb(&after)),
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::convert::{audit_view, role_from_pb, to_pb};
 use crate::password;
 use crate::rules::{parse_id, validate_email, validate_username};
-use crate::state::Auth;
+use crate::state::{Auth, MUTATIONS};
 use crate::store::{self, UserRow};
 use tracetrack_common::page;
 
@@ -33,7 +33,10 @@ impl Auth {
         password::check_policy(&username, &req.password)?;
 
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay(&mut tx, &caller, "CreateUser", &req).await? {
+        if let Some(r) = MUTATIONS
+            .replay(&mut tx, &caller, "CreateUser", &req)
+            .await?
+        {
             return Ok(r);
         }
         let hash = self
@@ -68,7 +71,7 @@ impl Auth {
         let resp = pb::CreateUserResponse {
             user: Some(to_pb(&row)),
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }
@@ -149,7 +152,10 @@ impl Auth {
         let me = caller.user()?.id;
         let id = parse_id(&req.id)?;
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay::<pb::User>(&mut tx, caller, rpc, req).await? {
+        if let Some(r) = MUTATIONS
+            .replay::<pb::User>(&mut tx, caller, rpc, req)
+            .await?
+        {
             return Ok(r);
         }
         store::lock_admins(&mut tx).await?;
@@ -222,7 +228,7 @@ impl Auth {
         )
         .await?;
         let user = to_pb(&after);
-        self.remember(&mut tx, caller, &user).await?;
+        MUTATIONS.remember(&mut tx, caller, &user).await?;
         tx.commit().await?;
         Ok(user)
     }

@@ -12,7 +12,7 @@ use tracetrack_proto::registry::v1 as pb;
 
 use super::MANAGERS;
 use crate::convert::{from_ts, qr_err};
-use crate::state::Registry;
+use crate::state::{Registry, MUTATIONS};
 use crate::store::{self, BagRow};
 use tracetrack_common::page;
 
@@ -33,7 +33,10 @@ impl Registry {
             self.known_area(&req.area)?
         };
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay(&mut tx, &caller, "RegisterBag", &req).await? {
+        if let Some(r) = MUTATIONS
+            .replay(&mut tx, &caller, "RegisterBag", &req)
+            .await?
+        {
             return Ok(r);
         }
         let row = match pb::BagType::try_from(req.r#type) {
@@ -54,7 +57,7 @@ impl Registry {
         let resp = pb::RegisterBagResponse {
             bag: Some(row.to_pb()),
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }
@@ -201,7 +204,10 @@ impl Registry {
         let req = req.into_inner();
         let id = qr::normalize(&req.qr).map_err(qr_err)?;
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay(&mut tx, &caller, "DeleteBag", &req).await? {
+        if let Some(r) = MUTATIONS
+            .replay(&mut tx, &caller, "DeleteBag", &req)
+            .await?
+        {
             return Ok(r);
         }
         let deleted = store::delete_free_bag(&mut tx, &id).await?;
@@ -229,7 +235,7 @@ impl Registry {
         )
         .await?;
         let resp = pb::DeleteBagResponse {};
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }
@@ -244,7 +250,10 @@ impl Registry {
         let req = req.into_inner();
         let (id, line) = qr::parent_id(&req.qr, &self.0.lines).map_err(qr_err)?;
         let mut tx = self.pool().begin().await?;
-        if let Some(r) = self.replay(&mut tx, &caller, "EnsureParent", &req).await? {
+        if let Some(r) = MUTATIONS
+            .replay(&mut tx, &caller, "EnsureParent", &req)
+            .await?
+        {
             return Ok(r);
         }
         if let Some(existing) = store::bag(&mut tx, &id).await? {
@@ -285,7 +294,7 @@ impl Registry {
             parent: Some(row.to_pb()),
             created,
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

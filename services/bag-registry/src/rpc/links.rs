@@ -10,7 +10,7 @@ use tracetrack_proto::registry::v1 as pb;
 
 use super::MANAGERS;
 use crate::convert::qr_err;
-use crate::state::Registry;
+use crate::state::{Registry, MUTATIONS};
 use crate::store::{self, BagRow};
 use tracetrack_common::page;
 
@@ -57,7 +57,7 @@ impl Registry {
         let child_id = qr::normalize(&req.child_qr).map_err(qr_err)?;
         tracetrack_common::db::retry(|| async {
             let mut tx = self.pool().begin().await?;
-            if let Some(r) = self.replay(&mut tx, &caller, "UnlinkChild", &req).await? {
+            if let Some(r) = MUTATIONS.replay(&mut tx, &caller, "UnlinkChild", &req).await? {
                 return Ok(r);
             }
             let child = store::unlink(&mut tx, &child_id, &parent_id).await?;
@@ -69,7 +69,7 @@ impl Registry {
             self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": child.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::UnlinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()) };
-            self.remember(&mut tx, &caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             Ok(resp)
         })
@@ -87,7 +87,7 @@ impl Registry {
         let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
         tracetrack_common::db::retry(|| async {
             let mut tx = self.pool().begin().await?;
-            if let Some(r) = self.replay(&mut tx, &caller, "MoveChild", &req).await? {
+            if let Some(r) = MUTATIONS.replay(&mut tx, &caller, "MoveChild", &req).await? {
                 return Ok(r);
             }
             store::parent(&mut tx, &parent_id).await?;
@@ -108,7 +108,7 @@ impl Registry {
             self.event(&mut tx, &caller, "registry.child_moved", &child_id, json!({"child_qr": child_id, "from_parent_qr": before.parent_qr, "to_parent_qr": parent_id, "from_area": before.area, "area": child.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::MoveChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), previous_parent: previous };
-            self.remember(&mut tx, &caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             Ok(resp)
         })
@@ -134,7 +134,7 @@ impl Registry {
         let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
         tracetrack_common::db::retry(|| async {
             let mut tx = self.pool().begin().await?;
-            if let Some(r) = self.replay(&mut tx, &caller, "LinkChild", &req).await? {
+            if let Some(r) = MUTATIONS.replay(&mut tx, &caller, "LinkChild", &req).await? {
                 return Ok(r);
             }
             let parent = store::parent(&mut tx, &parent_id).await?;
@@ -152,7 +152,7 @@ impl Registry {
                 return match existing.parent_qr.as_deref() {
                     Some(p) if p == parent_id => {
                         let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(existing.to_pb()), already_linked: true };
-                        self.remember(&mut tx, &caller, &resp).await?;
+                        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
                         tx.commit().await?;
                         Ok(resp)
                     }
@@ -165,7 +165,7 @@ impl Registry {
             self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
                 .await?;
             let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
-            self.remember(&mut tx, &caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             metrics::counter!("registry_links_total").increment(1);
             Ok(resp)
@@ -189,7 +189,7 @@ impl Registry {
         };
         tracetrack_common::db::retry(|| async {
             let mut tx = self.pool().begin().await?;
-            if let Some(r) = self.replay(&mut tx, &caller, "UndoLastLink", &req).await? {
+            if let Some(r) = MUTATIONS.replay(&mut tx, &caller, "UndoLastLink", &req).await? {
                 return Ok(r);
             }
             let parent = store::parent(&mut tx, &parent_id).await?;
@@ -207,7 +207,7 @@ impl Registry {
             self.event(&mut tx, &caller, "registry.child_unlinked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "undo": true, "area": parent.area, "parent_child_count": parent.child_count}))
                 .await?;
             let resp = pb::UndoLastLinkResponse { parent: Some(parent.to_pb()), unlinked_child_qr: child_id };
-            self.remember(&mut tx, &caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             Ok(resp)
         })

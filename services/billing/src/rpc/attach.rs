@@ -12,7 +12,7 @@ use tracetrack_proto::registry::v1 as reg;
 use crate::convert::to_pb;
 use crate::registry::{maybe_applied, registry_error};
 use crate::rules::{bill_not_found, conflict, not_on_bill, on_other_bill, qr_err, MANAGERS};
-use crate::state::{Billing, Who};
+use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, Reservation};
 
 /// Rounds of reserve-then-claim before giving up with `conflict` (a round repeats only when the
@@ -29,7 +29,10 @@ impl Billing {
         let user = caller.require_role(MANAGERS)?.clone();
         let req = req.into_inner();
         let parent = qr::normalize(&req.parent_qr).map_err(qr_err)?;
-        let mut resp = match self.stored_answer(&caller, RPC, &req).await? {
+        let mut resp = match MUTATIONS
+            .stored_answer(self.pool(), &caller, RPC, &req)
+            .await?
+        {
             Some(first) => first,
             None => self.attach(&caller, &user, &req, &parent).await?,
         };
@@ -68,7 +71,7 @@ impl Billing {
                 None => continue,
                 Some("pending") => {}
                 Some("confirmed") => {
-                    if let Some(first) = self.replay(&mut tx, caller, RPC, req).await? {
+                    if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
                         return Ok(first);
                     }
                     let row = store::bill_by_id(&mut tx, &bill_id)
@@ -78,7 +81,7 @@ impl Billing {
                         bill: Some(to_pb(&row)),
                         already_attached: true,
                     };
-                    self.remember(&mut tx, caller, &resp).await?;
+                    MUTATIONS.remember(&mut tx, caller, &resp).await?;
                     tx.commit().await?;
                     metrics::counter!("billing_attach_total", "outcome" => "already_attached")
                         .increment(1);
@@ -122,7 +125,7 @@ impl Billing {
                     return Err(err);
                 }
             };
-            if let Some(first) = self.replay(&mut tx, caller, RPC, req).await? {
+            if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
                 // A concurrent request with this key answered first; this claim stands and the
                 // sweeper confirms the reservation.
                 tx.rollback().await?;
@@ -135,7 +138,7 @@ impl Billing {
                 bill: Some(to_pb(&row)),
                 already_attached: false,
             };
-            self.remember(&mut tx, caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, caller, &resp).await?;
             tx.commit().await?;
             metrics::counter!("billing_attach_total", "outcome" => "attached").increment(1);
             return Ok(resp);
@@ -152,7 +155,10 @@ impl Billing {
         caller.require_role(MANAGERS)?;
         let req = req.into_inner();
         let parent = qr::normalize(&req.parent_qr).map_err(qr_err)?;
-        let mut resp = match self.stored_answer(&caller, RPC, &req).await? {
+        let mut resp = match MUTATIONS
+            .stored_answer(self.pool(), &caller, RPC, &req)
+            .await?
+        {
             Some(first) => first,
             None => self.detach(&caller, &req, &parent).await?,
         };
@@ -209,14 +215,14 @@ impl Billing {
                 return Err(refused);
             }
         };
-        if let Some(first) = self.replay(&mut tx, caller, RPC, req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
             tx.rollback().await?;
             return Ok(first);
         }
         let resp = pb::DetachParentResponse {
             bill: Some(to_pb(&row)),
         };
-        self.remember(&mut tx, caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

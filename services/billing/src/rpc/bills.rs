@@ -13,7 +13,7 @@ use crate::rules::{
     below_attached, bill_completed, bill_not_found, capacity, named_bill, text, CLOSED, MANAGERS,
     MAX_DESCRIPTION, MAX_DESTINATION, MAX_VEHICLE,
 };
-use crate::state::{Billing, Who};
+use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, BillEdit, NewBill};
 use tracetrack_common::page;
 
@@ -32,7 +32,7 @@ impl Billing {
         let destination = text(&req.destination, MAX_DESTINATION, "destination")?;
         let vehicle = text(&req.vehicle_number, MAX_VEHICLE, "vehicle_number")?;
         let mut tx = self.pool().begin().await?;
-        if let Some(first) = self.replay(&mut tx, &caller, RPC, &req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, &caller, RPC, &req).await? {
             return Ok(first);
         }
         let row = store::insert_bill(
@@ -61,7 +61,7 @@ impl Billing {
         let resp = pb::CreateBillResponse {
             bill: Some(to_pb(&row)),
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }
@@ -168,15 +168,15 @@ impl Billing {
             vehicle_number: vehicle,
             capacity: req.capacity.map(capacity).transpose()?,
         };
-        if let Some(mut first) = self
-            .stored_answer::<pb::UpdateBillResponse>(&caller, RPC, &req)
+        if let Some(mut first) = MUTATIONS
+            .stored_answer::<pb::UpdateBillResponse>(self.pool(), &caller, RPC, &req)
             .await?
         {
             self.with_figures(&caller, &mut first.bill).await?;
             return Ok(first);
         }
         let mut tx = self.pool().begin().await?;
-        if let Some(mut first) = self
+        if let Some(mut first) = MUTATIONS
             .replay::<pb::UpdateBillResponse>(&mut tx, &caller, RPC, &req)
             .await?
         {
@@ -235,7 +235,7 @@ impl Billing {
         let resp = pb::UpdateBillResponse {
             bill: Some(to_pb(&after)),
         };
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         let mut resp = resp;
         self.with_figures(&caller, &mut resp.bill).await?;
@@ -251,7 +251,10 @@ impl Billing {
         caller.require_role(&[Role::Admin])?;
         let req = req.into_inner();
         let id = named_bill(&req.bill_id)?;
-        if let Some(first) = self.stored_answer(&caller, RPC, &req).await? {
+        if let Some(first) = MUTATIONS
+            .stored_answer(self.pool(), &caller, RPC, &req)
+            .await?
+        {
             return Ok(first);
         }
         // 1. The intent: a bill being deleted takes no new parent and is hidden from readers.
@@ -278,20 +281,20 @@ impl Billing {
             // Finished meanwhile by a concurrent delete or the sweeper.
             tx.rollback().await?;
             let mut tx = self.pool().begin().await?;
-            if let Some(first) = self.replay(&mut tx, &caller, RPC, &req).await? {
+            if let Some(first) = MUTATIONS.replay(&mut tx, &caller, RPC, &req).await? {
                 return Ok(first);
             }
             let resp = pb::DeleteBillResponse {};
-            self.remember(&mut tx, &caller, &resp).await?;
+            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             return Ok(resp);
         }
-        if let Some(first) = self.replay(&mut tx, &caller, RPC, &req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, &caller, RPC, &req).await? {
             tx.rollback().await?;
             return Ok(first);
         }
         let resp = pb::DeleteBillResponse {};
-        self.remember(&mut tx, &caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

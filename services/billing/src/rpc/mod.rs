@@ -14,7 +14,7 @@ use tracetrack_proto::billing::v1 as pb;
 
 use crate::convert::to_pb;
 use crate::rules::{bill_not_found, named_bill};
-use crate::state::Billing;
+use crate::state::{Billing, MUTATIONS};
 use crate::store::{self, BillRow};
 
 impl Billing {
@@ -37,7 +37,7 @@ impl Billing {
         make: impl FnOnce(pb::Bill) -> M,
     ) -> AppResult<M> {
         let mut tx = self.pool().begin().await?;
-        if let Some(first) = self.replay::<M>(&mut tx, caller, rpc, req).await? {
+        if let Some(first) = MUTATIONS.replay::<M>(&mut tx, caller, rpc, req).await? {
             return Ok(first);
         }
         let row = store::bill_by_id(&mut tx, bill_id)
@@ -45,7 +45,7 @@ impl Billing {
             .filter(|r| r.status != "deleting")
             .ok_or_else(bill_not_found)?;
         let resp = make(to_pb(&row));
-        self.remember(&mut tx, caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

@@ -9,7 +9,7 @@ use tracetrack_proto::billing::v1 as pb;
 
 use crate::convert::to_pb;
 use crate::rules::{bill_not_found, conflict, named_bill, MANAGERS};
-use crate::state::{Billing, Who};
+use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, BillState};
 
 impl Billing {
@@ -23,7 +23,10 @@ impl Billing {
         let req = req.into_inner();
         let id = named_bill(&req.bill_id)?;
         let make = |b| pb::CompleteBillResponse { bill: Some(b) };
-        let mut resp = match self.stored_answer(&caller, RPC, &req).await? {
+        let mut resp = match MUTATIONS
+            .stored_answer(self.pool(), &caller, RPC, &req)
+            .await?
+        {
             Some(first) => first,
             None => self.complete(&caller, &req, &id, make).await?,
         };
@@ -89,12 +92,12 @@ impl Billing {
                 _ => Err(bill_not_found()),
             };
         };
-        if let Some(first) = self.replay(&mut tx, caller, RPC, req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
             tx.rollback().await?;
             return Ok(first);
         }
         let resp = make(to_pb(&row));
-        self.remember(&mut tx, caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }
@@ -109,7 +112,10 @@ impl Billing {
         let req = req.into_inner();
         let id = named_bill(&req.bill_id)?;
         let make = |b| pb::ReopenBillResponse { bill: Some(b) };
-        let mut resp = match self.stored_answer(&caller, RPC, &req).await? {
+        let mut resp = match MUTATIONS
+            .stored_answer(self.pool(), &caller, RPC, &req)
+            .await?
+        {
             Some(first) => first,
             None => self.reopen(&caller, &req, &id, make).await?,
         };
@@ -161,12 +167,12 @@ impl Billing {
                 _ => Err(bill_not_found()),
             };
         };
-        if let Some(first) = self.replay(&mut tx, caller, RPC, req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
             tx.rollback().await?;
             return Ok(first);
         }
         let resp = make(to_pb(&row));
-        self.remember(&mut tx, caller, &resp).await?;
+        MUTATIONS.remember(&mut tx, caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
     }

@@ -12,8 +12,7 @@ pub use bills::*;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
-use tracetrack_common::{AppError, AppResult};
+use tracetrack_common::AppError;
 use tracetrack_domain::ErrorCode;
 use uuid::Uuid;
 
@@ -96,16 +95,4 @@ pub fn attachment_error(err: sqlx::Error) -> AppError {
         }
     }
     AppError::from(err)
-}
-
-/// Whether an answer is stored under the client's key (a cheap probe before a mutation starts;
-/// the key itself is claimed in the mutation's transaction).
-pub async fn answer_stored<'e>(db: impl PgExecutor<'e>, scope: &str, key: &str) -> AppResult<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM billing.idempotency_keys WHERE scope = $1 AND key = $2)",
-    )
-    .bind(scope)
-    .bind(key)
-    .fetch_one(db)
-    .await?)
 }
