@@ -2,7 +2,6 @@
 //! migrates when configured, syncs service accounts and the bootstrap admin; `run_until_stopped`
 //! serves until the shutdown future resolves. Tests use the same entry.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -23,6 +22,14 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/auth");
 pub struct Application {
     runtime: ServiceRuntime,
     auth: Auth,
+}
+
+/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
+impl std::ops::Deref for Application {
+    type Target = ServiceRuntime;
+    fn deref(&self) -> &ServiceRuntime {
+        &self.runtime
+    }
 }
 
 impl Application {
@@ -61,18 +68,6 @@ impl Application {
             settings,
         }));
         Ok(Self { runtime, auth })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.grpc_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr
-    }
-
-    pub fn pool(&self) -> PgPool {
-        self.runtime.pool.clone()
     }
 
     pub async fn run_until_stopped(

@@ -1,11 +1,9 @@
 //! Build, then run (as in auth): listeners, pool, migrations when configured, then the product
 //! lines and areas from configuration are written to the database with the SPEC's refusals.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
-use sqlx::PgPool;
 use tonic::service::Routes;
 use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
 use tracetrack_common::server::ServiceRuntime;
@@ -20,6 +18,14 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/registry");
 pub struct Application {
     runtime: ServiceRuntime,
     registry: Registry,
+}
+
+/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
+impl std::ops::Deref for Application {
+    type Target = ServiceRuntime;
+    fn deref(&self) -> &ServiceRuntime {
+        &self.runtime
+    }
 }
 
 impl Application {
@@ -46,18 +52,6 @@ impl Application {
             callers: CallerResolver::new(Arc::new(verifier)),
         }));
         Ok(Self { runtime, registry })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.grpc_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr
-    }
-
-    pub fn pool(&self) -> PgPool {
-        self.runtime.pool.clone()
     }
 
     pub async fn run_until_stopped(

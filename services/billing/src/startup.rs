@@ -2,13 +2,11 @@
 //! migrates when configured, connects the registry client and starts the sweeper;
 //! `run_until_stopped` serves until the shutdown future resolves. Tests use the same entry.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
-use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -29,6 +27,14 @@ pub struct Application {
     /// Stops the sweeper.
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
+impl std::ops::Deref for Application {
+    type Target = ServiceRuntime;
+    fn deref(&self) -> &ServiceRuntime {
+        &self.runtime
+    }
 }
 
 impl Application {
@@ -78,18 +84,6 @@ impl Application {
             stop,
             tasks,
         })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.grpc_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr
-    }
-
-    pub fn pool(&self) -> PgPool {
-        self.runtime.pool.clone()
     }
 
     pub async fn run_until_stopped(

@@ -85,3 +85,52 @@ impl Binary {
 pub async fn nothing(_: PgPool) -> anyhow::Result<()> {
     Ok(())
 }
+
+/// The whole `main` of a service binary that has only the standard commands:
+/// `tracetrack_common::service_main!(tracetrack_billing, "billing")`, or with the service's own
+/// upkeep after migrating: `service_main!(tracetrack_scan, "scan", |pool| async move { … })`.
+/// The crate must export `Application`, `Settings`, `config::DEFAULTS` and `startup::MIGRATOR`,
+/// and `state::SCHEMA` unless the four-argument form names the schema.
+#[macro_export]
+macro_rules! service_main {
+    ($krate:ident, $name:literal) => {
+        $crate::service_main!($krate, $name, $krate::state::SCHEMA, $crate::cli::nothing);
+    };
+    ($krate:ident, $name:literal, $schema:path, $after_migrate:expr) => {
+        #[derive(clap::Parser)]
+        #[command(
+                    name = concat!("tracetrack-", $name),
+                    about = concat!("TraceTrack ", $name, " service"),
+                    version
+                )]
+        struct Cli {
+            #[command(subcommand)]
+            command: Option<$crate::cli::Standard>,
+        }
+
+        #[tokio::main]
+        async fn main() -> anyhow::Result<()> {
+            let command = <Cli as clap::Parser>::parse()
+                .command
+                .unwrap_or($crate::cli::Standard::Serve);
+            let settings: $krate::Settings = $crate::config::load($krate::config::DEFAULTS)?;
+            let common = settings.common.clone();
+            let binary = $crate::cli::Binary {
+                service: $name,
+                schema: $schema,
+                migrator: &$krate::startup::MIGRATOR,
+            };
+            binary
+                .run(
+                    command,
+                    &common,
+                    || async {
+                        let app = $krate::Application::build(settings).await?;
+                        app.run_until_stopped($crate::shutdown::signal()).await
+                    },
+                    $after_migrate,
+                )
+                .await
+        }
+    };
+}

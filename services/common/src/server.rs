@@ -62,6 +62,18 @@ impl ServiceRuntime {
         })
     }
 
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     /// Serves `routes` (plus health and reflection) until `shutdown` resolves, then drains.
     /// `service_names` are the fully qualified gRPC names whose health follows the database.
     pub async fn serve(

@@ -3,7 +3,6 @@
 //! client and starts the live feed's reader; `run_until_stopped` serves until the shutdown
 //! future resolves. Tests use the same entry.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,14 @@ pub struct Application {
     /// Stops the background tasks and ends open WatchScans streams.
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
+impl std::ops::Deref for Application {
+    type Target = ServiceRuntime;
+    fn deref(&self) -> &ServiceRuntime {
+        &self.runtime
+    }
 }
 
 impl Application {
@@ -106,18 +113,6 @@ impl Application {
             stop,
             tasks,
         })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.grpc_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr
-    }
-
-    pub fn pool(&self) -> PgPool {
-        self.runtime.pool.clone()
     }
 
     pub async fn run_until_stopped(

@@ -1,7 +1,6 @@
 //! Build, then run (as every service): listeners, pool, migrations when configured; then the
 //! consumer that feeds the read models, the maintenance task, and the gRPC service.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +40,14 @@ pub fn handler(settings: &Settings) -> (Arc<StatsHandler>, watch::Receiver<u64>)
         }),
         changed_rx,
     )
+}
+
+/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
+impl std::ops::Deref for Application {
+    type Target = ServiceRuntime;
+    fn deref(&self) -> &ServiceRuntime {
+        &self.runtime
+    }
 }
 
 impl Application {
@@ -88,18 +95,6 @@ impl Application {
             settings,
             stop_tx,
         })
-    }
-
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.runtime.grpc_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr
-    }
-
-    pub fn pool(&self) -> PgPool {
-        self.runtime.pool.clone()
     }
 
     pub async fn run_until_stopped(
