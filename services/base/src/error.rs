@@ -87,6 +87,23 @@ impl AppError {
         Self::new(ErrorCode::PermissionDenied, message)
     }
 
+    /// Another service's error, passed on unchanged (code, message and details such as
+    /// `other_bill_id`), except that a transport failure or a deadline says which dependency
+    /// (`what`: "the bag registry") failed instead of leaking its text.
+    pub fn from_upstream(status: &Status, what: &str) -> Self {
+        let err = Self::from_status(status);
+        match err.code {
+            ErrorCode::Unavailable if err.details.is_empty() => {
+                Self::unavailable(what, status.clone())
+            }
+            ErrorCode::DeadlineExceeded if err.details.is_empty() => Self::new(
+                ErrorCode::DeadlineExceeded,
+                format!("{what} did not answer in time, try again"),
+            ),
+            _ => err,
+        }
+    }
+
     /// Reads a TraceTrack error back out of a `Status` (client side).
     pub fn from_status(status: &Status) -> Self {
         let details = status.get_error_details();

@@ -16,17 +16,7 @@ use crate::state::Billing;
 /// A registry error, passed on unchanged (code, message and details such as `other_bill_id`),
 /// except that a transport failure says which dependency failed instead of leaking its text.
 pub fn registry_error(status: &Status) -> AppError {
-    let err = AppError::from_status(status);
-    match err.code {
-        ErrorCode::Unavailable if err.details.is_empty() => {
-            AppError::unavailable("the bag registry", status.clone())
-        }
-        ErrorCode::DeadlineExceeded if err.details.is_empty() => AppError::new(
-            ErrorCode::DeadlineExceeded,
-            "the bag registry did not answer in time, try again",
-        ),
-        _ => err,
-    }
+    AppError::from_upstream(status, "the bag registry")
 }
 
 /// Whether a failed registry call may nevertheless have taken effect (no answer, or a failure
