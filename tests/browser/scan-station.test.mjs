@@ -10,6 +10,7 @@ const SHOTS = process.env.TT_SCREENSHOTS;
 const DISPATCHER = process.env.TT_DISPATCHER;
 const PASSWORD = process.env.TT_PASSWORD;
 const ADMIN_PASSWORD = process.env.TT_ADMIN_PASSWORD;
+const CONTROL = process.env.TT_CONTROL_URL;
 mkdirSync(SHOTS, { recursive: true });
 
 let browser, context, page;
@@ -87,6 +88,51 @@ async function api(path, token) {
   const r = await fetch(`${BASE}/api/v1${path}`, { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(r.status, 200, `${path}: ${r.status}`);
   return r.json();
+}
+/**
+ * Asks the Rust side, which owns the service processes, to act on the real stack ("kill/scan",
+ * "start/scan", "expire-sessions/<user>"); resolves once it is done (scan killed and gone, or
+ * started and serving).
+ */
+async function control(action) {
+  console.log(`@@control ${action}`);
+  const r = await fetch(`${CONTROL}/${action}`, { method: "POST" });
+  const text = await r.text();
+  assert.equal(r.status, 200, `control ${action}: ${text}`);
+  console.log(`@@done ${action}: ${text}`);
+  return text;
+}
+/** Polls `check` (in node) every 50 ms until it holds, for at most `timeout` ms. */
+async function until(what, check, timeout = 30000) {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeout) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+/** The HTTP statuses the gateway answered for each child scanned into `parent`, in order. */
+function answersInto(parent) {
+  const answers = {};
+  const onResponse = (res) => {
+    if (!res.url().endsWith("/api/v1/scans/child")) return;
+    const b = JSON.parse(res.request().postData() || "{}");
+    if (b.parent_qr === parent) (answers[b.child_qr] ||= []).push(res.status());
+  };
+  page.on("response", onResponse);
+  return { answers, stop: () => page.off("response", onResponse) };
+}
+/** On the server (as admin): `parent` holds exactly `children`, each recorded as scanned in once. */
+async function linkedOnce(parent, children) {
+  const token = await adminToken();
+  assert.equal((await api(`/bags/${parent}`, token)).child_count, children.length, parent);
+  const listed = await api(`/bags/${parent}/children?limit=100`, token);
+  assert.deepEqual(listed.items.map((b) => b.qr).sort(), [...children].sort());
+  for (const qr of children) {
+    assert.equal((await api(`/bags/${qr}`, token)).parent_qr, parent, qr);
+    const scans = await api(`/scans?qr=${qr}`, token);
+    const ok = scans.items.filter((e) => e.kind === "child" && e.outcome === "ok");
+    assert.equal(ok.length, 1, `${qr} recorded ${ok.length} times`);
+  }
 }
 async function adminToken() {
   const r = await fetch(`${BASE}/api/v1/auth/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }) });
@@ -374,6 +420,113 @@ test("a scan made after the session ended waits for the dispatcher to log in aga
   assert.equal((await api("/bags/EXP0002", token)).parent_qr, "SB90007");
   const scans = await api("/scans?qr=EXP0002", token);
   assert.equal(scans.items.filter((e) => e.kind === "child" && e.outcome === "ok").length, 1);
+});
+
+test("scan is killed (SIGKILL) while the dispatcher scans: scans wait on the phone, and once scan is started again they arrive by themselves, once each", async () => {
+  await page.click("#newparent");
+  await wedge("SB90010");
+  await progress("0/30");
+  const { answers, stop } = answersInto("SB90010");
+  const kids = [];
+  const scanNext = async () => { const qr = `KIL${String(kids.length + 1).padStart(4, "0")}`; kids.push(qr); await wedge(qr); };
+  await scanNext();
+  await scanNext();
+  await progress("2/30");
+  // The dispatcher keeps scanning while the process dies: the kill waits until a scan is inside
+  // scan, so its answer never comes (saved or not, the page cannot know).
+  let killedAs = null;
+  const killed = control("kill/scan?during=ScanChild").then((t) => (killedAs = t));
+  while (killedAs === null && kids.length < 20) await scanNext();
+  await killed;
+  // Scanned after scan died: it cannot be saved on the server, so the page keeps it.
+  await scanNext();
+  await queueShows("scan\\(s\\) waiting to be sent · trying again");
+  await vibrations();
+  for (let i = 0; i < 3; i++) await scanNext();
+  // Said and felt as kept on the phone, each one, never as saved.
+  assert.match(await page.textContent("#msg"), /Saved on this phone/);
+  assert.equal(await page.getAttribute("#msg", "class"), "msg info");
+  const felt = await vibrations();
+  assert.deepEqual(felt, [QUEUED, QUEUED, QUEUED], `tones while scan is down: ${felt}`);
+  // Every one of them is counted, marked as not sent yet; at least the 4 made after the kill wait.
+  await progress(`${kids.length}/30`);
+  assert.match(await page.getAttribute("#progress", "class"), /pending/);
+  const waiting = Number((await page.textContent("#queue")).match(/^(\d+) scan/)[1]);
+  assert.ok(waiting >= 4 && waiting <= kids.length - 2, `${waiting} of ${kids.length} waiting`);
+  // The page keeps trying while scan is down (and the gateway answers that it is unavailable).
+  const head = kids[kids.length - waiting];
+  const tried = attempts(head, "SB90010").length;
+  await until(`${head} tried again`, () => attempts(head, "SB90010").length > tried);
+  assert.ok(answers[head].some((s) => s === 503), `${head} answered ${answers[head]}`);
+  await shot("scan-killed-queue");
+
+  await control("start/scan");
+  // No one touches the page: the queue drains by itself.
+  await queueEmpty(60000);
+  await progress(`${kids.length}/30`);
+  assert.doesNotMatch(await page.getAttribute("#progress", "class"), /pending/);
+  assert.ok(!(await vibrations()).includes(SUCCESS), "no success tone for scans sent later");
+  assert.equal(await page.$("#refused li"), null, "nothing refused");
+  stop();
+  console.log(`@@answers ${JSON.stringify(answers)}`);
+
+  // In order, one key per scan on every try, each finally answered with success.
+  const order = sent.filter((s) => s.parent === "SB90010").map((s) => kids.indexOf(s.child));
+  assert.deepEqual(order, [...order].sort((a, b) => a - b), `sent out of order: ${order}`);
+  for (const qr of kids) {
+    const tries = attempts(qr, "SB90010");
+    assert.equal(new Set(tries.map((a) => a.key)).size, 1, `${qr} sent under more than one key`);
+    const last = answers[qr]?.at(-1);
+    assert.ok(last >= 200 && last < 300, `${qr} answered ${answers[qr]}`);
+  }
+  await linkedOnce("SB90010", kids);
+});
+
+test("the session expires on the server while scans wait for a killed scan: the page asks for a login, then sends each once", async () => {
+  await page.click("#newparent");
+  await wedge("SB90011");
+  await progress("0/30");
+  const { answers, stop } = answersInto("SB90011");
+  const kids = ["EXQ0001", "EXQ0002", "EXQ0003", "EXQ0004"];
+  await wedge(kids[0]);
+  await progress("1/30");
+  await control("kill/scan");
+  for (const qr of kids.slice(1)) await wedge(qr);
+  await queueShows("^3 scan");
+  await progress("4/30");
+  await vibrations();
+  // The dispatcher's session passes its expiry on the server while the scans wait.
+  await control(`expire-sessions/${DISPATCHER}`);
+  // The next try is answered 401: the page asks for a login and keeps the scans.
+  await page.waitForSelector("#login-queue", { timeout: 30000 });
+  assert.match(await page.textContent("#login-queue"), new RegExp(`3 scan\\(s\\) of ${DISPATCHER} are waiting`));
+  assert.ok(answers.EXQ0002.includes(401), `EXQ0002 answered ${answers.EXQ0002}`);
+  assert.ok(!(await vibrations()).includes(SUCCESS));
+  await shot("login-with-queue-scan-down");
+  await page.fill("#u", DISPATCHER);
+  await page.fill("#p", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#scan");
+  // Logged in again, but scan is still down: the scans keep waiting, tried again.
+  const tried = attempts("EXQ0002", "SB90011").length;
+  await until("EXQ0002 tried after the login", () => attempts("EXQ0002", "SB90011").length > tried);
+  await queueShows("^3 scan");
+  await progress("4/30");
+  await control("start/scan");
+  await queueEmpty(60000);
+  await progress("4/30");
+  assert.equal(await page.$("#refused li"), null, "nothing refused");
+  stop();
+  console.log(`@@answers ${JSON.stringify(answers)}`);
+  for (const qr of kids.slice(1)) {
+    const tries = attempts(qr, "SB90011");
+    assert.equal(new Set(tries.map((a) => a.key)).size, 1, `${qr}: the same key before and after the new login`);
+    const last = answers[qr]?.at(-1);
+    assert.ok(last >= 200 && last < 300, `${qr} answered ${answers[qr]}`);
+  }
+  // Before the login: 503 (scan down) then 401 (session over); after it, success.
+  assert.ok(answers.EXQ0002.indexOf(503) < answers.EXQ0002.indexOf(401), `EXQ0002 answered ${answers.EXQ0002}`);
+  await linkedOnce("SB90011", kids);
 });
 
 test("Hindi", async () => {

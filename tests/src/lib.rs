@@ -941,6 +941,121 @@ impl BillingStack {
     }
 }
 
+// ---------------------------------------------------------------------------------- processes
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service run as its own process (the binary `cargo build --bins` made), on ports fixed at
+/// start, so it can be killed with SIGKILL and started again exactly as it was: same binary,
+/// same environment, same ports. Killed when dropped.
+pub struct ServiceProcess {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    bin: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<tokio::process::Child>,
+}
+
+impl ServiceProcess {
+    /// Starts `bin` (a workspace binary) with `env` plus its gRPC and admin addresses on free
+    /// ports; returns once it reports SERVING.
+    pub async fn start(bin: &str, env: Vec<(String, String)>) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut env = env;
+        env.push(("TRACETRACK_GRPC_ADDR".into(), addr.to_string()));
+        env.push(("TRACETRACK_ADMIN_ADDR".into(), admin_addr.to_string()));
+        let mut p = Self {
+            addr,
+            admin_addr,
+            bin: workspace_bin(bin),
+            env,
+            child: None,
+        };
+        p.restart().await;
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
+    }
+
+    /// SIGKILL, as a crash would (no drain, nothing acknowledged); returns once it has exited.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("the process is not running");
+        child.kill().await.unwrap();
+    }
+
+    /// Starts the process again with the same command and environment (same ports); returns once
+    /// it reports SERVING. Panics if it exits meanwhile or is not serving within 30 s.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the process is still running");
+        let mut child = tokio::process::Command::new(&self.bin)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while health(self.addr, "").await != Some(ServingStatus::Serving) {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{} exited before serving: {status}", self.bin.display());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} did not become SERVING on {}",
+                self.bin.display(),
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.child = Some(child);
+    }
+}
+
+impl Stack {
+    /// scan as its own process on this stack's database, Redis prefix, auth and registries (the
+    /// settings [`scan_settings`] gives the in-process one), for tests that kill it.
+    pub async fn scan_process(&self) -> ServiceProcess {
+        let registries = self
+            .registries
+            .iter()
+            .map(Running::url)
+            .collect::<Vec<_>>()
+            .join(",");
+        let env = [
+            ("TRACETRACK_DATABASE__URL", self.db.clone()),
+            ("TRACETRACK_DATABASE__MAX_CONNECTIONS", "10".into()),
+            ("TRACETRACK_DATABASE__ACQUIRE_TIMEOUT_MS", "3000".into()),
+            ("TRACETRACK_DATABASE__MIGRATE_ON_START", "true".into()),
+            ("TRACETRACK_REDIS__URL", redis_url()),
+            ("TRACETRACK_EVENTS__KEY_PREFIX", self.prefix.clone()),
+            ("TRACETRACK_EVENTS__POLL_INTERVAL_MS", "20".into()),
+            ("TRACETRACK_AUTH__URL", self.auth.url()),
+            (
+                "TRACETRACK_AUTH__SERVICE_TOKEN",
+                service_token("scan").into(),
+            ),
+            ("TRACETRACK_REGISTRY_URL", registries),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .to_vec();
+        ServiceProcess::start("tracetrack-scan", env).await
+    }
+}
+
 // ---------------------------------------------------------------------------------- HTTP
 
 /// `POST /api/v1/auth/login` through a gateway.
