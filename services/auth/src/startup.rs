@@ -24,13 +24,8 @@ pub struct Application {
     auth: Auth,
 }
 
-/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
-impl std::ops::Deref for Application {
-    type Target = ServiceRuntime;
-    fn deref(&self) -> &ServiceRuntime {
-        &self.runtime
-    }
-}
+// The runtime's addresses and pool: `grpc_addr()`, `admin_addr()`, `pool()`.
+tracetrack_common::derefs_to_runtime!(Application);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {

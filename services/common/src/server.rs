@@ -269,3 +269,17 @@ pub async fn probe(url: &str, service: &str) -> anyhow::Result<bool> {
     Ok(resp.into_inner().status
         == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
 }
+
+/// A service's `Application` (holding its [`ServiceRuntime`] in a field `runtime`) derefs to
+/// the runtime, for its addresses and pool: `tracetrack_common::derefs_to_runtime!(Application);`.
+#[macro_export]
+macro_rules! derefs_to_runtime {
+    ($app:ty) => {
+        impl ::std::ops::Deref for $app {
+            type Target = $crate::server::ServiceRuntime;
+            fn deref(&self) -> &Self::Target {
+                &self.runtime
+            }
+        }
+    };
+}

@@ -20,7 +20,7 @@ use tracetrack_proto::scan::v1 as pb;
 
 use crate::config::Settings;
 use crate::feed::{self, Reader};
-use crate::grpc::{Inner, Scan, SCHEMA, SERVICE};
+use crate::state::{Inner, Scan, SCHEMA, SERVICE};
 use crate::store;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/scan");
@@ -33,13 +33,8 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
-impl std::ops::Deref for Application {
-    type Target = ServiceRuntime;
-    fn deref(&self) -> &ServiceRuntime {
-        &self.runtime
-    }
-}
+// The runtime's addresses and pool: `grpc_addr()`, `admin_addr()`, `pool()`.
+tracetrack_common::derefs_to_runtime!(Application);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {

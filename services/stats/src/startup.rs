@@ -42,13 +42,8 @@ pub fn handler(settings: &Settings) -> (Arc<StatsHandler>, watch::Receiver<u64>)
     )
 }
 
-/// The runtime's addresses and pool (`grpc_addr()`, `admin_addr()`, `pool()`).
-impl std::ops::Deref for Application {
-    type Target = ServiceRuntime;
-    fn deref(&self) -> &ServiceRuntime {
-        &self.runtime
-    }
-}
+// The runtime's addresses and pool: `grpc_addr()`, `admin_addr()`, `pool()`.
+tracetrack_common::derefs_to_runtime!(Application);
 
 impl Application {
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
