@@ -40,6 +40,7 @@
 //! count and actual weight are read from bag-registry (GetBillFigures: one call per GetBill, per
 //! ListBills page, per mutation answer) whenever a Bill is answered, a replayed answer included.
 
+use futures::future::Either;
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -164,49 +165,58 @@ impl Billing {
         Ok(Ok(row))
     }
 
-    /// completing → completed: locks the bill (if it is completing; waits, or skips it when
-    /// `skip_locked`), freezes its parents in bag-registry, marks it completed and writes the
-    /// event in the caller's transaction. None when the bill is not completing (or is locked).
-    pub(crate) async fn complete_locked(
+    /// Finishes a bill's completion (completing → completed, its parents frozen in bag-registry)
+    /// or reopening (reopening → processing, its parents unfrozen): locks the bill if it is in
+    /// the intent's status (waits, or skips it when `skip_locked`), calls bag-registry, marks the
+    /// bill and writes the event, all in the caller's transaction. None when the bill is not in
+    /// that status (or is locked).
+    pub(crate) async fn settle_locked(
         &self,
         tx: &mut Tx,
         who: &Who<'_>,
         bill_id: &str,
         skip_locked: bool,
+        settle: Settle,
     ) -> AppResult<Option<BillRow>> {
-        if store::lock_bill_in(tx, bill_id, "completing", skip_locked)
+        if store::lock_bill_in(tx, bill_id, settle.intent(), skip_locked)
             .await?
             .is_none()
         {
             return Ok(None);
         }
-        let key = who.key("FreezeParents");
-        let frozen = client::retry_transport(|| {
+        let key = who.key(settle.registry_rpc());
+        let moved = client::retry_transport(|| {
             let mut registry = self.registry();
-            let req = client::request(
-                reg::FreezeParentsRequest {
-                    bill_id: bill_id.to_owned(),
-                },
-                who.token(),
-                key.as_deref(),
-            );
-            async move { registry.freeze_parents(req).await }
+            let (bill_id, token, key) = (bill_id.to_owned(), who.token(), key.as_deref());
+            match settle {
+                Settle::Complete => {
+                    let req = client::request(reg::FreezeParentsRequest { bill_id }, token, key);
+                    Either::Left(async move {
+                        let r = registry.freeze_parents(req).await?;
+                        Ok(tonic::Response::new(r.into_inner().frozen))
+                    })
+                }
+                Settle::Reopen => {
+                    let req = client::request(reg::UnfreezeParentsRequest { bill_id }, token, key);
+                    Either::Right(async move {
+                        let r = registry.unfreeze_parents(req).await?;
+                        Ok(tonic::Response::new(r.into_inner().unfrozen))
+                    })
+                }
+            }
         })
         .await
         .map_err(|s| registry_error(&s))?
-        .into_inner()
-        .frozen;
-        store::mark_completed(tx, bill_id).await?;
+        .into_inner();
+        match settle {
+            Settle::Complete => store::mark_completed(tx, bill_id).await?,
+            Settle::Reopen => store::mark_reopened(tx, bill_id).await?,
+        }
         let row = store::bill_by_id(tx, bill_id)
             .await?
             .ok_or_else(bill_not_found)?;
-        self.event(
-            tx,
-            who,
-            "billing.bill_completed",
-            bill_id,
-            row.version,
-            json!({
+        let payload = match settle {
+            Settle::Complete => json!({
                 "bill_id": bill_id,
                 "status": row.status,
                 "before": {"status": "processing"},
@@ -214,63 +224,18 @@ impl Billing {
                 "parent_count": row.confirmed(),
                 "capacity": row.capacity,
                 "expected_weight_kg": row.expected_weight_kg,
-                "parents_frozen": frozen,
+                "parents_frozen": moved,
             }),
-        )
-        .await?;
-        Ok(Some(row))
-    }
-
-    /// reopening → processing: locks the bill (if it is reopening), unfreezes its parents in
-    /// bag-registry, reopens it and writes the event in the caller's transaction.
-    pub(crate) async fn reopen_locked(
-        &self,
-        tx: &mut Tx,
-        who: &Who<'_>,
-        bill_id: &str,
-        skip_locked: bool,
-    ) -> AppResult<Option<BillRow>> {
-        if store::lock_bill_in(tx, bill_id, "reopening", skip_locked)
-            .await?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let key = who.key("UnfreezeParents");
-        let unfrozen = client::retry_transport(|| {
-            let mut registry = self.registry();
-            let req = client::request(
-                reg::UnfreezeParentsRequest {
-                    bill_id: bill_id.to_owned(),
-                },
-                who.token(),
-                key.as_deref(),
-            );
-            async move { registry.unfreeze_parents(req).await }
-        })
-        .await
-        .map_err(|s| registry_error(&s))?
-        .into_inner()
-        .unfrozen;
-        store::mark_reopened(tx, bill_id).await?;
-        let row = store::bill_by_id(tx, bill_id)
-            .await?
-            .ok_or_else(bill_not_found)?;
-        self.event(
-            tx,
-            who,
-            "billing.bill_reopened",
-            bill_id,
-            row.version,
-            json!({
+            Settle::Reopen => json!({
                 "bill_id": bill_id,
                 "status": row.status,
                 "before": {"status": "completed"},
                 "after": {"status": row.status},
-                "parents_unfrozen": unfrozen,
+                "parents_unfrozen": moved,
             }),
-        )
-        .await?;
+        };
+        self.event(tx, who, settle.event_type(), bill_id, row.version, payload)
+            .await?;
         Ok(Some(row))
     }
 
@@ -339,5 +304,36 @@ impl Billing {
         )
         .await?;
         Ok(Some(before))
+    }
+}
+
+/// Which way a bill's status is settled: completed (parents frozen) or reopened (unfrozen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    Complete,
+    Reopen,
+}
+
+impl Settle {
+    /// The status that holds the intent while bag-registry is called.
+    pub(crate) fn intent(self) -> &'static str {
+        match self {
+            Settle::Complete => "completing",
+            Settle::Reopen => "reopening",
+        }
+    }
+
+    fn registry_rpc(self) -> &'static str {
+        match self {
+            Settle::Complete => "FreezeParents",
+            Settle::Reopen => "UnfreezeParents",
+        }
+    }
+
+    fn event_type(self) -> &'static str {
+        match self {
+            Settle::Complete => "billing.bill_completed",
+            Settle::Reopen => "billing.bill_reopened",
+        }
     }
 }

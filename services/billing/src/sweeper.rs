@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::saga::Settle;
 use crate::state::{Billing, Who};
 use crate::store::{self, AttachmentKey, BillState, Unsettled};
 
@@ -159,11 +160,11 @@ impl Billing {
             let mut tx = self.pool().begin().await?;
             let done = match status.as_str() {
                 "completing" => self
-                    .complete_locked(&mut tx, &Who::Sweeper, bill_id, true)
+                    .settle_locked(&mut tx, &Who::Sweeper, bill_id, true, Settle::Complete)
                     .await
                     .map(|r| r.is_some()),
                 "reopening" => self
-                    .reopen_locked(&mut tx, &Who::Sweeper, bill_id, true)
+                    .settle_locked(&mut tx, &Who::Sweeper, bill_id, true, Settle::Reopen)
                     .await
                     .map(|r| r.is_some()),
                 _ => self

@@ -1,5 +1,5 @@
 //! A bill's status: CompleteBill and ReopenBill, the request side of the freeze and unfreeze
-//! sagas (see [`crate::saga`]).
+//! sagas (see [`crate::saga`]). Both run the same steps, told apart by [`Settle`].
 
 use tonic::Request;
 use tracetrack_common::caller::Caller;
@@ -9,136 +9,106 @@ use tracetrack_proto::billing::v1 as pb;
 
 use crate::convert::to_pb;
 use crate::rules::{bill_not_found, conflict, named_bill, MANAGERS};
+use crate::saga::Settle;
 use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, BillState};
+
+/// What tells CompleteBill and ReopenBill apart on the request side.
+struct Rpc<M> {
+    name: &'static str,
+    settle: Settle,
+    make: fn(pb::Bill) -> M,
+    bill: fn(&mut M) -> &mut Option<pb::Bill>,
+}
+
+impl Settle {
+    /// The statuses the intent may start from, and whether the bill must be full.
+    fn from(self) -> (&'static [&'static str], bool) {
+        match self {
+            Settle::Complete => (&["new", "processing", "reopening"], true),
+            Settle::Reopen => (&["completing", "completed"], false),
+        }
+    }
+
+    /// Whether a bill in `status` is already where this settlement leads (answer it as it is).
+    fn done(self, status: &str) -> bool {
+        match self {
+            Settle::Complete => status == "completed",
+            Settle::Reopen => status == "new" || status == "processing",
+        }
+    }
+
+    /// The refusal when the bill went the other way while this request waited for its lock.
+    fn overtaken(self) -> AppError {
+        conflict(match self {
+            Settle::Complete => "the bill was reopened meanwhile; try again",
+            Settle::Reopen => "the bill was completed meanwhile; try again",
+        })
+    }
+}
 
 impl Billing {
     pub(crate) async fn complete_bill(
         &self,
         req: Request<pb::CompleteBillRequest>,
     ) -> AppResult<pb::CompleteBillResponse> {
-        const RPC: &str = "CompleteBill";
+        let rpc = Rpc {
+            name: "CompleteBill",
+            settle: Settle::Complete,
+            make: |b| pb::CompleteBillResponse { bill: Some(b) },
+            bill: |r| &mut r.bill,
+        };
         let caller = self.caller(&req).await?;
-        caller.require_role(MANAGERS)?;
         let req = req.into_inner();
-        let id = named_bill(&req.bill_id)?;
-        let make = |b| pb::CompleteBillResponse { bill: Some(b) };
-        let mut resp = match MUTATIONS
-            .stored_answer(self.pool(), &caller, RPC, &req)
-            .await?
-        {
-            Some(first) => first,
-            None => self.complete(&caller, &req, &id, make).await?,
-        };
-        self.with_figures(&caller, &mut resp.bill).await?;
-        Ok(resp)
-    }
-
-    async fn complete(
-        &self,
-        caller: &Caller,
-        req: &pb::CompleteBillRequest,
-        id: &str,
-        make: impl Fn(pb::Bill) -> pb::CompleteBillResponse,
-    ) -> AppResult<pb::CompleteBillResponse> {
-        const RPC: &str = "CompleteBill";
-        // 1. The intent: only a full bill with nothing in flight.
-        let moved = store::transition(
-            self.pool(),
-            id,
-            "completing",
-            &["new", "processing", "reopening"],
-            true,
-        )
-        .await?;
-        let bill_id = match moved {
-            Some(bill_id) => bill_id,
-            None => match store::bill_status(self.pool(), id).await? {
-                None => return Err(bill_not_found()),
-                Some(BillState { status: s, .. }) if s == "deleting" => {
-                    return Err(bill_not_found())
-                }
-                Some(BillState { bill_id, status: s }) if s == "completing" => bill_id,
-                Some(BillState { bill_id, status: s }) if s == "completed" => {
-                    return self.answer_current(caller, RPC, req, &bill_id, make).await;
-                }
-                Some(_) => {
-                    let row = store::find_bill(self.pool(), id)
-                        .await?
-                        .ok_or_else(bill_not_found)?;
-                    let message = if row.unsettled_count > 0 {
-                        "a parent is being attached or detached; try again"
-                    } else {
-                        "a bill is completed only when it holds as many parents as its capacity"
-                    };
-                    return Err(AppError::new(ErrorCode::BillIncomplete, message)
-                        .with_detail("parent_count", row.confirmed())
-                        .with_detail("capacity", row.capacity));
-                }
-            },
-        };
-        // 2. Freeze in bag-registry and finish, holding the bill's lock.
-        let mut tx = self.pool().begin().await?;
-        let who = Who::Request(caller);
-        let Some(row) = self.complete_locked(&mut tx, &who, &bill_id, false).await? else {
-            tx.rollback().await?;
-            return match store::bill_status(self.pool(), &bill_id).await? {
-                Some(BillState { status: s, .. }) if s == "completed" => {
-                    self.answer_current(caller, RPC, req, &bill_id, make).await
-                }
-                Some(BillState { status: s, .. }) if s != "deleting" => {
-                    Err(conflict("the bill was reopened meanwhile; try again"))
-                }
-                _ => Err(bill_not_found()),
-            };
-        };
-        if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
-            tx.rollback().await?;
-            return Ok(first);
-        }
-        let resp = make(to_pb(&row));
-        MUTATIONS.remember(&mut tx, caller, &resp).await?;
-        tx.commit().await?;
-        Ok(resp)
+        self.settle_bill(&caller, &req, &req.bill_id, rpc).await
     }
 
     pub(crate) async fn reopen_bill(
         &self,
         req: Request<pb::ReopenBillRequest>,
     ) -> AppResult<pb::ReopenBillResponse> {
-        const RPC: &str = "ReopenBill";
+        let rpc = Rpc {
+            name: "ReopenBill",
+            settle: Settle::Reopen,
+            make: |b| pb::ReopenBillResponse { bill: Some(b) },
+            bill: |r| &mut r.bill,
+        };
         let caller = self.caller(&req).await?;
-        caller.require_role(MANAGERS)?;
         let req = req.into_inner();
-        let id = named_bill(&req.bill_id)?;
-        let make = |b| pb::ReopenBillResponse { bill: Some(b) };
+        self.settle_bill(&caller, &req, &req.bill_id, rpc).await
+    }
+
+    async fn settle_bill<M: prost::Message + Default>(
+        &self,
+        caller: &Caller,
+        req: &impl prost::Message,
+        bill_id: &str,
+        rpc: Rpc<M>,
+    ) -> AppResult<M> {
+        caller.require_role(MANAGERS)?;
+        let id = named_bill(bill_id)?;
         let mut resp = match MUTATIONS
-            .stored_answer(self.pool(), &caller, RPC, &req)
+            .stored_answer(self.pool(), caller, rpc.name, req)
             .await?
         {
             Some(first) => first,
-            None => self.reopen(&caller, &req, &id, make).await?,
+            None => self.settle(caller, req, &id, &rpc).await?,
         };
-        self.with_figures(&caller, &mut resp.bill).await?;
+        self.with_figures(caller, (rpc.bill)(&mut resp)).await?;
         Ok(resp)
     }
 
-    async fn reopen(
+    async fn settle<M: prost::Message + Default>(
         &self,
         caller: &Caller,
-        req: &pb::ReopenBillRequest,
+        req: &impl prost::Message,
         id: &str,
-        make: impl Fn(pb::Bill) -> pb::ReopenBillResponse,
-    ) -> AppResult<pb::ReopenBillResponse> {
-        const RPC: &str = "ReopenBill";
-        let moved = store::transition(
-            self.pool(),
-            id,
-            "reopening",
-            &["completing", "completed"],
-            false,
-        )
-        .await?;
+        rpc: &Rpc<M>,
+    ) -> AppResult<M> {
+        let settle = rpc.settle;
+        // 1. The intent (completing: only a full bill with nothing in flight).
+        let (from, full) = settle.from();
+        let moved = store::transition(self.pool(), id, settle.intent(), from, full).await?;
         let bill_id = match moved {
             Some(bill_id) => bill_id,
             None => match store::bill_status(self.pool(), id).await? {
@@ -146,34 +116,56 @@ impl Billing {
                 Some(BillState { status: s, .. }) if s == "deleting" => {
                     return Err(bill_not_found())
                 }
-                Some(BillState { bill_id, status: s }) if s == "reopening" => bill_id,
-                // Not completed: already open, nothing to do.
-                Some(BillState { bill_id, .. }) => {
-                    return self.answer_current(caller, RPC, req, &bill_id, make).await;
+                Some(BillState { bill_id, status: s }) if s == settle.intent() => bill_id,
+                Some(BillState { bill_id, status: s })
+                    if settle.done(&s) || settle == Settle::Reopen =>
+                {
+                    return self
+                        .answer_current(caller, rpc.name, req, &bill_id, rpc.make)
+                        .await;
                 }
+                Some(_) => return Err(self.incomplete(id).await?),
             },
         };
+        // 2. Freeze (unfreeze) in bag-registry and finish, holding the bill's lock.
         let mut tx = self.pool().begin().await?;
         let who = Who::Request(caller);
-        let Some(row) = self.reopen_locked(&mut tx, &who, &bill_id, false).await? else {
+        let Some(row) = self
+            .settle_locked(&mut tx, &who, &bill_id, false, settle)
+            .await?
+        else {
             tx.rollback().await?;
             return match store::bill_status(self.pool(), &bill_id).await? {
-                Some(BillState { status: s, .. }) if s == "new" || s == "processing" => {
-                    self.answer_current(caller, RPC, req, &bill_id, make).await
+                Some(BillState { status: s, .. }) if settle.done(&s) => {
+                    self.answer_current(caller, rpc.name, req, &bill_id, rpc.make)
+                        .await
                 }
-                Some(BillState { status: s, .. }) if s != "deleting" => {
-                    Err(conflict("the bill was completed meanwhile; try again"))
-                }
+                Some(BillState { status: s, .. }) if s != "deleting" => Err(settle.overtaken()),
                 _ => Err(bill_not_found()),
             };
         };
-        if let Some(first) = MUTATIONS.replay(&mut tx, caller, RPC, req).await? {
+        if let Some(first) = MUTATIONS.replay(&mut tx, caller, rpc.name, req).await? {
             tx.rollback().await?;
             return Ok(first);
         }
-        let resp = make(to_pb(&row));
+        let resp = (rpc.make)(to_pb(&row));
         MUTATIONS.remember(&mut tx, caller, &resp).await?;
         tx.commit().await?;
         Ok(resp)
+    }
+
+    /// Why a bill cannot be completed now.
+    async fn incomplete(&self, id: &str) -> AppResult<AppError> {
+        let row = store::find_bill(self.pool(), id)
+            .await?
+            .ok_or_else(bill_not_found)?;
+        let message = if row.unsettled_count > 0 {
+            "a parent is being attached or detached; try again"
+        } else {
+            "a bill is completed only when it holds as many parents as its capacity"
+        };
+        Ok(AppError::new(ErrorCode::BillIncomplete, message)
+            .with_detail("parent_count", row.confirmed())
+            .with_detail("capacity", row.capacity))
     }
 }
