@@ -235,15 +235,7 @@ async fn import_labels(
         "label workbook parsed"
     );
     let report = if p.dry_run.unwrap_or(false) {
-        import::LabelReport {
-            dry_run: true,
-            area: area.clone(),
-            rows: parsed.rows,
-            parents_in_file: parsed.parents() as u64,
-            children_in_file: parsed.children() as u64,
-            counts: import::Counts::default(),
-            problems: parsed.problems.clone(),
-        }
+        import::LabelReport::dry_run(&area, &parsed)
     } else {
         let mut registry = state.0.registry_import.clone();
         import::import_labels(

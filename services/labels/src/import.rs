@@ -152,6 +152,19 @@ pub struct LabelReport {
 }
 
 impl LabelReport {
+    /// The report of a dry run: what the workbook holds, nothing sent.
+    pub fn dry_run(area: &str, parsed: &LabelImport) -> Self {
+        Self {
+            dry_run: true,
+            area: area.to_owned(),
+            rows: parsed.rows,
+            parents_in_file: parsed.parents() as u64,
+            children_in_file: parsed.children() as u64,
+            counts: Counts::default(),
+            problems: parsed.problems.clone(),
+        }
+    }
+
     /// True when the import created nothing (everything was already there).
     pub fn nothing_new(&self) -> bool {
         self.counts.parents_created == 0

@@ -64,15 +64,7 @@ async fn main() -> anyhow::Result<()> {
         parsed.problems.len()
     );
     let report = if args.dry_run {
-        import::LabelReport {
-            dry_run: true,
-            area: args.area.clone(),
-            rows: parsed.rows,
-            parents_in_file: parsed.parents() as u64,
-            children_in_file: parsed.children() as u64,
-            counts: import::Counts::default(),
-            problems: parsed.problems.clone(),
-        }
+        import::LabelReport::dry_run(&args.area, &parsed)
     } else {
         let token = login(&args.gateway_url, &args.username, &args.password).await?;
         let mut registry =
