@@ -690,3 +690,51 @@ async fn shutdown_stops_readiness_ends_live_streams_then_closes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn meta_serves_areas_product_lines_and_the_error_table() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = Client::new();
+    problem(
+        c.get(gw.url("/api/v1/meta")).send().await.unwrap(),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    stack.user("mira", Role::Dispatcher, "akola").await;
+    let mira = http_token(&c, &gw, "mira", USER_PASSWORD).await;
+    let r = c
+        .get(gw.url("/api/v1/meta"))
+        .bearer_auth(&mira)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let meta: Value = r.json().await.unwrap();
+    // bag-registry's configuration, not a copy.
+    let areas: Vec<&str> = meta["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    let configured: Vec<&str> = tracetrack_domain::DEFAULT_AREAS.to_vec();
+    assert_eq!(areas, configured);
+    let lines = meta["product_lines"].as_array().unwrap();
+    assert!(!lines.is_empty());
+    assert!(lines
+        .iter()
+        .all(|l| l["capacity"].as_i64().unwrap() > 0 && l["parent_pattern"].is_string()));
+    // The whole error table, each code as the domain crate has it.
+    let codes = meta["error_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), tracetrack_domain::ErrorCode::ALL.len());
+    for c in tracetrack_domain::ErrorCode::ALL {
+        let row = codes
+            .iter()
+            .find(|r| r["code"] == c.as_str())
+            .unwrap_or_else(|| panic!("{} missing", c.as_str()));
+        assert_eq!(row["retryable"], c.is_retryable(), "{}", c.as_str());
+        assert_eq!(row["http_status"], c.http_status(), "{}", c.as_str());
+    }
+}

@@ -6,6 +6,7 @@ pub mod bills;
 pub mod epcis;
 pub mod exports;
 pub mod imports;
+pub mod meta;
 pub mod scans;
 pub mod stats;
 pub mod users;

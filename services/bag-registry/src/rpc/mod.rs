@@ -4,6 +4,7 @@
 
 mod bags;
 mod bills;
+mod catalogue;
 mod export;
 mod import;
 mod links;
@@ -30,6 +31,7 @@ tracetrack_common::service! {
         fn delete_bag(pb::DeleteBagRequest) -> pb::DeleteBagResponse;
         fn import_bags(Streaming<pb::ImportBagsRequest>) -> pb::ImportBagsResponse;
         fn export_bags(pb::ExportBagsRequest) -> Self::ExportBagsStream;
+        fn get_catalogue(pb::GetCatalogueRequest) -> pb::GetCatalogueResponse;
         fn ensure_parent(pb::EnsureParentRequest) -> pb::EnsureParentResponse;
         fn link_child(pb::LinkChildRequest) -> pb::LinkChildResponse;
         fn undo_last_link(pb::UndoLastLinkRequest) -> pb::UndoLastLinkResponse;
