@@ -1,5 +1,5 @@
-// English and Hindi strings. Keys are English-ish ids; plain words for the floor.
-window.TT_I18N = {
+// English and Hindi strings (an ES module). Keys are English-ish ids; plain words for the floor.
+export const CATALOGUE = {
   en: {
     lang_switch: "हिन्दी",
     nav_dashboard: "Dashboard", nav_scan: "Scan", nav_bags: "Bags", nav_bills: "Bills", nav_users: "Users", nav_logout: "Log out",
@@ -93,3 +93,71 @@ window.TT_I18N = {
     "err.password_change_required": "पहले अपना पासवर्ड बदलें।", "err.invalid_argument": "यह जानकारी सही नहीं है।",
   },
 };
+
+import { prefs } from "./store.js";
+
+/** The string `key` in the user's language (English when missing), with `{name}` filled in. */
+export function t(key, vars) {
+  const dict = CATALOGUE[prefs.lang] || CATALOGUE.en;
+  let s = dict[key] ?? CATALOGUE.en[key] ?? key;
+  for (const [k, v] of Object.entries(vars || {})) s = s.replaceAll(`{${k}}`, typeof v === "number" ? num(v) : v);
+  return s;
+}
+/** A problem document (or a network failure: null) in plain words, from its stable code. */
+export function errText(problem) {
+  if (!problem) return t("err_network");
+  const key = `err.${problem.code}`;
+  const dict = CATALOGUE[prefs.lang] || CATALOGUE.en;
+  return (dict[key] || CATALOGUE.en[key]) ? t(key, problem) : (problem.detail || problem.code);
+}
+const NUM = new Intl.NumberFormat("en-IN");
+/** A figure in Indian grouping: 1,00,000. */
+export const num = (n) => (typeof n === "number" && Number.isFinite(n) ? NUM.format(n) : n ?? "");
+/** A time in the user's language, in India's way of writing dates. */
+export function when(iso, opts = { dateStyle: "medium", timeStyle: "short" }) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString(prefs.lang === "hi" ? "hi-IN" : "en-IN", opts);
+}
+
+// The second edition's strings (bottom bar, lists, scan station hand-off and idle reset, codes).
+Object.assign(CATALOGUE.en, {
+  nav_more: "More", nav_stats: "Stats", nav_audit: "Audit", nav_bags: "Bags", next: "Show more",
+  parent_now_full: "Sack {qr} is FULL. Scan the next parent.", handoff_prompt: "{qr} is full — scan the next parent",
+  handoff_child: "Sack {qr} is full: that was a packet. Scan the next parent.", parent_waiting: "sack not yet confirmed",
+  settings: "Settings", idle_label: "Let go of the sack after no scan for", minutes: "{n} min", never: "never",
+  idle_reset: "No scan for {min} min: scan a parent to go on.",
+  all: "All", yes: "yes", no: "no", linked: "In a sack", billed: "On a bill", prefix: "Code starts with",
+  type_parent: "sack", type_child: "packet", bag: "Bag", all_bags: "All bags", no_bags: "No bags match.",
+  bill_new: "new", bill_processing: "loading", bill_completing: "completing", bill_completed: "completed", bill_reopening: "reopening",
+  search_bill: "Bill number starts with", no_bills: "No bills match.",
+  role_dispatcher: "dispatcher", role_biller: "biller", role_admin: "admin",
+  audit_title: "Audit trail", action: "Action", user_id: "User id", when: "When", what: "What", who: "Who", no_events: "Nothing happened in this window.",
+  activity_title: "User activity", total_scans: "Scans in all", last_scan: "Last scan", last_login: "Last login", scans_per_day: "Scans per day",
+  "err.not_found": "Not found.", "err.user_not_found": "User not found.", "err.bill_not_found": "Bill not found.",
+  "err.username_taken": "That username is taken.", "err.email_taken": "That email is taken.", "err.bag_exists": "That bag already exists.",
+  "err.bill_exists": "That bill number is taken.", "err.last_admin": "The last admin must stay an active admin.",
+  "err.self_change_forbidden": "You cannot change your own role or deactivate yourself.", "err.bag_has_children": "This sack still has packets.",
+  "err.bag_linked": "This packet is in a sack.", "err.bag_on_bill": "This sack is on a bill.", "err.not_a_parent": "That is not a sack.",
+  "err.capacity_below_attached": "More sacks are loaded than that capacity.", "err.caller_not_allowed": "Not allowed.",
+});
+Object.assign(CATALOGUE.hi, {
+  nav_more: "और", nav_stats: "डैशबोर्ड", nav_audit: "ऑडिट", nav_bags: "बोरियाँ", next: "और दिखाएँ",
+  parent_now_full: "बोरी {qr} भर गई! अगली बोरी स्कैन करें।", handoff_prompt: "{qr} भर गई — अगली बोरी स्कैन करें",
+  handoff_child: "बोरी {qr} भर गई है: यह पैकेट था। अगली बोरी स्कैन करें।", parent_waiting: "बोरी की पुष्टि बाकी",
+  settings: "सेटिंग", idle_label: "इतनी देर स्कैन न हो तो बोरी छोड़ दें", minutes: "{n} मिनट", never: "कभी नहीं",
+  idle_reset: "{min} मिनट से कोई स्कैन नहीं: आगे बढ़ने के लिए बोरी स्कैन करें।",
+  all: "सभी", yes: "हाँ", no: "नहीं", linked: "बोरी में", billed: "बिल पर", prefix: "कोड की शुरुआत",
+  type_parent: "बोरी", type_child: "पैकेट", bag: "बोरी", all_bags: "सभी बोरियाँ", no_bags: "कोई बोरी नहीं मिली।",
+  bill_new: "नया", bill_processing: "लोड हो रहा", bill_completing: "पूरा हो रहा", bill_completed: "पूरा", bill_reopening: "फिर खुल रहा",
+  search_bill: "बिल नंबर की शुरुआत", no_bills: "कोई बिल नहीं मिला।",
+  role_dispatcher: "डिस्पैचर", role_biller: "बिलर", role_admin: "एडमिन",
+  audit_title: "ऑडिट रिकॉर्ड", action: "काम", user_id: "यूज़र आईडी", when: "कब", what: "क्या", who: "किसने", no_events: "इस समय में कुछ नहीं हुआ।",
+  activity_title: "यूज़र की गतिविधि", total_scans: "कुल स्कैन", last_scan: "आख़िरी स्कैन", last_login: "आख़िरी लॉग इन", scans_per_day: "रोज़ के स्कैन",
+  "err.not_found": "नहीं मिला।", "err.user_not_found": "यूज़र नहीं मिला।", "err.bill_not_found": "बिल नहीं मिला।",
+  "err.username_taken": "यह यूज़रनेम पहले से है।", "err.email_taken": "यह ईमेल पहले से है।", "err.bag_exists": "यह बोरी पहले से है।",
+  "err.bill_exists": "यह बिल नंबर पहले से है।", "err.last_admin": "आख़िरी एडमिन को एडमिन ही रहना होगा।",
+  "err.self_change_forbidden": "आप अपनी भूमिका नहीं बदल सकते।", "err.bag_has_children": "इस बोरी में अभी पैकेट हैं।",
+  "err.bag_linked": "यह पैकेट किसी बोरी में है।", "err.bag_on_bill": "यह बोरी बिल पर है।", "err.not_a_parent": "यह बोरी नहीं है।",
+  "err.capacity_below_attached": "इस क्षमता से ज़्यादा बोरियाँ लदी हैं।", "err.caller_not_allowed": "अनुमति नहीं।",
+});

@@ -1,0 +1,59 @@
+// Bags: a one-box lookup, the list with the API's filters and keyset paging, and a bag's detail.
+import { html, render } from "../html.js";
+import { t, num, when } from "../i18n.js";
+import { api, query } from "../api.js";
+import { areaNames, session } from "../store.js";
+import { $, main, note, errWords, pagedList, options } from "../ui.js";
+import { go } from "../router.js";
+
+const link = (qr) => html`<a href="#/bags/${encodeURIComponent(qr)}">${qr}</a>`;
+
+export function bags(arg) {
+  if (arg) return detail(arg);
+  const areas = areaNames();
+  const dispatcher = session.role() === "dispatcher";
+  render(main(), html`<h1>${t("bags_title")}</h1>
+    <form id="f" class="row lookup"><input id="q" placeholder="${t("qr")}" autocapitalize="characters" autocomplete="off" aria-label="${t("qr")}"><button>${t("lookup")}</button></form>
+    <div id="msg" class="msg" hidden></div>
+    <form id="filters" class="filters card">
+      <label>${t("type")}<select name="type"><option value="">${t("all")}</option>${options(["parent", "child"], "", (v) => t(`type_${v}`))}</select></label>
+      ${dispatcher ? "" : html`<label>${t("area")}<select name="area"><option value="">${t("all")}</option>${options(areas, "")}</select></label>`}
+      <label>${t("linked")}<select name="linked"><option value="">${t("all")}</option><option value="true">${t("yes")}</option><option value="false">${t("no")}</option></select></label>
+      <label>${t("billed")}<select name="billed"><option value="">${t("all")}</option><option value="true">${t("yes")}</option><option value="false">${t("no")}</option></select></label>
+      <label>${t("prefix")}<input name="q" autocapitalize="characters" autocomplete="off"></label>
+    </form>
+    <div id="list" aria-live="polite"></div>`);
+  $("#f").addEventListener("submit", (e) => { e.preventDefault(); const v = $("#q").value.trim(); if (v) go(`#/bags/${encodeURIComponent(v)}`); });
+  const filters = $("#filters");
+  const list = pagedList($("#list"), {
+    load: (token) => {
+      const f = Object.fromEntries(new FormData(filters));
+      return api("GET", `/bags${query({ ...f, page_size: 50, page_token: token })}`);
+    },
+    head: html`<tr><th>${t("qr")}</th><th>${t("type")}</th><th>${t("area")}</th><th>${t("status")}</th><th>${t("count")}</th><th>${t("parent")}</th></tr>`,
+    row: (b) => html`<tr><td>${link(b.qr)}</td><td>${t(`type_${b.type}`)}</td><td>${b.area}</td><td>${t(`status_${b.status}`)}${b.frozen ? " 🔒" : ""}</td>
+      <td>${b.type === "parent" ? `${num(b.child_count)}/${num(b.capacity)}` : ""}</td><td>${b.parent_qr ? link(b.parent_qr) : b.bill_id || ""}</td></tr>`,
+    empty: t("no_bags"),
+  });
+  filters.addEventListener("change", () => list.reload());
+  filters.addEventListener("submit", (e) => { e.preventDefault(); list.reload(); });
+}
+
+async function detail(qr) {
+  render(main(), html`<h1>${t("bag")} ${qr}</h1><div id="msg" class="msg" hidden></div><div id="out"><p class="loading" role="status">${t("loading")}</p></div>
+    <p><a class="button secondary" href="#/bags">${t("all_bags")}</a></p>`);
+  try {
+    const b = await api("GET", `/bags/${encodeURIComponent(qr)}`);
+    const kids = b.type === "parent" ? await api("GET", `/bags/${encodeURIComponent(b.qr)}/children?page_size=200`).catch(() => ({ items: [] })) : { items: [] };
+    const hist = await api("GET", `/bags/${encodeURIComponent(b.qr)}/history`).catch(() => []);
+    render($("#out"), html`<div class="card"><table>
+      <tr><th>${t("qr")}</th><td>${b.qr}</td></tr><tr><th>${t("type")}</th><td>${t(`type_${b.type}`)} ${b.product_line || ""}</td></tr>
+      <tr><th>${t("status")}</th><td>${t(`status_${b.status}`)}${b.frozen ? " 🔒" : ""}</td></tr><tr><th>${t("area")}</th><td>${b.area}</td></tr>
+      ${b.type === "parent" ? html`<tr><th>${t("count")}</th><td>${num(b.child_count)}/${num(b.capacity)}</td></tr><tr><th>${t("weight")}</th><td>${num(b.weight_kg)}</td></tr>` : ""}
+      ${b.parent_qr ? html`<tr><th>${t("parent")}</th><td>${link(b.parent_qr)}</td></tr>` : ""}
+      ${b.bill_id ? html`<tr><th>${t("bill")}</th><td><a href="#/bills/${encodeURIComponent(b.bill_id)}">${b.bill_id}</a></td></tr>` : ""}
+      </table></div>
+      ${kids.items.length ? html`<h2>${t("children_list")} (${num(kids.items.length)})</h2><p class="chips">${kids.items.map((k, i) => html`${i ? " · " : ""}${link(k.qr)}`)}</p>` : ""}
+      <h2>${t("history")}</h2><ul class="timeline">${hist.length ? hist.map((h) => html`<li><b>${h.action}</b> <span class="muted">${when(h.occurred_at)} ${h.actor_username}</span></li>`) : html`<li>${t("none")}</li>`}</ul>`);
+  } catch (e) { render($("#out"), ""); note(errWords(e), "err"); }
+}

@@ -1,0 +1,75 @@
+// Bills: the list with a status filter, search and keyset paging; a bill's detail with
+// attach-by-scan, detach, complete/reopen and its documents.
+import { html, render } from "../html.js";
+import { t, num } from "../i18n.js";
+import { api, uuid, query } from "../api.js";
+import { can } from "../store.js";
+import { $, main, note, errWords, pagedList, options } from "../ui.js";
+import { tone } from "../tones.js";
+import { go } from "../router.js";
+
+const STATUSES = ["new", "processing", "completing", "completed", "reopening"];
+
+export function bills(arg) {
+  if (arg) return detail(arg);
+  render(main(), html`<h1>${t("bills_title")}</h1><div id="msg" class="msg" hidden></div>
+    ${can.manage() ? html`<details class="card"><summary>${t("new_bill")}</summary><form id="nb" class="stack">
+      <label>${t("bill_id")}<input name="bill_id" required></label><label>${t("capacity")}<input name="capacity" type="number" min="1" max="500" value="1" required></label>
+      <label>${t("destination")}<input name="destination"></label><label>${t("vehicle")}<input name="vehicle_number"></label>
+      <label>${t("description")}<input name="description"></label><button>${t("create")}</button></form></details>` : ""}
+    <form id="filters" class="filters card">
+      <label>${t("status")}<select name="status"><option value="">${t("all")}</option>${options(STATUSES, "", (s) => t(`bill_${s}`))}</select></label>
+      <label>${t("search_bill")}<input name="q" autocomplete="off"></label>
+    </form>
+    <div id="list" aria-live="polite"></div>`);
+  if ($("#nb")) $("#nb").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(e.target));
+    try {
+      const b = await api("POST", "/bills", { ...f, capacity: Number(f.capacity) }, { key: uuid() });
+      go(`#/bills/${encodeURIComponent(b.bill_id)}`);
+    } catch (err) { note(errWords(err), "err"); }
+  });
+  const filters = $("#filters");
+  const list = pagedList($("#list"), {
+    load: (token) => api("GET", `/bills${query({ ...Object.fromEntries(new FormData(filters)), page_size: 50, page_token: token })}`),
+    head: html`<tr><th>${t("bill_id")}</th><th>${t("status")}</th><th>${t("parents")}</th><th>${t("destination")}</th></tr>`,
+    row: (b) => html`<tr><td><a href="#/bills/${encodeURIComponent(b.bill_id)}">${b.bill_id}</a></td><td>${t(`bill_${b.status}`)}</td><td>${num(b.parent_count)}/${num(b.capacity)}</td><td>${b.destination || ""}</td></tr>`,
+    empty: t("no_bills"),
+  });
+  filters.addEventListener("change", () => list.reload());
+  filters.addEventListener("submit", (e) => { e.preventDefault(); list.reload(); });
+}
+
+async function detail(id) {
+  let b;
+  try { b = await api("GET", `/bills/${encodeURIComponent(id)}`); } catch (e) { render(main(), html`<h1>${t("bill")} ${id}</h1><div class="msg err" role="alert">${errWords(e)}</div>`); return; }
+  const manage = can.manage() && b.status !== "completed";
+  const doc = `/api/v1/bills/${encodeURIComponent(b.bill_id)}/document`;
+  render(main(), html`<h1>${t("bill")} ${b.bill_id}</h1><div id="msg" class="msg" hidden></div>
+    <div class="card"><div class="progress ${b.parent_count === b.capacity ? "full" : ""}">${num(b.parent_count)}/${num(b.capacity)}</div>
+    <p>${t("status")}: <b>${t(`bill_${b.status}`)}</b> · ${t("expected")}: ${num(b.expected_weight_kg)} · ${t("actual")}: ${num(b.actual_weight_kg)} · ${t("difference")}: ${(b.actual_weight_kg - b.expected_weight_kg).toFixed(1)}</p>
+    <p>${b.destination || ""} ${b.vehicle_number || ""} ${b.description || ""}</p></div>
+    ${manage ? html`<input id="attach" class="scan-input" inputmode="none" placeholder="${t("attach_prompt")}" aria-label="${t("attach_prompt")}" autocomplete="off" autocapitalize="characters">` : ""}
+    <div class="scroll"><table><tr><th>${t("parent")}</th><th>${t("count")}</th><th>${t("weight")}</th><th>${t("area")}</th><th></th></tr>
+    ${(b.parents || []).map((p) => html`<tr><td><a href="#/bags/${encodeURIComponent(p.qr)}">${p.qr}</a></td><td>${num(p.child_count)}</td><td>${num(p.weight_kg)}</td><td>${p.area}</td>
+      <td>${manage ? html`<button class="secondary detach" data-qr="${p.qr}">${t("detach")}</button>` : ""}</td></tr>`)}</table></div>
+    <div class="row noprint mt">
+      ${can.manage() && b.status === "processing" ? html`<button id="complete">${t("complete")}</button>` : ""}
+      ${can.manage() && b.status === "completed" ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
+      <a class="button secondary" id="doc" href="${doc}" target="_blank">${t("document")}</a>
+      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>`);
+  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
+  if ($("#attach")) {
+    $("#attach").focus();
+    $("#attach").addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      e.preventDefault();
+      const qr = e.target.value.trim(); e.target.value = "";
+      if (qr) act(async () => { await api("POST", `/bills/${encodeURIComponent(id)}/parents`, { parent_qr: qr }, { key: uuid() }); tone("parent"); });
+    });
+  }
+  main().querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
+  if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));
+  if ($("#reopen")) $("#reopen").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/reopen`, undefined, { key: uuid() })));
+}

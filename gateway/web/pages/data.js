@@ -1,0 +1,44 @@
+// Exports (CSV, Excel, EPCIS) and the label import (admin).
+import { html, render } from "../html.js";
+import { t, num } from "../i18n.js";
+import { api, query } from "../api.js";
+import { areaNames } from "../store.js";
+import { $, main, note, errWords, options, day } from "../ui.js";
+
+const XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+export function data() {
+  const areas = areaNames();
+  render(main(), html`<h1>${t("data_title")}</h1><div id="msg" class="msg" hidden></div>
+    <section class="card"><h2>${t("exports")}</h2>
+      <div class="row"><label>${t("from")}<input id="xfrom" type="date"></label><label>${t("to")}<input id="xto" type="date"></label></div>
+      <p class="muted">${t("export_hint")}</p><div id="xlinks" class="row"></div>
+      <p class="row mt"><a id="epcis" class="button secondary" download href="/api/v1/exports/epcis">EPCIS 2.0 (JSON-LD)</a></p></section>
+    <section class="card"><h2>${t("imports")}</h2><form id="imp" class="stack">
+      <label>${t("label_file")}<input name="file" type="file" accept=".xlsx,${XLSX_TYPE}" required></label>
+      <label>${t("area")}<select name="area" required><option value="">—</option>${options(areas, "")}</select></label>
+      <label class="row"><input type="checkbox" name="dry_run" class="check"> ${t("dry_run")}</label>
+      <button>${t("import")}</button></form><div id="report"></div></section>`);
+  const links = () => {
+    const q = query({ from: day($("#xfrom").value, false), to: day($("#xto").value, true) });
+    render($("#xlinks"), [["bags", t("nav_bags")], ["bills", t("nav_bills")], ["scans", t("nav_scan")]]
+      .map(([kind, name]) => ["csv", "xlsx"].map((ext) => html`<a class="button secondary" download href="/api/v1/exports/${kind}.${ext}${q}">${name} .${ext}</a>`))
+      .reduce((all, two) => html`${all}${two}`, html``));
+    $("#epcis").setAttribute("href", `/api/v1/exports/epcis${q}`);
+  };
+  $("#xfrom").addEventListener("change", links);
+  $("#xto").addEventListener("change", links);
+  links();
+  $("#imp").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target, file = f.file.files[0];
+    if (!file || !f.area.value) return;
+    render($("#report"), html`<p class="loading" role="status">${t("loading")}</p>`);
+    try {
+      const r = await api("POST", `/imports/labels${query({ area: f.area.value, dry_run: f.dry_run.checked ? "true" : "" })}`, undefined, { raw: file, headers: { "Content-Type": XLSX_TYPE } });
+      const figures = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === "number" ? num(v) : v]));
+      note(r.dry_run ? t("dry_run_done", figures) : r.nothing_changed ? t("nothing_changed", figures) : t("import_done", figures), r.rejected ? "info" : "ok");
+      render($("#report"), r.problems.length ? html`<div class="scroll"><table><tr><th>${t("sheet")}</th><th>${t("row")}</th><th>${t("problem")}</th><th>${t("qr")}</th></tr>${r.problems.map((p) =>
+        html`<tr><td>${p.sheet}</td><td>${p.row}</td><td><b>${p.code}</b> ${p.message}</td><td>${p.value}</td></tr>`)}</table></div>` : "");
+    } catch (err) { render($("#report"), ""); note(errWords(err), "err"); }
+  });
+}

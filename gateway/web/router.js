@@ -1,0 +1,58 @@
+// Hash routing, the navigation (a bottom bar on phones), the session check.
+import { html, render as put } from "./html.js";
+import { t } from "./i18n.js";
+import { api, NetworkError } from "./api.js";
+import { session, can, prefs, events, meta } from "./store.js";
+import { flush } from "./queue.js";
+
+const routes = {};
+let leaving = [];
+/** Registers the pages: name -> function(arg, params). */
+export function define(table) { Object.assign(routes, table); }
+/** Runs `fn` when the user leaves the current page (close live streams, timers). */
+export function onLeave(fn) { leaving.push(fn); }
+export function go(hash) { if (location.hash !== hash) location.hash = hash; else render(); }
+
+/** A session (new or found): send its queue; learn areas, product lines and error codes. */
+export function signedIn() { flush({ force: true }); loadMeta(); }
+/** GET /api/v1/meta, kept for pages opened offline (then the kept copy is used). */
+function loadMeta() {
+  return api("GET", "/meta").then((m) => meta.set(m)).catch(() => { if (!meta.value) meta.set(meta.cached()); });
+}
+
+const NAV = [
+  ["scan", "nav_scan", "S"], ["bags", "nav_bags", "B"], ["bills", "nav_bills", "₹"], ["dashboard", "nav_stats", "D"],
+];
+function nav(route) {
+  const me = session.me;
+  const item = (name, label, wide) => html`<a href="#/${name}" class="${wide ? "wide-only " : ""}${route === name ? "active" : ""}" ${route === name ? html`aria-current="page"` : ""}>${t(label)}</a>`;
+  put(document.getElementById("nav"), me ? html`${NAV.map(([n, l]) => item(n, l, false))}
+    ${can.admin() ? html`${item("users", "nav_users", true)}${item("audit", "nav_audit", true)}${item("data", "nav_data", true)}` : ""}
+    ${item("more", "nav_more", false)}` : "");
+  document.getElementById("nav").hidden = !me;
+  document.getElementById("lang").textContent = t("lang_switch");
+}
+
+export async function render() {
+  leaving.forEach((fn) => { try { fn(); } catch { /* already gone */ } });
+  leaving = [];
+  document.documentElement.lang = prefs.lang;
+  const [path, qs] = location.hash.replace(/^#\/?/, "").split("?");
+  const [route, ...rest] = path.split("/");
+  if (!session.me && route !== "login") {
+    try { session.set(await api("GET", "/auth/me")); } catch (e) {
+      // No network (a page opened offline from the service worker's copy): carry on as the user
+      // this phone last saw, so the scan station opens and its queue sends once the network is back.
+      session.set(e instanceof NetworkError ? session.remembered() : null);
+    }
+    if (!session.me) return go("#/login");
+    signedIn();
+  }
+  if (session.me && session.me.user.must_change_password && route !== "password" && route !== "logout") return go("#/password");
+  if (session.me && !meta.value && route !== "login") await loadMeta();
+  nav(route || "dashboard");
+  const page = routes[route] || routes[""];
+  const admin = ["users", "data", "audit"].includes(route);
+  await (admin && !can.admin() ? routes.forbidden : page)(decodeURIComponent(rest.join("/")), new URLSearchParams(qs || ""));
+  events.dispatchEvent(new CustomEvent("queue"));
+}

@@ -1,0 +1,57 @@
+// Shared bits of the pages: the message line, lists with loading/empty/error states and keyset
+// paging, and small formatting helpers.
+import { html, render } from "./html.js";
+import { t, errText } from "./i18n.js";
+import { NetworkError } from "./api.js";
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const main = () => document.getElementById("main");
+
+/** The page's message line (#msg): ok, err or info. */
+export function note(text, kind) {
+  const el = $("#msg");
+  if (el) { el.className = `msg ${kind}`; el.textContent = text; el.hidden = false; }
+}
+/** An error in plain words (network or problem document). */
+export const errWords = (e) => (e instanceof NetworkError || !e || !e.problem ? t("err_network") : errText(e.problem));
+
+/**
+ * A list with its states: loading, empty, error (plain words), and "More" for keyset paging.
+ * `load(token)` resolves to a Page {items, next_page_token}; `row(item)` and `head` are html.
+ */
+export function pagedList(box, { load, head, row, empty }) {
+  let items = [], next = null, busy = false;
+  const draw = (state) => {
+    render(box, html`${items.length ? html`<div class="scroll"><table>${head}${items.map(row)}</table></div>`
+        : state === null ? html`<p class="empty">${empty || t("none")}</p>` : ""}
+      ${state === "loading" ? html`<p class="loading" role="status">${t("loading")}</p>` : ""}
+      ${state && state.error ? html`<p class="msg err" role="alert">${errWords(state.error)}</p>` : ""}
+      ${next && state === null ? html`<button type="button" class="secondary more">${t("next")}</button>` : ""}`);
+    const more = box.querySelector(".more");
+    if (more) more.addEventListener("click", () => fetchPage(next));
+  };
+  async function fetchPage(token) {
+    if (busy) return;
+    busy = true;
+    draw("loading");
+    try {
+      const page = await load(token);
+      items = token ? items.concat(page.items) : page.items;
+      next = page.next_page_token || null;
+      draw(null);
+    } catch (e) { draw({ error: e }); }
+    busy = false;
+  }
+  fetchPage(null);
+  return { reload: () => { items = []; next = null; fetchPage(null); } };
+}
+/** `<option>`s, the current one selected. */
+export const options = (values, current, label = (v) => v) =>
+  values.map((v) => html`<option value="${v}" ${v === current ? "selected" : ""}>${label(v)}</option>`);
+/** Local day (yyyy-mm-dd) to an RFC 3339 instant: its midnight, or the next day's. */
+export function day(v, next) {
+  if (!v) return "";
+  const d = new Date(`${v}T00:00:00`);
+  if (next) d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}

@@ -1,0 +1,354 @@
+// The web client's pages, phone first, in Debian's Chromium (playwright-core). Started by the Rust
+// test tests/tests/browser_pages.rs, which runs the real stack and passes its address.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.TT_BASE_URL;
+const SHOTS = process.env.TT_SCREENSHOTS;
+const PASSWORD = process.env.TT_PASSWORD;
+const USERS = {
+  admin: { name: "admin", password: process.env.TT_ADMIN_PASSWORD },
+  biller: { name: process.env.TT_BILLER, password: PASSWORD },
+  dispatcher: { name: process.env.TT_DISPATCHER, password: PASSWORD },
+};
+mkdirSync(SHOTS, { recursive: true });
+// The tones, as vibration patterns.
+const CHILD = "60", PARENT = "[120,60,120]", FULL = "[100,50,100,50,400]", REFUSED = "[200,80,200]", QUEUED = "[40,60,40]";
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.TT_CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
+  });
+});
+after(async () => { await browser?.close(); });
+
+/** A phone (360 × 740) or a desktop (1280 × 800) with its own storage, console errors collected. */
+async function device(width = 360, height = 740) {
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: BASE });
+  await context.addInitScript(() => {
+    window.__vib = [];
+    Object.defineProperty(navigator, "vibrate", { configurable: true, value: (p) => { window.__vib.push(JSON.stringify(p)); return true; } });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(`${page.url()}: ${m.text()}`); });
+  page.on("pageerror", (e) => errors.push(`${page.url()}: ${e.message}`));
+  return { context, page, errors };
+}
+async function login(page, who) {
+  await page.goto("/#/login");
+  await page.waitForSelector("#u");
+  await page.fill("#u", USERS[who].name);
+  await page.fill("#p", USERS[who].password);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#scan");
+}
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+/** Waits until the page has rendered: its h1, and nothing still loading. */
+async function settled(page) {
+  await page.waitForSelector("main h1");
+  await page.waitForFunction(() => !document.querySelector("main .loading"), null, { timeout: 15000 });
+}
+async function wedge(page, text) {
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "scan");
+  await page.keyboard.type(text, { delay: 1 });
+  await page.keyboard.press("Enter");
+}
+async function progress(page, text) {
+  try {
+    await page.waitForFunction((t) => document.querySelector("#progress").textContent === t, text, { timeout: 15000 });
+  } catch (e) {
+    const state = await page.evaluate(() => ({ progress: document.querySelector("#progress")?.textContent, msg: document.querySelector("#msg")?.textContent, prompt: document.querySelector("#prompt")?.textContent, queue: document.querySelector("#queue")?.textContent }));
+    throw new Error(`progress never showed ${text}: ${JSON.stringify(state)}`);
+  }
+}
+const vibrations = (page) => page.evaluate(() => window.__vib.splice(0));
+async function adminToken() {
+  const r = await fetch(`${BASE}/api/v1/auth/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "admin", password: USERS.admin.password }) });
+  return (await r.json()).token;
+}
+async function apiGet(path) {
+  const r = await fetch(`${BASE}/api/v1${path}`, { headers: { Authorization: `Bearer ${await adminToken()}` } });
+  assert.equal(r.status, 200, `${path}: ${r.status}`);
+  return r.json();
+}
+
+// The pages each role reaches, and what marks each one as there.
+const PAGES = {
+  dispatcher: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more"],
+  biller: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more"],
+  admin: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more", "users", "audit", "data"],
+};
+
+test("the scan station at 360 px: a wedge scanner, distinct tones, and the capacity hand-off without a tap", async () => {
+  const { context, page, errors } = await device();
+  await login(page, "dispatcher");
+  // The scanner is the keyboard: no on-screen keyboard for the scan input.
+  assert.equal(await page.getAttribute("#scan", "inputmode"), "none");
+  // The station fills the screen: input, figure and message above the bottom bar, which holds 4–5 big targets.
+  const box = async (sel) => page.$eval(sel, (el) => { const r = el.getBoundingClientRect(); return { top: r.top, bottom: r.bottom, height: r.height, width: r.width }; });
+  const nav = await box("#nav");
+  assert.ok(nav.bottom <= 740 && nav.bottom >= 738, `bottom bar at ${JSON.stringify(nav)}`);
+  const targets = await page.$$eval("#nav a", (as) => as.filter((a) => a.offsetParent).map((a) => a.getBoundingClientRect().height));
+  assert.ok(targets.length >= 4 && targets.length <= 5, `${targets.length} targets`);
+  assert.ok(targets.every((h) => h >= 48), `targets ${targets}`);
+  await wedge(page, "SB70001");
+  await progress(page, "0/30");
+  for (const sel of ["#scan", "#progress", "#msg"]) {
+    const b = await box(sel);
+    assert.ok(b.top >= 0 && b.bottom <= nav.top, `${sel} at ${JSON.stringify(b)}, bar at ${nav.top}`);
+  }
+  assert.ok((await box("#progress")).height >= 60, "a big figure");
+  assert.deepEqual(await vibrations(page), [PARENT]);
+  await shot(page, "scan-station-360");
+  for (let i = 0; i < 30; i++) {
+    await wedge(page, `HND${String(i).padStart(4, "0")}`);
+    await progress(page, `${i + 1}/30`);
+  }
+  // Full: said loudly, felt differently, and the next scan is the next parent.
+  await page.waitForFunction(() => document.querySelector("#msg").classList.contains("full"));
+  assert.match(await page.textContent("#msg"), /SB70001 is FULL/);
+  assert.match(await page.textContent("#prompt"), /full/);
+  const felt = await vibrations(page);
+  assert.deepEqual(felt.slice(0, 2), [CHILD, CHILD]);
+  assert.equal(felt.at(-1), FULL);
+  assert.equal(felt.filter((v) => v === FULL).length, 1);
+  await shot(page, "scan-full-360");
+  // A packet scanned at the full sack: refused (never the success tone), still 30/30.
+  await wedge(page, "HND0100");
+  await page.waitForFunction(() => document.querySelector("#msg").classList.contains("err"));
+  assert.match(await page.textContent("#msg"), /full: that was a packet/);
+  await progress(page, "30/30");
+  assert.deepEqual(await vibrations(page), [REFUSED]);
+  // The next parent, no tap.
+  await wedge(page, "SB70002");
+  await progress(page, "0/30");
+  assert.deepEqual(await vibrations(page), [PARENT]);
+  await wedge(page, "HND0101");
+  await progress(page, "1/30");
+  assert.equal((await apiGet("/bags/HND0101")).parent_qr, "SB70002");
+  assert.equal((await apiGet("/bags/SB70001")).child_count, 30);
+  // The one refusal (409, the packet at the full sack) is the only failed request.
+  assert.deepEqual(errors.filter((e) => !/status of 409/.test(e)), []);
+  assert.equal(errors.length, 1, errors.join("\n"));
+  await context.close();
+});
+
+test("a parent scan made offline waits in the queue with its children, in order, and is sent once the network returns", async () => {
+  const { context, page, errors } = await device();
+  await login(page, "dispatcher");
+  const sent = [];
+  page.on("request", (req) => {
+    if (req.method() === "POST" && /\/api\/v1\/scans\//.test(req.url())) sent.push({ path: new URL(req.url()).pathname, key: req.headers()["idempotency-key"], body: req.postData() });
+  });
+  await page.click("#newparent");
+  await context.setOffline(true);
+  await wedge(page, "SB70003");
+  await page.waitForFunction(() => /Saved on this phone/.test(document.querySelector("#msg").textContent));
+  assert.equal(await page.getAttribute("#msg", "class"), "msg info");
+  await progress(page, "0/—");
+  await wedge(page, "OFP0001");
+  await wedge(page, "OFP0002");
+  await page.waitForFunction(() => /^3 scan/.test(document.querySelector("#queue").textContent));
+  await progress(page, "2/—");
+  assert.deepEqual(await vibrations(page), [QUEUED, QUEUED, QUEUED]);
+  await shot(page, "scan-offline-parent-360");
+  await context.setOffline(false);
+  await page.waitForFunction(() => document.querySelector("#queue").textContent === "", null, { timeout: 30000 });
+  await progress(page, "2/30");
+  assert.ok(!(await vibrations(page)).includes(CHILD), "no success tone for scans sent later");
+  // In order, the parent first, each under one key.
+  const order = sent.map((s) => s.path.split("/").pop());
+  assert.equal(order[0], "parent", order.join());
+  const parent = await apiGet("/bags/SB70003");
+  assert.equal(parent.child_count, 2);
+  for (const qr of ["OFP0001", "OFP0002"]) assert.equal((await apiGet(`/bags/${qr}`)).parent_qr, "SB70003");
+  assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(e)), []);
+  await context.close();
+});
+
+test("a reload without network opens the app from the service worker, and its queue still sends", async () => {
+  const { context, page } = await device();
+  await login(page, "dispatcher");
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.reload(); // now under the service worker's control
+  await page.waitForSelector("#scan");
+  assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller), "controlled by the service worker");
+  await page.click("#newparent");
+  await wedge(page, "SB70004");
+  await progress(page, "0/30");
+  await context.setOffline(true);
+  await page.reload();
+  await page.waitForSelector("#scan", { timeout: 15000 });
+  await progress(page, "0/30");
+  await wedge(page, "SWQ0001");
+  await page.waitForFunction(() => /^1 scan/.test(document.querySelector("#queue").textContent));
+  await shot(page, "scan-offline-reload-360");
+  await context.setOffline(false);
+  await page.waitForFunction(() => document.querySelector("#queue").textContent === "", null, { timeout: 30000 });
+  await progress(page, "1/30");
+  assert.equal((await apiGet("/bags/SWQ0001")).parent_qr, "SB70004");
+  await context.close();
+});
+
+test("the scan station lets go of its sack after the idle time", async () => {
+  const { context, page } = await device();
+  await login(page, "dispatcher");
+  await page.click("#newparent");
+  await wedge(page, "SB70005");
+  await progress(page, "0/30");
+  await page.evaluate(() => localStorage.setItem("tt.idle_secs", "2"));
+  await page.reload();
+  await page.waitForSelector("#scan");
+  await progress(page, "0/30");
+  await page.waitForFunction(() => document.querySelector("#progress").textContent === "", null, { timeout: 10000 });
+  assert.match(await page.textContent("#prompt"), /Scan a parent/);
+  assert.match(await page.textContent("#msg"), /No scan for/);
+  await context.close();
+});
+
+test("320 px and Hindi: nothing scrolls sideways, the bar stays one row of big targets", async () => {
+  const { context, page, errors } = await device(320, 640);
+  await login(page, "admin");
+  await page.click("#lang");
+  await page.waitForFunction(() => document.querySelector("h1").textContent === "स्कैन स्टेशन");
+  for (const p of PAGES.admin) {
+    await page.goto(`/#/${p}`);
+    await settled(page);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 320, `#/${p} is ${wide}px wide in Hindi`);
+    const bar = await page.$eval("#nav", (n) => n.getBoundingClientRect().height);
+    assert.ok(bar <= 72, `#/${p}: the bar is ${bar}px high`);
+  }
+  await page.goto("/#/scan");
+  await settled(page);
+  await shot(page, "scan-hindi-320");
+  // Figures in Indian grouping.
+  assert.equal(await page.evaluate(async () => (await import("/assets/i18n.js")).num(100000)), "1,00,000");
+  await page.click("#lang");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+for (const role of ["dispatcher", "biller", "admin"]) {
+  test(`every page renders for a ${role}, at 360 px and 1280 px, in both languages, with no console error`, async () => {
+    for (const [w, h] of [[360, 740], [1280, 800]]) {
+      const { context, page, errors } = await device(w, h);
+      await login(page, role);
+      for (const lang of ["en", "hi"]) {
+        if (lang === "hi") { await page.click("#lang"); await page.waitForFunction(() => document.documentElement.lang === "hi"); }
+        for (const p of PAGES[role]) {
+          await page.goto(`/#/${p}`);
+          await settled(page);
+          assert.equal(await page.$(".msg.err"), null, `#/${p}: ${await page.textContent("main")}`);
+          await shot(page, `${role}-${p.replace("/", "-")}-${lang}-${w}`);
+        }
+      }
+      // The role matrix: what the API refuses a role, the page does not offer.
+      await page.click("#lang");
+      await page.goto("/#/more");
+      await settled(page);
+      const links = await page.$$eval("main a, #nav a", (as) => as.map((a) => a.getAttribute("href")));
+      const adminLinks = links.filter((h) => ["#/users", "#/audit", "#/data"].includes(h));
+      if (role === "admin") assert.equal(new Set(adminLinks).size, 3, links.join());
+      else assert.deepEqual(adminLinks, [], `${role} sees ${adminLinks}`);
+      await page.goto("/#/bills");
+      await settled(page);
+      assert.equal(!!(await page.$("#nb")), role !== "dispatcher", `${role}: new-bill form`);
+      if (role !== "admin") {
+        await page.goto("/#/users");
+        await page.waitForFunction(() => /cannot open/.test(document.querySelector("h1").textContent));
+        assert.equal(await page.$("#nu"), null);
+      }
+      assert.deepEqual(errors, [], `${role} at ${w}px`);
+      await context.close();
+    }
+  });
+}
+
+test("lists: filters and paging, an empty state, and errors in plain words in both languages", async () => {
+  const { context, page } = await device();
+  await login(page, "admin");
+  // Bags: 60 more children, so that children fill more than one page of 50.
+  const token = await adminToken();
+  const post = async (path, body) => {
+    const key = crypto.randomUUID();
+    for (;;) {
+      const r = await fetch(`${BASE}/api/v1${path}`, { method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": key }, body: JSON.stringify(body) });
+      if (r.status === 429) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
+      assert.ok(r.ok, `${path}: ${r.status} ${await r.text()}`);
+      return;
+    }
+  };
+  for (const parent of ["SB70008", "SB70009"]) {
+    await post("/scans/parent", { qr: parent, area: "lucknow" });
+    for (let i = 0; i < 30; i++) await post("/scans/child", { parent_qr: parent, child_qr: `${parent.slice(-2)}PG${String(i).padStart(3, "0")}` });
+  }
+  await page.goto("/#/bags");
+  await settled(page);
+  await page.selectOption("#filters select[name=type]", "child");
+  await page.waitForFunction(() => document.querySelectorAll("#list tr").length > 1 && !document.querySelector("#list .loading"));
+  assert.ok(await page.$("#list button.more"), "a page of 50 children and more");
+  const before = await page.$$eval("#list tr", (r) => r.length);
+  await page.click("#list button.more");
+  await page.waitForFunction((n) => document.querySelectorAll("#list tr").length > n, before);
+  await page.fill("#filters input[name=q]", "ZZZ");
+  await page.press("#filters input[name=q]", "Enter");
+  await page.waitForSelector("#list .empty");
+  assert.match(await page.textContent("#list .empty"), /No bags match/);
+  // Bills with a status filter: none completed yet.
+  await page.goto("/#/bills");
+  await settled(page);
+  await page.selectOption("#filters select[name=status]", "completed");
+  await page.waitForSelector("#list .empty");
+  // The server busy: said in plain words, in English and in Hindi.
+  await page.route("**/api/v1/bills?*", (route) => route.fulfill({ status: 503, contentType: "application/problem+json",
+    body: JSON.stringify({ type: "about:blank", title: "unavailable", status: 503, code: "unavailable", retryable: true, request_id: "t" }) }));
+  await page.goto("/#/bills?x=1");
+  await page.waitForSelector("#list .msg.err");
+  assert.match(await page.textContent("#list .msg.err"), /Server busy/);
+  await page.click("#lang");
+  await page.waitForSelector("#list .msg.err");
+  assert.match(await page.textContent("#list .msg.err"), /सर्वर व्यस्त/);
+  await shot(page, "bills-error-hindi-360");
+  await page.click("#lang");
+  await page.unrouteAll({ behavior: "ignoreErrors" });
+  // The audit trail: the scans made above are there, filtered by action prefix.
+  await page.goto("/#/audit");
+  await settled(page);
+  await page.fill("#filters input[name=action]", "scan.");
+  await page.press("#filters input[name=action]", "Enter");
+  await page.waitForFunction(() => document.querySelectorAll("#list tr").length > 1 && !document.querySelector("#list .loading"));
+  assert.match(await page.textContent("#list"), /scan\./);
+  // A user's activity.
+  const users = await apiGet("/users?page_size=200");
+  const dora = users.items.find((u) => u.username === USERS.dispatcher.name);
+  await page.goto(`/#/users/${dora.id}`);
+  await settled(page);
+  await page.waitForSelector(".bars");
+  await shot(page, "user-activity-360");
+  await context.close();
+});
+
+test("values are shown, never run: a bill id with markup is text", async () => {
+  const { context, page } = await device(1280, 800);
+  await login(page, "admin");
+  await page.goto("/#/bills");
+  await settled(page);
+  await page.click("details summary");
+  const id = "<img src=x onerror=window.__xss=1>";
+  await page.fill("#nb input[name=bill_id]", id);
+  await page.click("#nb button");
+  await page.waitForSelector("#attach");
+  assert.equal(await page.textContent("h1"), `Bill ${id}`);
+  await page.goto("/#/bills");
+  await page.waitForFunction(() => document.querySelectorAll("#list tr").length > 1);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.equal(await page.$("main img"), null);
+  await context.close();
+});
