@@ -11,6 +11,8 @@ use tracetrack_common::consumer::{ApplyError, Handler};
 use tracetrack_proto::events::v1::EventEnvelope;
 use uuid::Uuid;
 
+use crate::store;
+
 pub struct StatsHandler {
     pub time_zone: String,
     /// Bumped after each applied batch; WatchDashboard streams wake on it.
@@ -181,12 +183,9 @@ impl Effects {
     }
 }
 
-/// `(array_agg(x ORDER BY t DESC))[1]`: the newest of a group's values.
-const NEWEST_NAME: &str = "(array_agg(n ORDER BY t DESC))[1]";
-
 impl StatsHandler {
     /// Writes `fx` (computed from `events` with their payloads): a few statements, whatever the
-    /// number of events. Sums are grouped per key first (an upsert may touch a row once).
+    /// number of events.
     async fn write(
         &self,
         conn: &mut PgConnection,
@@ -194,113 +193,19 @@ impl StatsHandler {
         events: &[(&EventEnvelope, Value)],
     ) -> Result<(), ApplyError> {
         if !fx.areas.is_empty() {
-            let (a, p, c, u): (Vec<&str>, Vec<i64>, Vec<i64>, Vec<i64>) = fx.areas.iter().fold(
-                Default::default(),
-                |(mut a, mut p, mut c, mut u), (area, dp, dc, du)| {
-                    a.push(area.as_str());
-                    p.push(*dp);
-                    c.push(*dc);
-                    u.push(*du);
-                    (a, p, c, u)
-                },
-            );
-            sqlx::query(
-                r#"INSERT INTO stats.area_figures AS f (area, parents, children, unlinked)
-                   SELECT a, sum(p), sum(c), sum(u) FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS x(a, p, c, u)
-                   GROUP BY a
-                   ON CONFLICT (area) DO UPDATE SET parents = f.parents + EXCLUDED.parents,
-                     children = f.children + EXCLUDED.children, unlinked = f.unlinked + EXCLUDED.unlinked"#,
-            )
-            .bind(a)
-            .bind(p)
-            .bind(c)
-            .bind(u)
-            .execute(&mut *conn)
-            .await?;
+            store::add_area_figures(conn, &fx.areas).await?;
         }
         if !fx.history.is_empty() {
-            let qrs: Vec<&str> = fx.history.iter().map(|h| h.0.as_str()).collect();
-            let ats: Vec<DateTime<Utc>> = fx.history.iter().map(|h| h.1).collect();
-            let ids: Vec<Uuid> = fx.history.iter().map(|h| h.2).collect();
-            sqlx::query(
-                r#"INSERT INTO stats.bag_history (qr, occurred_at, event_id)
-                   SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) ON CONFLICT DO NOTHING"#,
-            )
-            .bind(qrs)
-            .bind(ats)
-            .bind(ids)
-            .execute(&mut *conn)
-            .await?;
+            store::add_bag_history(conn, &fx.history).await?;
         }
         if !fx.scans.is_empty() {
-            let areas: Vec<&str> = fx.scans.iter().map(|s| s.0.as_str()).collect();
-            let ats: Vec<DateTime<Utc>> = fx.scans.iter().map(|s| s.1).collect();
-            sqlx::query(
-                r#"INSERT INTO stats.scans_by_minute AS s (area, minute, scans)
-                   SELECT a, date_trunc('minute', t), count(*) FROM unnest($1::text[], $2::timestamptz[]) AS x(a, t)
-                   GROUP BY 1, 2
-                   ON CONFLICT (minute, area) DO UPDATE SET scans = s.scans + EXCLUDED.scans"#,
-            )
-            .bind(&areas)
-            .bind(&ats)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                r#"INSERT INTO stats.scans_by_hour AS s (area, hour_local, scans)
-                   SELECT a, date_trunc('hour', t AT TIME ZONE $3), count(*) FROM unnest($1::text[], $2::timestamptz[]) AS x(a, t)
-                   GROUP BY 1, 2
-                   ON CONFLICT (hour_local, area) DO UPDATE SET scans = s.scans + EXCLUDED.scans"#,
-            )
-            .bind(&areas)
-            .bind(&ats)
-            .bind(&self.time_zone)
-            .execute(&mut *conn)
-            .await?;
+            store::add_scans(conn, &fx.scans, &self.time_zone).await?;
         }
         if !fx.user_scans.is_empty() {
-            let users: Vec<Uuid> = fx.user_scans.iter().map(|s| s.0).collect();
-            let names: Vec<&str> = fx.user_scans.iter().map(|s| s.1.as_str()).collect();
-            let ats: Vec<DateTime<Utc>> = fx.user_scans.iter().map(|s| s.2).collect();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                r#"INSERT INTO stats.user_activity AS a (user_id, username, total_scans, last_scan_at)
-                   SELECT u, {NEWEST_NAME}, count(*), max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
-                   GROUP BY u
-                   ON CONFLICT (user_id) DO UPDATE SET total_scans = a.total_scans + EXCLUDED.total_scans,
-                     username = EXCLUDED.username, last_scan_at = GREATEST(a.last_scan_at, EXCLUDED.last_scan_at)"#
-            )))
-            .bind(&users)
-            .bind(&names)
-            .bind(&ats)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                r#"INSERT INTO stats.user_scans_daily AS d (user_id, day, scans)
-                   SELECT u, (t AT TIME ZONE $3)::date, count(*) FROM unnest($1::uuid[], $2::timestamptz[]) AS x(u, t)
-                   GROUP BY 1, 2
-                   ON CONFLICT (user_id, day) DO UPDATE SET scans = d.scans + EXCLUDED.scans"#,
-            )
-            .bind(&users)
-            .bind(&ats)
-            .bind(&self.time_zone)
-            .execute(&mut *conn)
-            .await?;
+            store::add_user_scans(conn, &fx.user_scans, &self.time_zone).await?;
         }
         if !fx.logins.is_empty() {
-            let users: Vec<Uuid> = fx.logins.iter().map(|s| s.0).collect();
-            let names: Vec<&str> = fx.logins.iter().map(|s| s.1.as_str()).collect();
-            let ats: Vec<DateTime<Utc>> = fx.logins.iter().map(|s| s.2).collect();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                r#"INSERT INTO stats.user_activity AS a (user_id, username, last_login_at)
-                   SELECT u, {NEWEST_NAME}, max(t) FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(u, n, t)
-                   GROUP BY u
-                   ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username,
-                     last_login_at = GREATEST(a.last_login_at, EXCLUDED.last_login_at)"#
-            )))
-            .bind(&users)
-            .bind(&names)
-            .bind(&ats)
-            .execute(&mut *conn)
-            .await?;
+            store::add_logins(conn, &fx.logins).await?;
         }
         for &i in &fx.bills {
             let (event, p) = &events[i];
@@ -340,65 +245,28 @@ impl StatsHandler {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.len();
-        let mut at = Vec::with_capacity(n);
-        let mut id = Vec::with_capacity(n);
-        let (mut kind, mut source, mut agg_type, mut agg_id) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut user, mut username, mut service, mut ip) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut payloads, mut envelopes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut rows = Vec::with_capacity(events.len());
         for (event, p) in events {
-            at.push(occurred_at(event)?);
-            id.push(
-                event
+            let actor = event.actor.as_ref();
+            rows.push(store::NewAuditEvent {
+                occurred_at: occurred_at(event)?,
+                event_id: event
                     .event_id
                     .parse::<Uuid>()
                     .map_err(|_| poison(event, "bad event id"))?,
-            );
-            kind.push(event.event_type.as_str());
-            source.push(event.source.as_str());
-            agg_type.push(event.aggregate_type.as_str());
-            agg_id.push(event.aggregate_id.as_str());
-            let actor = event.actor.as_ref();
-            user.push(actor.and_then(|a| a.user_id.parse::<Uuid>().ok()));
-            username.push(actor.map_or("", |a| a.username.as_str()));
-            service.push(actor.map_or("", |a| a.service.as_str()));
-            ip.push(actor.map_or("", |a| a.ip.as_str()));
-            payloads.push(p.to_string());
-            envelopes.push(event.encode_to_vec());
+                event_type: &event.event_type,
+                source: &event.source,
+                aggregate_type: &event.aggregate_type,
+                aggregate_id: &event.aggregate_id,
+                actor_user_id: actor.and_then(|a| a.user_id.parse::<Uuid>().ok()),
+                actor_username: actor.map_or("", |a| a.username.as_str()),
+                actor_service: actor.map_or("", |a| a.service.as_str()),
+                ip: actor.map_or("", |a| a.ip.as_str()),
+                payload: p.to_string(),
+                envelope: event.encode_to_vec(),
+            });
         }
-        sqlx::query(
-            r#"INSERT INTO stats.audit_events (occurred_at, event_id, event_type, source, aggregate_type, aggregate_id,
-                                               actor_user_id, actor_username, actor_service, ip, payload, envelope)
-               SELECT t, i, k, s, at, ai, u, un, sv, ip, p::jsonb, e
-               FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])
-                    AS x(t, i, k, s, at, ai, u, un, sv, ip, p, e)
-               ON CONFLICT DO NOTHING"#,
-        )
-        .bind(at)
-        .bind(id)
-        .bind(kind)
-        .bind(source)
-        .bind(agg_type)
-        .bind(agg_id)
-        .bind(user)
-        .bind(username)
-        .bind(service)
-        .bind(ip)
-        .bind(payloads)
-        .bind(envelopes)
-        .execute(&mut *conn)
-        .await?;
+        store::insert_audit(conn, &rows).await?;
         Ok(())
     }
 
@@ -430,40 +298,16 @@ impl StatsHandler {
                 None => return Ok(()),
             }
         };
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT status FROM stats.bills WHERE bill_id = $1 FOR UPDATE")
-                .bind(&bill_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let before = store::bill_status_for_update(conn, &bill_id).await?;
         if before == status {
             return Ok(());
         }
         if let Some(old) = &before {
-            sqlx::query("UPDATE stats.bill_status_counts SET bills = bills - 1 WHERE status = $1")
-                .bind(old)
-                .execute(&mut *conn)
-                .await?;
+            store::uncount_bill(conn, old).await?;
         }
         match &status {
-            Some(new) => {
-                sqlx::query("INSERT INTO stats.bills (bill_id, status) VALUES ($1, $2) ON CONFLICT (bill_id) DO UPDATE SET status = $2")
-                    .bind(&bill_id)
-                    .bind(new)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO stats.bill_status_counts AS c (status, bills) VALUES ($1, 1) ON CONFLICT (status) DO UPDATE SET bills = c.bills + 1",
-                )
-                .bind(new)
-                .execute(&mut *conn)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM stats.bills WHERE bill_id = $1")
-                    .bind(&bill_id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            Some(new) => store::count_bill(conn, &bill_id, new).await?,
+            None => store::forget_bill(conn, &bill_id).await?,
         }
         Ok(())
     }
@@ -508,12 +352,7 @@ impl StatsHandler {
             .collect();
         self.record_many(conn, &kept).await?;
         if let Some(newest) = kept.iter().filter_map(|(e, _)| occurred_at(e).ok()).max() {
-            sqlx::query(
-                "UPDATE stats.consumer_state SET last_event_at = GREATEST(last_event_at, $1), last_applied_at = clock_timestamp()",
-            )
-            .bind(newest)
-            .execute(&mut *conn)
-            .await?;
+            store::mark_applied(conn, newest).await?;
         }
         poisoned.extend(bad.into_iter().map(|(i, r)| (index[i], r)));
         poisoned.sort_by_key(|(i, _)| *i);

@@ -4,9 +4,12 @@
 
 pub mod apply;
 pub mod config;
+pub mod dashboard;
 pub mod epcis;
-pub mod grpc;
+pub mod rpc;
 pub mod startup;
+pub mod state;
+pub mod store;
 
 pub use config::Settings;
 pub use startup::Application;

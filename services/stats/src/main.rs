@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use tracetrack_common::cli::{Binary, Standard};
 use tracetrack_stats::config::DEFAULTS;
-use tracetrack_stats::{grpc::SCHEMA, startup, Application, Settings};
+use tracetrack_stats::{startup, state::SCHEMA, Application, Settings};
 
 #[derive(Parser)]
 #[command(name = "tracetrack-stats", about = "TraceTrack stats service", version)]

@@ -19,7 +19,8 @@ use tracetrack_proto::stats::v1 as pb;
 
 use crate::apply::StatsHandler;
 use crate::config::Settings;
-use crate::grpc::{Inner, Stats, SCHEMA, SERVICE};
+use crate::state::{Inner, Stats, SCHEMA, SERVICE};
+use crate::store;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/stats");
 
@@ -165,20 +166,11 @@ pub async fn ensure_partitions(pool: &PgPool) -> anyhow::Result<()> {
         let name = format!("audit_events_{}", start.format("%Y_%m"));
         // Only missing partitions are created, so a runtime role without DDL rights stays quiet
         // once the migration role (or an earlier run) has made them.
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('stats.' || $1)::text")
-            .bind(&name)
-            .fetch_one(pool)
-            .await?;
-        if exists.is_some() {
+        if store::partition_exists(pool, &name).await? {
             continue;
         }
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS stats.{name} PARTITION OF stats.audit_events FOR VALUES FROM ('{start}') TO ('{end}')"
-        );
-        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(&*sql))
-            .execute(pool)
-            .await
-        {
+        let (from, to) = (start.to_string(), end.to_string());
+        if let Err(e) = store::create_audit_partition(pool, &name, &from, &to).await {
             tracing::warn!(error = %e, partition = %name, "cannot create audit partition (rows already in the default one?)");
         }
     }
@@ -194,15 +186,7 @@ async fn maintain(pool: PgPool, settings: Settings, mut stop: watch::Receiver<bo
         if last_retention.elapsed() > Duration::from_secs(600) {
             last_retention = std::time::Instant::now();
             let _ = ensure_partitions(&pool).await;
-            for sql in [
-                "DELETE FROM stats.scans_by_minute WHERE minute < now() - interval '2 days'",
-                "DELETE FROM stats.scans_by_hour WHERE hour_local < (now() - interval '16 days')::timestamp",
-                "DELETE FROM stats.applied_events WHERE applied_at < now() - interval '3 days'",
-            ] {
-                if let Err(e) = sqlx::query(sql).execute(&pool).await {
-                    tracing::warn!(error = %e, "stats retention failed");
-                }
-            }
+            store::retention(&pool).await;
         }
         if redis.is_none() {
             redis = tracetrack_common::redis::connect(&settings.common.redis)
@@ -217,10 +201,7 @@ async fn maintain(pool: PgPool, settings: Settings, mut stop: watch::Receiver<bo
                 redis = None;
             }
         }
-        if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stats.parked_events")
-            .fetch_one(&pool)
-            .await
-        {
+        if let Ok(n) = store::parked_count(&pool).await {
             metrics::gauge!("consumer_parked_events").set(n as f64);
         }
         tokio::select! {
@@ -233,17 +214,8 @@ async fn maintain(pool: PgPool, settings: Settings, mut stop: watch::Receiver<bo
 /// Rebuilds every read model from the stored events (the audit trail), in one transaction.
 pub async fn rebuild(pool: &PgPool, handler: &StatsHandler) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    sqlx::raw_sql(
-        "TRUNCATE stats.area_figures, stats.scans_by_minute, stats.scans_by_hour, stats.bills, \
-         stats.bill_status_counts, stats.user_activity, stats.user_scans_daily, stats.bag_history",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT envelope FROM stats.audit_events ORDER BY occurred_at, event_id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    store::truncate_read_models(&mut tx).await?;
+    let rows = store::stored_envelopes(&mut tx).await?;
     let mut n = 0u64;
     // In chunks, as the consumer applies them; every stored event was applied once, so none is
     // poison now (one that is would fail the rebuild rather than be skipped silently).
