@@ -1,8 +1,8 @@
 // Bags: a one-box lookup, the list with the API's filters and keyset paging, and a bag's detail.
 import { html, render } from "../html.js";
 import { t, num, when } from "../i18n.js";
-import { api, query } from "../api.js";
-import { areaNames, session } from "../store.js";
+import { api, query, uuid, ApiError } from "../api.js";
+import { areaNames, session, can } from "../store.js";
 import { $, main, note, errWords, pagedList, options } from "../ui.js";
 import { go } from "../router.js";
 
@@ -43,7 +43,15 @@ async function detail(qr) {
   render(main(), html`<h1>${t("bag")} ${qr}</h1><div id="msg" class="msg" hidden></div><div id="out"><p class="loading" role="status">${t("loading")}</p></div>
     <p><a class="button secondary" href="#/bags">${t("all_bags")}</a></p>`);
   try {
-    const b = await api("GET", `/bags/${encodeURIComponent(qr)}`);
+    let b;
+    try { b = await api("GET", `/bags/${encodeURIComponent(qr)}`); } catch (e) {
+      // One box for any scanned code: not a bag, perhaps a bill.
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      const bill = await api("GET", `/bills/${encodeURIComponent(qr)}`).catch(() => null);
+      if (!bill) throw e;
+      go(`#/bills/${encodeURIComponent(bill.bill_id)}`);
+      return;
+    }
     const kids = b.type === "parent" ? await api("GET", `/bags/${encodeURIComponent(b.qr)}/children?page_size=200`).catch(() => ({ items: [] })) : { items: [] };
     const hist = await api("GET", `/bags/${encodeURIComponent(b.qr)}/history`).catch(() => []);
     render($("#out"), html`<div class="card"><table>
@@ -54,6 +62,18 @@ async function detail(qr) {
       ${b.bill_id ? html`<tr><th>${t("bill")}</th><td><a href="#/bills/${encodeURIComponent(b.bill_id)}">${b.bill_id}</a></td></tr>` : ""}
       </table></div>
       ${kids.items.length ? html`<h2>${t("children_list")} (${num(kids.items.length)})</h2><p class="chips">${kids.items.map((k, i) => html`${i ? " · " : ""}${link(k.qr)}`)}</p>` : ""}
+      ${can.manage() && b.type === "child" ? html`<section class="card noprint"><h2>${t("change_sack")}</h2>
+        <form id="move" class="row lookup"><input name="parent_qr" placeholder="${t("move_to")}" aria-label="${t("move_to")}" autocapitalize="characters" autocomplete="off" required><button>${t("move")}</button></form>
+        ${b.parent_qr ? html`<p><button id="unlink" type="button" class="danger">${t("unlink", { qr: b.parent_qr })}</button></p>` : ""}</section>` : ""}
       <h2>${t("history")}</h2><ul class="timeline">${hist.length ? hist.map((h) => html`<li><b>${h.action}</b> <span class="muted">${when(h.occurred_at)} ${h.actor_username}</span></li>`) : html`<li>${t("none")}</li>`}</ul>`);
+    const act = async (fn) => { try { await fn(); detail(b.qr); } catch (e) { note(errWords(e), "err"); } };
+    if ($("#move")) $("#move").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const to = e.target.parent_qr.value.trim();
+      if (to) act(() => api("POST", `/bags/${encodeURIComponent(b.qr)}/move`, { parent_qr: to }, { key: uuid() }));
+    });
+    if ($("#unlink")) $("#unlink").addEventListener("click", () => {
+      if (confirm(t("unlink_confirm", { qr: b.qr, parent: b.parent_qr }))) act(() => api("DELETE", `/bags/${encodeURIComponent(b.parent_qr)}/children/${encodeURIComponent(b.qr)}`, undefined, { key: uuid() }));
+    });
   } catch (e) { render($("#out"), ""); note(errWords(e), "err"); }
 }

@@ -58,7 +58,12 @@ async function detail(id) {
       ${can.manage() && b.status === "processing" ? html`<button id="complete">${t("complete")}</button>` : ""}
       ${can.manage() && b.status === "completed" ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
       <a class="button secondary" id="doc" href="${doc}" target="_blank">${t("document")}</a>
-      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>`);
+      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>
+    ${manage ? html`<details class="card noprint mt"><summary>${t("edit_bill")}</summary><form id="eb" class="stack">
+      <label>${t("capacity")}<input name="capacity" type="number" min="1" max="500" value="${b.capacity}" required></label>
+      <label>${t("destination")}<input name="destination" value="${b.destination || ""}"></label><label>${t("vehicle")}<input name="vehicle_number" value="${b.vehicle_number || ""}"></label>
+      <label>${t("description")}<input name="description" value="${b.description || ""}"></label><button>${t("save")}</button></form></details>
+      <details class="card danger-zone noprint"><summary>${t("delete_bill")}</summary><p>${t("delete_bill_hint")}</p><button id="delete" type="button" class="danger">${t("delete_bill")}</button></details>` : ""}`);
   const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
   if ($("#attach")) {
     $("#attach").focus();
@@ -71,5 +76,14 @@ async function detail(id) {
   }
   main().querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
   if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));
+  if ($("#eb")) $("#eb").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(e.target));
+    act(() => api("PATCH", `/bills/${encodeURIComponent(id)}`, { ...f, capacity: Number(f.capacity) }, { key: uuid() }));
+  });
+  if ($("#delete")) $("#delete").addEventListener("click", async () => {
+    if (!confirm(t("delete_confirm", { id: b.bill_id }))) return;
+    try { await api("DELETE", `/bills/${encodeURIComponent(id)}`, undefined, { key: uuid() }); go("#/bills"); } catch (e) { note(errWords(e), "err"); tone("err"); }
+  });
   if ($("#reopen")) $("#reopen").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/reopen`, undefined, { key: uuid() })));
 }
