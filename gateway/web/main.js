@@ -7,7 +7,7 @@ import { login, logout, password } from "./pages/account.js";
 import { dashboard } from "./pages/dashboard.js";
 import { scan, showQueue } from "./pages/scan.js";
 import { bags } from "./pages/bags.js";
-import { bills } from "./pages/bills.js";
+import { bills, billQueue } from "./pages/bills.js";
 import { users } from "./pages/users.js";
 import { data } from "./pages/data.js";
 import { audit } from "./pages/audit.js";
@@ -27,7 +27,7 @@ function badge() {
   net.hidden = !parts.length;
   net.textContent = parts.join(" · ");
 }
-events.addEventListener("queue", () => { badge(); showQueue(); });
+events.addEventListener("queue", () => { badge(); showQueue(); billQueue(); });
 events.addEventListener("unauthenticated", () => { session.set(null); go("#/login"); });
 document.getElementById("lang").addEventListener("click", () => { prefs.setLang(prefs.lang === "en" ? "hi" : "en"); render(); });
 window.addEventListener("hashchange", render);

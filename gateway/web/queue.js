@@ -25,7 +25,7 @@ function dequeue(uid, key) { local.set(qkey(uid), queueOf(uid).filter((x) => x.k
 function patchItem(uid, key, patch) { local.set(qkey(uid), queueOf(uid).map((x) => (x.key === key ? { ...x, ...patch } : x))); }
 function refuse(uid, item, problem) {
   // Kept until the dispatcher clears the list (bounded, so a broken day cannot fill the storage).
-  local.set(rkey(uid), [...refusedOf(uid), { key: item.key, kind: item.kind, body: item.body, problem, at: Date.now() }].slice(-300));
+  local.set(rkey(uid), [...refusedOf(uid), { key: item.key, kind: item.kind, body: item.body, bill_id: item.bill_id, problem, at: Date.now() }].slice(-300));
 }
 export const sameQr = (a, b) => String(a ?? "").trim().toUpperCase() === String(b ?? "").trim().toUpperCase();
 
@@ -49,7 +49,7 @@ function remember(uid, parentQr, childQr, add) {
 export function undoTarget(uid, parentQr) {
   let kids = linkedOf(uid, parentQr);
   for (const it of queueOf(uid)) {
-    if (it.kind === "parent" || !sameQr(it.body.parent_qr, parentQr)) continue;
+    if ((it.kind !== "child" && it.kind !== "undo") || !sameQr(it.body.parent_qr, parentQr)) continue;
     kids = kids.filter((q) => !sameQr(q, it.body.child_qr));
     if (it.kind === "child") kids.push(it.body.child_qr);
   }
@@ -63,7 +63,7 @@ export function pendingFor(uid, parentQr) {
   const known = linkedOf(uid, parentQr), seen = [];
   let n = 0;
   for (const it of queueOf(uid)) {
-    if (it.kind === "parent" || !sameQr(it.body.parent_qr, parentQr) || liveKeys.has(it.key)) continue;
+    if ((it.kind !== "child" && it.kind !== "undo") || !sameQr(it.body.parent_qr, parentQr) || liveKeys.has(it.key)) continue;
     if (it.kind === "undo") n--;
     else if (!known.some((q) => sameQr(q, it.body.child_qr)) && !seen.some((q) => sameQr(q, it.body.child_qr))) { seen.push(it.body.child_qr); n++; }
   }
@@ -115,9 +115,21 @@ export function queueUndo(parentQr, childQr) {
   submitItem({ kind: "undo", path: "/scans/undo", body: { parent_qr: parentQr, child_qr: childQr }, key: key(), at: Date.now() });
 }
 
+/** A parent loaded on a bill by scanning it on the bill's page: queued like any scan. */
+export function queueAttach(billId, parentQr) {
+  submitItem({ kind: "attach", path: `/bills/${encodeURIComponent(billId)}/parents`, bill_id: billId, body: { parent_qr: parentQr }, key: key(), at: Date.now() });
+}
+/** Attaches of `billId` still waiting (their answer is not on its way). */
+export const attachesWaiting = (uid, billId) => queueOf(uid).filter((x) => x.kind === "attach" && x.bill_id === billId && !liveKeys.has(x.key));
+
 /** What the server answered for a scan or undo that left the queue with success. */
 function settled(uid, item, r, live) {
   const current = parentOf(uid);
+  if (item.kind === "attach") {
+    emit("attached", { bill_id: item.bill_id, bill: r });
+    if (live) { note(t("attached", { qr: item.body.parent_qr, bill: item.bill_id }), "ok"); tone("parent"); }
+    return;
+  }
   if (item.kind === "parent") {
     if (current && current.pending && sameQr(current.qr, item.body.qr)) setParent(uid, r.parent);
     if (live) { note(r.created ? t("parent_new", { qr: r.parent.qr }) : t("parent_ready", { qr: r.parent.qr }), "ok"); tone("parent"); }

@@ -422,3 +422,44 @@ test("time to interactive of the scan station, on a phone-sized screen and with 
   assert.ok(slow < 5000, `scan station interactive after ${slow} ms`);
   await context.close();
 });
+
+test("a biller loads sacks on a bill by scanning, offline too: the attaches wait on the phone, in order, and are sent once the network returns", async () => {
+  const { context, page, errors } = await device();
+  await login(page, "biller");
+  await page.goto("/#/bills");
+  await settled(page);
+  await page.click("details summary");
+  await page.fill("#nb input[name=bill_id]", "B-TRUCK-1");
+  await page.fill("#nb input[name=capacity]", "2");
+  await page.click("#nb button");
+  await page.waitForSelector("#attach");
+  assert.equal(await page.getAttribute("#attach", "inputmode"), "none");
+  const attaches = [];
+  page.on("request", (req) => { if (req.method() === "POST" && /\/parents$/.test(req.url())) attaches.push({ body: req.postData(), key: req.headers()["idempotency-key"] }); });
+  // A code that is no sack: refused at once, in plain words.
+  await page.keyboard.type("SB79999", { delay: 1 });
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#msg").classList.contains("err"));
+  await context.setOffline(true);
+  for (const qr of ["SB70008", "SB70009"]) {
+    await page.waitForFunction(() => document.activeElement?.id === "attach");
+    await page.keyboard.type(qr, { delay: 1 });
+    await page.keyboard.press("Enter");
+  }
+  await page.waitForFunction(() => /^2 sack/.test(document.querySelector("#bill-queue").textContent));
+  assert.match(await page.textContent("#msg"), /Saved on this phone/);
+  await shot(page, "bill-attach-offline-360");
+  await context.setOffline(false);
+  await page.waitForFunction(() => document.querySelector("#bill-queue").textContent === "" && document.querySelector(".progress").textContent === "2/2", null, { timeout: 30000 });
+  const bill = await apiGet("/bills/B-TRUCK-1");
+  assert.deepEqual(bill.parents.map((p) => p.qr).sort(), ["SB70008", "SB70009"]);
+  // In order, each under one key however often it was tried.
+  const tried = attaches.map((a) => JSON.parse(a.body).parent_qr).filter((q) => q !== "SB79999");
+  assert.equal(tried[0], "SB70008", tried.join());
+  for (const qr of ["SB70008", "SB70009"]) assert.equal(new Set(attaches.filter((a) => a.body.includes(qr)).map((a) => a.key)).size, 1, qr);
+  await page.click("#complete");
+  await page.waitForFunction(() => /completed/.test(document.querySelector(".card").textContent));
+  await shot(page, "bill-complete-360");
+  assert.deepEqual(errors.filter((e) => !/status of 404|status of 409|ERR_INTERNET_DISCONNECTED/.test(e)), []);
+  await context.close();
+});

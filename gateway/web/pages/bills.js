@@ -3,7 +3,8 @@
 import { html, render } from "../html.js";
 import { t, num } from "../i18n.js";
 import { api, uuid, query } from "../api.js";
-import { can } from "../store.js";
+import { can, session, events } from "../store.js";
+import { queueAttach, attachesWaiting } from "../queue.js";
 import { $, main, note, errWords, pagedList, options } from "../ui.js";
 import { tone } from "../tones.js";
 import { go } from "../router.js";
@@ -41,16 +42,13 @@ export function bills(arg) {
   filters.addEventListener("submit", (e) => { e.preventDefault(); list.reload(); });
 }
 
-async function detail(id) {
-  let b;
-  try { b = await api("GET", `/bills/${encodeURIComponent(id)}`); } catch (e) { render(main(), html`<h1>${t("bill")} ${id}</h1><div class="msg err" role="alert">${errWords(e)}</div>`); return; }
+/** The part of a bill's page that changes with its figures: card, parents, actions. */
+function figures(b) {
   const manage = can.manage() && b.status !== "completed";
   const doc = `/api/v1/bills/${encodeURIComponent(b.bill_id)}/document`;
-  render(main(), html`<h1>${t("bill")} ${b.bill_id}</h1><div id="msg" class="msg" hidden></div>
-    <div class="card"><div class="progress ${b.parent_count === b.capacity ? "full" : ""}">${num(b.parent_count)}/${num(b.capacity)}</div>
+  return html`<div class="card"><div class="progress ${b.parent_count === b.capacity ? "full" : ""}">${num(b.parent_count)}/${num(b.capacity)}</div>
     <p>${t("status")}: <b>${t(`bill_${b.status}`)}</b> · ${t("expected")}: ${num(b.expected_weight_kg)} · ${t("actual")}: ${num(b.actual_weight_kg)} · ${t("difference")}: ${(b.actual_weight_kg - b.expected_weight_kg).toFixed(1)}</p>
     <p>${b.destination || ""} ${b.vehicle_number || ""} ${b.description || ""}</p></div>
-    ${manage ? html`<input id="attach" class="scan-input" inputmode="none" placeholder="${t("attach_prompt")}" aria-label="${t("attach_prompt")}" autocomplete="off" autocapitalize="characters">` : ""}
     <div class="scroll"><table><tr><th>${t("parent")}</th><th>${t("count")}</th><th>${t("weight")}</th><th>${t("area")}</th><th></th></tr>
     ${(b.parents || []).map((p) => html`<tr><td><a href="#/bags/${encodeURIComponent(p.qr)}">${p.qr}</a></td><td>${num(p.child_count)}</td><td>${num(p.weight_kg)}</td><td>${p.area}</td>
       <td>${manage ? html`<button class="secondary detach" data-qr="${p.qr}">${t("detach")}</button>` : ""}</td></tr>`)}</table></div>
@@ -58,12 +56,33 @@ async function detail(id) {
       ${can.manage() && b.status === "processing" ? html`<button id="complete">${t("complete")}</button>` : ""}
       ${can.manage() && b.status === "completed" ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
       <a class="button secondary" id="doc" href="${doc}" target="_blank">${t("document")}</a>
-      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>
+      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>`;
+}
+function fill(id, b) {
+  const box = $("#bill-figs");
+  if (!box) return;
+  render(box, figures(b));
+  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
+  box.querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
+  if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));
+  if ($("#reopen")) $("#reopen").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/reopen`, undefined, { key: uuid() })));
+}
+
+async function detail(id) {
+  let b;
+  try { b = await api("GET", `/bills/${encodeURIComponent(id)}`); } catch (e) { render(main(), html`<h1>${t("bill")} ${id}</h1><div class="msg err" role="alert">${errWords(e)}</div>`); return; }
+  const manage = can.manage() && b.status !== "completed";
+  render(main(), html`<h1>${t("bill")} ${b.bill_id}</h1><div id="msg" class="msg" hidden role="status" aria-live="assertive"></div>
+    ${manage ? html`<input id="attach" class="scan-input" inputmode="none" placeholder="${t("attach_prompt")}" aria-label="${t("attach_prompt")}" autocomplete="off" autocapitalize="characters">
+      <p id="bill-queue" class="queue" role="status"></p>` : ""}
+    <div id="bill-figs"></div>
     ${manage ? html`<details class="card noprint mt"><summary>${t("edit_bill")}</summary><form id="eb" class="stack">
       <label>${t("capacity")}<input name="capacity" type="number" min="1" max="500" value="${b.capacity}" required></label>
       <label>${t("destination")}<input name="destination" value="${b.destination || ""}"></label><label>${t("vehicle")}<input name="vehicle_number" value="${b.vehicle_number || ""}"></label>
       <label>${t("description")}<input name="description" value="${b.description || ""}"></label><button>${t("save")}</button></form></details>
       <details class="card danger-zone noprint"><summary>${t("delete_bill")}</summary><p>${t("delete_bill_hint")}</p><button id="delete" type="button" class="danger">${t("delete_bill")}</button></details>` : ""}`);
+  fill(id, b);
+  billQueue();
   const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
   if ($("#attach")) {
     $("#attach").focus();
@@ -71,11 +90,10 @@ async function detail(id) {
       if (e.key !== "Enter") return;
       e.preventDefault();
       const qr = e.target.value.trim(); e.target.value = "";
-      if (qr) act(async () => { await api("POST", `/bills/${encodeURIComponent(id)}/parents`, { parent_qr: qr }, { key: uuid() }); tone("parent"); });
+      // Through the offline queue: kept on the phone until the server has answered for good.
+      if (qr) queueAttach(b.bill_id, qr);
     });
   }
-  main().querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
-  if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));
   if ($("#eb")) $("#eb").addEventListener("submit", (e) => {
     e.preventDefault();
     const f = Object.fromEntries(new FormData(e.target));
@@ -85,5 +103,21 @@ async function detail(id) {
     if (!confirm(t("delete_confirm", { id: b.bill_id }))) return;
     try { await api("DELETE", `/bills/${encodeURIComponent(id)}`, undefined, { key: uuid() }); go("#/bills"); } catch (e) { note(errWords(e), "err"); tone("err"); }
   });
-  if ($("#reopen")) $("#reopen").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/reopen`, undefined, { key: uuid() })));
 }
+
+/** The waiting attaches of the bill on screen (called whenever the queue changes). */
+export function billQueue() {
+  const el = document.getElementById("bill-queue");
+  const id = el && decodeURIComponent(location.hash.replace(/^#\/bills\//, "").split("?")[0]);
+  if (!el || !session.uid()) return;
+  const n = attachesWaiting(session.uid(), id).length;
+  el.textContent = n ? t("attach_waiting", { n }) : "";
+}
+// An attach settled: the bill on screen shows its new figures.
+events.addEventListener("attached", (e) => {
+  const shown = location.hash.startsWith("#/bills/") && decodeURIComponent(location.hash.slice(8).split("?")[0]);
+  // Only the figures are drawn again: the attach input keeps what the scanner is typing.
+  if (shown && shown.toLowerCase() === String(e.detail.bill_id).toLowerCase()) {
+    api("GET", `/bills/${encodeURIComponent(shown)}`).then((b) => fill(shown, b)).catch(() => { /* the next change redraws */ });
+  }
+});

@@ -130,7 +130,8 @@ function showRefused(uid, list) {
   if (!list.length) { render(box, ""); return; }
   const at = (ms) => when(new Date(ms).toISOString(), { hour: "2-digit", minute: "2-digit" });
   render(box, html`<h2>${t("refused_title", { n: list.length })}</h2><p class="muted">${t("refused_hint")}</p>
-    <ul>${list.slice().reverse().map((r) => html`<li><b>${r.body.child_qr || r.body.qr || ""}</b>${r.body.parent_qr ? html` → ${r.body.parent_qr}` : html` (${t("parent")})`}${r.kind === "undo" ? html` (${t("undo")})` : ""}
+    <ul>${list.slice().reverse().map((r) => html`<li>${r.kind === "attach" ? html`<b>${r.body.parent_qr}</b> → ${t("bill")} ${r.bill_id}`
+      : html`<b>${r.body.child_qr || r.body.qr || ""}</b>${r.body.parent_qr ? html` → ${r.body.parent_qr}` : html` (${t("parent")})`}`}${r.kind === "undo" ? html` (${t("undo")})` : ""}
       <span class="muted">${at(r.at)}</span><br>${errText(r.problem)}</li>`)}</ul>
     <button id="clear-refused" class="secondary" type="button">${t("refused_clear")}</button>`);
   const btn = $("#clear-refused");
