@@ -98,11 +98,9 @@ macro_rules! service_main {
     };
     ($krate:ident, $name:literal, $schema:path, $after_migrate:expr) => {
         #[derive(clap::Parser)]
-        #[command(
-                    name = concat!("tracetrack-", $name),
-                    about = concat!("TraceTrack ", $name, " service"),
-                    version
-                )]
+        #[command(name = concat!("tracetrack-", $name))]
+        #[command(about = concat!("TraceTrack ", $name, " service"))]
+        #[command(version)]
         struct Cli {
             #[command(subcommand)]
             command: Option<$crate::cli::Standard>,
