@@ -20,9 +20,9 @@ export const errWords = (e) => (e instanceof NetworkError || !e || !e.problem ? 
  * `load(token)` resolves to a Page {items, next_page_token}; `row(item)` and `head` are html.
  */
 export function pagedList(box, { load, head, row, empty }) {
-  let items = [], next = null, busy = false;
+  let items = [], next = null, gen = 0;
   const draw = (state) => {
-    render(box, html`${items.length ? html`<div class="scroll"><table>${head}${items.map(row)}</table></div>`
+    render(box, html`${items.length ? html`<div class="scroll" tabindex="0"><table>${head}${items.map(row)}</table></div>`
         : state === null ? html`<p class="empty">${empty || t("none")}</p>` : ""}
       ${state === "loading" ? html`<p class="loading" role="status">${t("loading")}</p>` : ""}
       ${state && state.error ? html`<p class="msg err" role="alert">${errWords(state.error)}</p>` : ""}
@@ -30,17 +30,17 @@ export function pagedList(box, { load, head, row, empty }) {
     const more = box.querySelector(".more");
     if (more) more.addEventListener("click", () => fetchPage(next));
   };
+  // A newer request (a filter changed) wins over one still on its way.
   async function fetchPage(token) {
-    if (busy) return;
-    busy = true;
+    const mine = ++gen;
     draw("loading");
     try {
       const page = await load(token);
+      if (mine !== gen) return;
       items = token ? items.concat(page.items) : page.items;
       next = page.next_page_token || null;
       draw(null);
-    } catch (e) { draw({ error: e }); }
-    busy = false;
+    } catch (e) { if (mine === gen) draw({ error: e }); }
   }
   fetchPage(null);
   return { reload: () => { items = []; next = null; fetchPage(null); } };

@@ -51,6 +51,12 @@ async function login(page, who) {
 const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 /** Waits until the page has rendered: its h1, and nothing still loading. */
 async function settled(page) {
+  // The page of the hash now (not the one before it): its route is the bar's active link.
+  await page.waitForFunction(() => {
+    const route = location.hash.replace(/^#\/?/, "").split(/[/?]/)[0] || "dashboard";
+    const active = document.querySelector("#nav a.active");
+    return !active || active.getAttribute("href") === `#/${route}` || !["scan", "bags", "bills", "dashboard", "users", "audit", "data", "more"].includes(route);
+  });
   await page.waitForSelector("main h1");
   await page.waitForFunction(() => !document.querySelector("main .loading"), null, { timeout: 15000 });
 }
@@ -68,7 +74,14 @@ async function progress(page, text) {
   }
 }
 const vibrations = (page) => page.evaluate(() => window.__vib.splice(0));
+// One API session for the checks (logins are rate limited per account).
+let token = null;
 async function adminToken() {
+  if (token) return token;
+  token = await newAdminToken();
+  return token;
+}
+async function newAdminToken() {
   const r = await fetch(`${BASE}/api/v1/auth/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "admin", password: USERS.admin.password }) });
   return (await r.json()).token;
 }
@@ -461,5 +474,38 @@ test("a biller loads sacks on a bill by scanning, offline too: the attaches wait
   await page.waitForFunction(() => /completed/.test(document.querySelector(".card").textContent));
   await shot(page, "bill-complete-360");
   assert.deepEqual(errors.filter((e) => !/status of 404|status of 409|ERR_INTERNET_DISCONNECTED/.test(e)), []);
+  await context.close();
+});
+
+// axe-core (from the npm registry, pinned in package-lock.json) on every page, in both languages,
+// at 360 px: no serious or critical violation. The context bypasses the page's CSP only so that
+// the test can inject axe itself.
+const AXE = new URL("./node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+test("axe-core: no serious or critical violation on any page, in English and Hindi", async () => {
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, baseURL: BASE, bypassCSP: true });
+  const page = await context.newPage();
+  await login(page, "admin");
+  const found = [];
+  const pages = [...PAGES.admin, "bills/B-TRUCK-1", "login"];
+  const anonymous = await context.newPage(); // no session there: the login page
+  for (const lang of ["en", "hi"]) {
+    if (lang === "hi") { await page.click("#lang"); await page.waitForFunction(() => document.documentElement.lang === "hi"); }
+    for (const p of pages) {
+      let tab = page;
+      if (p === "login") {
+        tab = anonymous;
+        await tab.goto(`/#/login?${lang}`);
+        await tab.evaluate((l) => localStorage.setItem("tt.lang", JSON.stringify(l)), lang);
+        await tab.reload();
+        await tab.waitForSelector("#u");
+      } else { await page.goto(`/#/${p}`); await settled(page); }
+      await tab.addScriptTag({ path: AXE });
+      const r = await tab.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`));
+      for (const v of r) found.push(`#/${p} [${lang}] ${v}`);
+    }
+  }
+  assert.deepEqual(found, []);
   await context.close();
 });

@@ -11,7 +11,7 @@ function figures(d) {
   return html`<div class="figures">${f(t("parents"), d.parents)}${f(t("children"), d.children)}${f(t("unlinked"), d.unlinked_children)}
     ${f(t("scans_today"), d.scans_today)}${f(t("scans_hour"), d.scans_last_hour)}</div>
     <p><b>${t("bills")}:</b> ${bills.length ? bills.map(([k, v], i) => html`${i ? " · " : ""}${t(`bill_${k}`)}: ${num(v)}`) : "—"}</p>
-    <div class="scroll"><table><tr><th>${t("area")}</th><th>${t("parents")}</th><th>${t("children")}</th><th>${t("unlinked")}</th><th>${t("scans_today")}</th></tr>
+    <div class="scroll" tabindex="0" role="region" aria-label="${t("area")}"><table><tr><th>${t("area")}</th><th>${t("parents")}</th><th>${t("children")}</th><th>${t("unlinked")}</th><th>${t("scans_today")}</th></tr>
     ${(d.areas || []).map((a) => html`<tr><td>${a.area}</td><td>${num(a.parents)}</td><td>${num(a.children)}</td><td>${num(a.unlinked_children)}</td><td>${num(a.scans_today)}</td></tr>`)}</table></div>`;
 }
 /**
