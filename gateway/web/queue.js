@@ -5,7 +5,7 @@
 // a scan the page had already called saved goes to a list the dispatcher sees and clears. Anything
 // else — no network, a time-out, 5xx, 429 (not before its Retry-After), 401 (once the user has
 // logged in again) — keeps the item at the head, retried with backoff under the same key (SPEC §4).
-import { api, retryable, NetworkError, ApiError } from "./api.js";
+import { api, retryable, uuid, NetworkError, ApiError } from "./api.js";
 import { local, session, emit } from "./store.js";
 import { t, errText } from "./i18n.js";
 import { note } from "./ui.js";
@@ -20,6 +20,17 @@ const pkey = (uid) => `tt.parent.${uid}`;
 export const queueOf = (uid) => (uid ? local.get(qkey(uid), []) : []);
 export const refusedOf = (uid) => (uid ? local.get(rkey(uid), []) : []);
 export const clearRefused = (uid) => { local.set(rkey(uid), []); emit("queue"); };
+/**
+ * Sends a refused scan again (the dispatcher fixed what was wrong): a new queue item with the same
+ * request under a new idempotency key, at the end of the queue; it leaves the refusals list.
+ */
+export function resend(uid, refusedKey) {
+  const r = refusedOf(uid).find((x) => x.key === refusedKey);
+  if (!r) return;
+  local.set(rkey(uid), refusedOf(uid).filter((x) => x.key !== refusedKey));
+  const path = r.kind === "attach" ? `/bills/${encodeURIComponent(r.bill_id)}/parents` : `/scans/${r.kind}`;
+  submitItem({ kind: r.kind, path, body: r.body, bill_id: r.bill_id, key: key(), at: Date.now() });
+}
 function enqueue(uid, item) { local.set(qkey(uid), [...queueOf(uid), item]); }
 function dequeue(uid, key) { local.set(qkey(uid), queueOf(uid).filter((x) => x.key !== key)); }
 function patchItem(uid, key, patch) { local.set(qkey(uid), queueOf(uid).map((x) => (x.key === key ? { ...x, ...patch } : x))); }
@@ -97,7 +108,7 @@ function submitItem(item) {
   flush();
   return true;
 }
-const key = () => crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+const key = uuid; // a v4 UUID even where crypto.randomUUID is missing (plain http on a LAN)
 /** A parent scan: from now on children go into it (queued behind it when it has to wait). */
 export function scanParent(qr, area) {
   const uid = session.uid();

@@ -86,7 +86,11 @@ async function newAdminToken() {
   return (await r.json()).token;
 }
 async function apiGet(path) {
-  const r = await fetch(`${BASE}/api/v1${path}`, { headers: { Authorization: `Bearer ${await adminToken()}` } });
+  let r;
+  // The API session's rate limit (per user and second) may answer 429: wait as told.
+  while ((r = await fetch(`${BASE}/api/v1${path}`, { headers: { Authorization: `Bearer ${await adminToken()}` } })).status === 429) {
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
   assert.equal(r.status, 200, `${path}: ${r.status}`);
   return r.json();
 }
@@ -507,5 +511,29 @@ test("axe-core: no serious or critical violation on any page, in English and Hin
     }
   }
   assert.deepEqual(found, []);
+  await context.close();
+});
+
+test("a refused scan can be sent again once the dispatcher has fixed the cause", async () => {
+  const { context, page } = await device();
+  await login(page, "dispatcher");
+  await page.click("#newparent");
+  await wedge(page, "SB70007");
+  await progress(page, "0/30");
+  // Offline, a packet that is in SB70001 is scanned into SB70007: refused once sent.
+  await context.setOffline(true);
+  await wedge(page, "HND0000");
+  await page.waitForFunction(() => /^1 scan/.test(document.querySelector("#queue").textContent));
+  await context.setOffline(false);
+  await page.waitForSelector("#refused li .resend");
+  assert.match(await page.textContent("#refused"), /already in sack SB70001/);
+  // The admin takes it out of SB70001; the dispatcher sends it again.
+  const r = await fetch(`${BASE}/api/v1/bags/SB70001/children/HND0000`, { method: "DELETE", headers: { Authorization: `Bearer ${await adminToken()}`, "Idempotency-Key": crypto.randomUUID() } });
+  assert.ok(r.ok, `unlink: ${r.status}`);
+  await page.click("#refused li .resend");
+  await progress(page, "1/30");
+  await page.waitForSelector("#refused", { state: "hidden" });
+  assert.equal((await apiGet("/bags/HND0000")).parent_qr, "SB70007");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "scan");
   await context.close();
 });

@@ -51,14 +51,29 @@ async fn every_page_in_chromium() {
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
 
-    // Whatever the pages went through (offline parent scans, reloads without network), every
-    // child they linked was linked once.
-    let twice: Vec<(String, i64)> = sqlx::query_as(
-        r#"SELECT child_qr, count(*) FROM scan.scan_events
-           WHERE kind = 'child' AND outcome = 'ok' GROUP BY child_qr HAVING count(*) > 1"#,
+    // Whatever the pages went through (offline parent scans, reloads without network, a refusal
+    // sent again after the packet was taken out of its first sack), each child was scanned into
+    // each parent once, and every standing link has its scan.
+    let pool = stack.registry_pool();
+    let twice: Vec<(String, String, i64)> = sqlx::query_as(
+        r#"SELECT child_qr, parent_qr, count(*) FROM scan.scan_events
+           WHERE kind = 'child' AND outcome = 'ok' GROUP BY 1, 2 HAVING count(*) > 1"#,
     )
-    .fetch_all(stack.registry_pool())
+    .fetch_all(pool)
     .await
     .unwrap();
     assert!(twice.is_empty(), "children scanned in twice: {twice:?}");
+    let unrecorded: Vec<(String, String)> = sqlx::query_as(
+        r#"SELECT b.qr, b.parent_qr FROM registry.bags b
+           WHERE b.kind = 'child' AND b.parent_qr IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM scan.scan_events e WHERE e.kind = 'child' AND e.outcome = 'ok'
+               AND e.child_qr = b.qr AND e.parent_qr = b.parent_qr)"#,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        unrecorded.is_empty(),
+        "links without their scan: {unrecorded:?}"
+    );
 }

@@ -132,8 +132,13 @@ function showRefused(uid, list) {
   render(box, html`<h2>${t("refused_title", { n: list.length })}</h2><p class="muted">${t("refused_hint")}</p>
     <ul>${list.slice().reverse().map((r) => html`<li>${r.kind === "attach" ? html`<b>${r.body.parent_qr}</b> → ${t("bill")} ${r.bill_id}`
       : html`<b>${r.body.child_qr || r.body.qr || ""}</b>${r.body.parent_qr ? html` → ${r.body.parent_qr}` : html` (${t("parent")})`}`}${r.kind === "undo" ? html` (${t("undo")})` : ""}
-      <span class="muted">${at(r.at)}</span><br>${errText(r.problem)}</li>`)}</ul>
+      <span class="muted">${at(r.at)}</span><br>${errText(r.problem)}
+      <br><button type="button" class="secondary resend" data-key="${r.key}">${t("resend")}</button></li>`)}</ul>
     <button id="clear-refused" class="secondary" type="button">${t("refused_clear")}</button>`);
+  box.querySelectorAll(".resend").forEach((b) => {
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", () => { q.resend(uid, b.dataset.key); const input = $("#scan"); if (input) input.focus(); });
+  });
   const btn = $("#clear-refused");
   btn.addEventListener("mousedown", (e) => e.preventDefault());
   btn.addEventListener("click", () => { q.clearRefused(uid); const input = $("#scan"); if (input) input.focus(); });
