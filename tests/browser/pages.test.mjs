@@ -537,3 +537,57 @@ test("a refused scan can be sent again once the dispatcher has fixed the cause",
   assert.equal(await page.evaluate(() => document.activeElement.id), "scan");
   await context.close();
 });
+
+test("a dispatcher's shift in Hindi at 360 px: 3 sacks of 30, the network lost for 20 scans, one undo", async () => {
+  const { context, page, errors } = await device();
+  await login(page, "dispatcher");
+  await page.click("#lang");
+  await page.waitForFunction(() => document.querySelector("h1").textContent === "स्कैन स्टेशन");
+  await page.click("#newparent");
+  const kids = { SB71001: [], SB71002: [], SB71003: [] };
+  let shown = 0;
+  const scanKid = async (parent, offline) => {
+    const qr = `SH${parent.slice(-1)}${String(kids[parent].length).padStart(3, "0")}`;
+    kids[parent].push(qr);
+    await wedge(page, qr);
+    if (!offline) await progress(page, `${kids[parent].length}/30`);
+  };
+  for (const parent of Object.keys(kids)) {
+    // The first sack after a tap on "new sack"; the next ones straight after the last was full.
+    await wedge(page, parent);
+    await progress(page, "0/30");
+    if (parent === "SB71002") {
+      for (let i = 0; i < 5; i++) await scanKid(parent);
+      await context.setOffline(true);
+      for (let i = 0; i < 20; i++) await scanKid(parent, true);
+      await page.waitForFunction(() => /^20 स्कैन/.test(document.querySelector("#queue").textContent));
+      await progress(page, "25/30");
+      assert.match(await page.getAttribute("#progress", "class"), /pending/);
+      await shot(page, "shift-offline-hindi-360");
+      await context.setOffline(false);
+      await page.waitForFunction(() => document.querySelector("#queue").textContent === "", null, { timeout: 30000 });
+      await progress(page, "25/30");
+      for (let i = 0; i < 5; i++) await scanKid(parent);
+    } else {
+      for (let i = 0; i < 30; i++) await scanKid(parent);
+    }
+    await page.waitForFunction(() => document.querySelector("#msg").classList.contains("full"));
+    assert.match(await page.textContent("#msg"), /भर गई/);
+    shown++;
+  }
+  // The last packet taken back, and scanned again.
+  await page.click("#undo");
+  await progress(page, "29/30");
+  await wedge(page, kids.SB71003.at(-1));
+  await progress(page, "30/30");
+  await shot(page, "shift-done-hindi-360");
+  for (const [parent, list] of Object.entries(kids)) {
+    assert.equal((await apiGet(`/bags/${parent}`)).child_count, 30, parent);
+    const listed = await apiGet(`/bags/${parent}/children?page_size=100`);
+    assert.deepEqual(listed.items.map((b) => b.qr).sort(), [...list].sort(), parent);
+  }
+  assert.equal(shown, 3);
+  assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED/.test(e)), []);
+  await page.click("#lang");
+  await context.close();
+});
