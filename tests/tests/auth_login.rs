@@ -182,9 +182,12 @@ async fn idle_and_absolute_expiry() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(code_of(who(idle.clone()).await), ErrorCode::Unauthenticated);
 
-    // Absolute: used every 300 ms (never idle), still ends after 3 s.
-    let busy = auth.admin_token().await;
+    // Absolute: used every 300 ms (never idle), still ends after 3 s. The clock starts before
+    // the login: the session's 3 s count from the login's transaction, which is later, so the
+    // end can never be seen before 3 s on this clock (a clock started after the login's answer
+    // arrived could read less under load).
     let start = std::time::Instant::now();
+    let busy = auth.admin_token().await;
     while start.elapsed() < Duration::from_millis(2500) {
         who(busy.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
