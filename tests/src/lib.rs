@@ -1122,3 +1122,17 @@ pub async fn closed_port() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// Links in bag-registry (child QR, parent QR) that no successful child scan into that parent
+/// accounts for: the browser tests' check that every link the page made went through scan.
+pub async fn links_without_their_scan(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        r#"SELECT b.qr, b.parent_qr FROM registry.bags b
+           WHERE b.kind = 'child' AND b.parent_qr IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM scan.scan_events e WHERE e.kind = 'child' AND e.outcome = 'ok'
+               AND e.child_qr = b.qr AND e.parent_qr = b.parent_qr)"#,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}

@@ -90,15 +90,7 @@ async fn the_web_client_in_chromium() {
     .await
     .unwrap();
     assert!(twice.is_empty(), "children scanned in twice: {twice:?}");
-    let unrecorded: Vec<(String, String)> = sqlx::query_as(
-        r#"SELECT b.qr, b.parent_qr FROM registry.bags b
-           WHERE b.kind = 'child' AND b.parent_qr IS NOT NULL AND NOT EXISTS (
-             SELECT 1 FROM scan.scan_events e WHERE e.kind = 'child' AND e.outcome = 'ok'
-               AND e.child_qr = b.qr AND e.parent_qr = b.parent_qr)"#,
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let unrecorded = links_without_their_scan(pool).await;
     assert!(
         unrecorded.is_empty(),
         "links without their scan: {unrecorded:?}"
