@@ -19,6 +19,8 @@ pub mod consumer;
 pub mod db;
 pub mod export;
 pub mod idempotency;
+#[cfg(feature = "mail")]
+pub mod mail;
 pub mod mutation;
 pub mod outbox;
 pub mod server;
