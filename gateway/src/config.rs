@@ -60,6 +60,57 @@ pub struct Settings {
     /// requests are still served (so load balancers stop sending), then the listener closes and
     /// in-flight requests get at most `drain_timeout_ms`.
     pub shutdown: ShutdownSettings,
+    /// Who issues the dispatch documents: printed at their head.
+    pub organisation: Organisation,
+}
+
+/// The company on the dispatch document (`GET /api/v1/bills/{id}/document`), in one block:
+///
+/// ```yaml
+/// organisation:
+///   name: "Shree Agro Inputs Pvt. Ltd."
+///   address: "Plot 14, MIDC, Nagpur 440016"
+///   tax_id: "27AAACS1234F1Z5"            # GSTIN or a like id; printed as it is
+///   depots: { nagpur: "Nagpur C&F", lucknow: "Lucknow depot" }   # area code → depot name
+///   time_zone: "Asia/Kolkata"            # dispatch date and time are printed in it
+///   public_base_url: "https://tt.example.in"   # if set, the QR code opens the bill's page
+/// ```
+///
+/// The depot printed is the one of the area most of the bill's parents are in (its code when the
+/// area has no depot name). Every field may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Organisation {
+    pub name: String,
+    pub address: String,
+    pub tax_id: String,
+    pub depots: std::collections::BTreeMap<String, String>,
+    /// The business time zone (IANA name); an unknown name stops the gateway at start.
+    #[serde(deserialize_with = "time_zone")]
+    pub time_zone: chrono_tz::Tz,
+    /// The web client's address as users reach it (no trailing slash). When set, the bill's QR
+    /// code is `{public_base_url}/#/bills/{bill_id}` (a phone's camera opens the bill); when
+    /// empty it is the bill id alone (the web client's search box and scan station find it).
+    pub public_base_url: String,
+}
+
+impl Default for Organisation {
+    fn default() -> Self {
+        Self {
+            name: "TraceTrack".into(),
+            address: String::new(),
+            tax_id: String::new(),
+            depots: Default::default(),
+            time_zone: chrono_tz::Asia::Kolkata,
+            public_base_url: String::new(),
+        }
+    }
+}
+
+fn time_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|_| serde::de::Error::custom(format!("unknown time zone {s:?}")))
 }
 
 /// Limits held in Redis, so they are shared by every gateway replica. Windows are one minute
@@ -121,6 +172,7 @@ impl Default for Settings {
             import_timeout_secs: 600,
             redis_key_prefix: "tracetrack".into(),
             shutdown: ShutdownSettings::default(),
+            organisation: Organisation::default(),
         }
     }
 }

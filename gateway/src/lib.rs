@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod ctx;
+pub mod document;
 pub mod dto;
 pub mod error;
 pub mod extract;

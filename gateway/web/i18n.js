@@ -171,3 +171,6 @@ Object.assign(CATALOGUE.hi, {
   "err.bag_linked": "यह पैकेट किसी बोरी में है।", "err.bag_on_bill": "यह बोरी बिल पर है।", "err.not_a_parent": "यह बोरी नहीं है।",
   "err.capacity_below_attached": "इस क्षमता से ज़्यादा बोरियाँ लदी हैं।", "err.caller_not_allowed": "अनुमति नहीं।",
 });
+// A bill's transport details (dispatch document).
+Object.assign(CATALOGUE.en, { transport: "Transport", driver_name: "Driver's name", driver_phone: "Driver's phone", seal_number: "Seal number" });
+Object.assign(CATALOGUE.hi, { transport: "परिवहन", driver_name: "चालक का नाम", driver_phone: "चालक का फ़ोन", seal_number: "सील नंबर" });

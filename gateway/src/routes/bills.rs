@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
+use crate::document::{Document, Format, Lang};
 use crate::dto::{rfc3339, timestamp, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
@@ -81,6 +82,10 @@ pub struct Bill {
     pub description: String,
     pub destination: String,
     pub vehicle_number: String,
+    /// Transport details printed on the dispatch document (empty when not given).
+    pub driver_name: String,
+    pub driver_phone: String,
+    pub seal_number: String,
     pub created_by: String,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
@@ -108,6 +113,9 @@ fn bill(b: pb::Bill, parents: Option<Vec<pb::BillParent>>) -> Bill {
         description: b.description,
         destination: b.destination,
         vehicle_number: b.vehicle_number,
+        driver_name: b.driver_name,
+        driver_phone: b.driver_phone,
+        seal_number: b.seal_number,
         parents: parents.map(|ps| {
             ps.into_iter()
                 .map(|p| BillParent {
@@ -234,9 +242,16 @@ pub struct UpdateBillBody {
     /// 1–500 parent bags, never below the parents attached.
     #[schema(minimum = 1, maximum = 500)]
     pub capacity: Option<i32>,
+    /// Transport details, also on a completed bill (known only after loading); at most 100, 20
+    /// and 50 characters; the phone is digits with an optional leading `+`, spaces or dashes.
+    pub driver_name: Option<String>,
+    #[schema(example = "+91 98290 12345")]
+    pub driver_phone: Option<String>,
+    pub seal_number: Option<String>,
 }
 
-/// Edit a bill (admin, biller); capacity never below the attached count.
+/// Edit a bill (admin, biller); capacity never below the attached count. Every text field,
+/// transport details included, may be changed on a completed bill too.
 #[utoipa::path(patch, path = "/api/v1/bills/{bill_id}", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0001")), request_body = UpdateBillBody,
     responses((status = 200, body = Bill), (status = 400, body = Problem, description = "capacity_below_attached"), (status = 409, body = Problem, description = "bill_completed")))]
 async fn update_bill(
@@ -251,6 +266,9 @@ async fn update_bill(
         destination: b.destination,
         vehicle_number: b.vehicle_number,
         capacity: b.capacity,
+        driver_name: b.driver_name,
+        driver_phone: b.driver_phone,
+        seal_number: b.seal_number,
     };
     let r = crate::mutate!(state.0.billing, update_bill, ctx, req)
         .await?
@@ -382,16 +400,14 @@ pub struct DocParams {
     /// `a4` (default) or `a6` (a label).
     #[param(example = "a4", pattern = "^(a4|a6)$")]
     pub format: Option<String>,
+    /// `en` (default) or `hi`.
+    #[param(example = "hi", pattern = "^(en|hi)$")]
+    pub lang: Option<String>,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The printable dispatch document (A4) or label (A6), HTML with print CSS.
+/// The printable dispatch document (A4) or label (A6), HTML with print CSS: the organisation
+/// (configuration block `organisation`), transport details, the bill's QR code, every parent
+/// with expected vs actual figures, returns, signature blocks, page numbers.
 #[utoipa::path(get, path = "/api/v1/bills/{bill_id}/document", tag = "bills", params(("bill_id" = String, Path, example = "BILL-0001"), DocParams),
     responses((status = 200, content_type = "text/html", description = "printable document"), (status = 404, body = Problem)))]
 async fn document(
@@ -400,6 +416,25 @@ async fn document(
     Path(id): Path<String>,
     Query(p): Query<DocParams>,
 ) -> ApiResult<Response> {
+    let format = match p.format.as_deref() {
+        None | Some("a4") => Format::A4,
+        Some("a6") => Format::A6,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "format must be a4 or a6",
+            ))
+        }
+    };
+    let lang = match p.lang.as_deref() {
+        None | Some("en") | Some("hi") => Lang::parse(p.lang.as_deref()),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "lang must be en or hi",
+            ))
+        }
+    };
     let r = crate::read!(
         state.0.billing,
         get_bill,
@@ -411,57 +446,16 @@ async fn document(
     let b = r
         .bill
         .ok_or_else(|| ApiError::new(ErrorCode::BillNotFound, "no such bill"))?;
-    let a6 = p.format.as_deref() == Some("a6");
-    let rows: String = r
-        .parents
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-                i + 1,
-                esc(&p.qr),
-                esc(&p.product_line),
-                p.child_count,
-                p.capacity,
-                p.weight_kg,
-                p.expected_weight_kg
-            )
-        })
-        .collect();
-    let page = if a6 { "A6" } else { "A4" };
-    let body = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dispatch {id}</title>
-<style>@page {{ size: {page}; margin: 10mm; }} body {{ font: 12pt system-ui, sans-serif; color: #000; }}
-table {{ border-collapse: collapse; width: 100%; }} td, th {{ border: 1px solid #000; padding: 3px 6px; text-align: left; }}
-h1 {{ font-size: {h}pt; margin: 0 0 6px; }} .big {{ font-size: {big}pt; font-weight: 700; }}</style></head><body>
-<h1>TraceTrack — dispatch {id}</h1>
-<p class="big">{count}/{cap} sacks · {children} packets</p>
-<p>Status: {status} · Destination: {dest} · Vehicle: {vehicle}<br>Expected: {exp:.1} kg · Actual: {act:.1} kg · Difference: {diff:.1} kg</p>
-<p>{desc}</p>
-{table}
-<p>Printed {now}</p></body></html>"#,
-        id = esc(&b.bill_id),
-        page = page,
-        h = if a6 { 14 } else { 20 },
-        big = if a6 { 16 } else { 18 },
-        count = b.parent_count,
-        cap = b.capacity,
-        children = b.child_count,
-        status = status_name(b.status),
-        dest = esc(&b.destination),
-        vehicle = esc(&b.vehicle_number),
-        exp = b.expected_weight_kg,
-        act = b.actual_weight_kg,
-        diff = b.actual_weight_kg - b.expected_weight_kg,
-        desc = esc(&b.description),
-        table = if a6 {
-            String::new()
-        } else {
-            format!("<table><tr><th>#</th><th>Sack</th><th>Line</th><th>Packets</th><th>Weight kg</th><th>Expected kg</th></tr>{rows}</table>")
-        },
-        now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-    );
+    let body = Document {
+        org: &state.0.settings.organisation,
+        bill: &b,
+        parents: &r.parents,
+        // The Bill message carries no returns yet (issue 16 §1): the section stays out.
+        returns: &[],
+        lang,
+        now: chrono::Utc::now(),
+    }
+    .render(format);
     let mut resp = Html(body).into_response();
     // Its own stylesheet is inline: allow exactly that for this page.
     resp.headers_mut().insert(

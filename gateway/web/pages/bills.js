@@ -3,7 +3,7 @@
 import { html, render } from "../html.js";
 import { t, num } from "../i18n.js";
 import { api, uuid, query } from "../api.js";
-import { can, session, events } from "../store.js";
+import { can, session, events, prefs } from "../store.js";
 import { queueAttach, attachesWaiting } from "../queue.js";
 import { $, main, note, errWords, pagedList, options } from "../ui.js";
 import { tone } from "../tones.js";
@@ -45,10 +45,11 @@ export function bills(arg) {
 /** The part of a bill's page that changes with its figures: card, parents, actions. */
 function figures(b) {
   const manage = can.manage() && b.status !== "completed";
-  const doc = `/api/v1/bills/${encodeURIComponent(b.bill_id)}/document`;
+  const doc = `/api/v1/bills/${encodeURIComponent(b.bill_id)}/document?lang=${prefs.lang === "hi" ? "hi" : "en"}`;
   return html`<div class="card"><div class="progress ${b.parent_count === b.capacity ? "full" : ""}">${num(b.parent_count)}/${num(b.capacity)}</div>
     <p>${t("status")}: <b>${t(`bill_${b.status}`)}</b> · ${t("expected")}: ${num(b.expected_weight_kg)} · ${t("actual")}: ${num(b.actual_weight_kg)} · ${t("difference")}: ${(b.actual_weight_kg - b.expected_weight_kg).toFixed(1)}</p>
-    <p>${b.destination || ""} ${b.vehicle_number || ""} ${b.description || ""}</p></div>
+    <p>${b.destination || ""} ${b.vehicle_number || ""} ${b.description || ""}</p>
+    ${b.driver_name || b.driver_phone || b.seal_number ? html`<p>${t("driver_name")}: ${b.driver_name || "—"} · ${t("driver_phone")}: ${b.driver_phone || "—"} · ${t("seal_number")}: ${b.seal_number || "—"}</p>` : ""}</div>
     <div class="scroll"><table><tr><th>${t("parent")}</th><th>${t("count")}</th><th>${t("weight")}</th><th>${t("area")}</th><th></th></tr>
     ${(b.parents || []).map((p) => html`<tr><td><a href="#/bags/${encodeURIComponent(p.qr)}">${p.qr}</a></td><td>${num(p.child_count)}</td><td>${num(p.weight_kg)}</td><td>${p.area}</td>
       <td>${manage ? html`<button class="secondary detach" data-qr="${p.qr}">${t("detach")}</button>` : ""}</td></tr>`)}</table></div>
@@ -56,7 +57,7 @@ function figures(b) {
       ${can.manage() && b.status === "processing" ? html`<button id="complete">${t("complete")}</button>` : ""}
       ${can.manage() && b.status === "completed" ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
       <a class="button secondary" id="doc" href="${doc}" target="_blank">${t("document")}</a>
-      <a class="button secondary" href="${doc}?format=a6" target="_blank">${t("label")}</a></div>`;
+      <a class="button secondary" id="label" href="${doc}&format=a6" target="_blank">${t("label")}</a></div>`;
 }
 function fill(id, b) {
   const box = $("#bill-figs");
@@ -76,9 +77,14 @@ async function detail(id) {
     ${manage ? html`<input id="attach" class="scan-input" inputmode="none" placeholder="${t("attach_prompt")}" aria-label="${t("attach_prompt")}" autocomplete="off" autocapitalize="characters">
       <p id="bill-queue" class="queue" role="status"></p>` : ""}
     <div id="bill-figs"></div>
+    ${can.manage() ? /* known only after loading: editable on a completed bill too */ html`<details class="card noprint mt"><summary>${t("transport")}</summary><form id="tb" class="stack">
+      <label>${t("vehicle")}<input name="vehicle_number" value="${b.vehicle_number || ""}" maxlength="50"></label>
+      <label>${t("driver_name")}<input name="driver_name" value="${b.driver_name || ""}" maxlength="100"></label>
+      <label>${t("driver_phone")}<input name="driver_phone" type="tel" value="${b.driver_phone || ""}" maxlength="20"></label>
+      <label>${t("seal_number")}<input name="seal_number" value="${b.seal_number || ""}" maxlength="50"></label><button>${t("save")}</button></form></details>` : ""}
     ${manage ? html`<details class="card noprint mt"><summary>${t("edit_bill")}</summary><form id="eb" class="stack">
       <label>${t("capacity")}<input name="capacity" type="number" min="1" max="500" value="${b.capacity}" required></label>
-      <label>${t("destination")}<input name="destination" value="${b.destination || ""}"></label><label>${t("vehicle")}<input name="vehicle_number" value="${b.vehicle_number || ""}"></label>
+      <label>${t("destination")}<input name="destination" value="${b.destination || ""}"></label>
       <label>${t("description")}<input name="description" value="${b.description || ""}"></label><button>${t("save")}</button></form></details>
       <details class="card danger-zone noprint"><summary>${t("delete_bill")}</summary><p>${t("delete_bill_hint")}</p><button id="delete" type="button" class="danger">${t("delete_bill")}</button></details>` : ""}`);
   fill(id, b);
@@ -98,6 +104,10 @@ async function detail(id) {
     e.preventDefault();
     const f = Object.fromEntries(new FormData(e.target));
     act(() => api("PATCH", `/bills/${encodeURIComponent(id)}`, { ...f, capacity: Number(f.capacity) }, { key: uuid() }));
+  });
+  if ($("#tb")) $("#tb").addEventListener("submit", (e) => {
+    e.preventDefault();
+    act(() => api("PATCH", `/bills/${encodeURIComponent(id)}`, Object.fromEntries(new FormData(e.target)), { key: uuid() }));
   });
   if ($("#delete")) $("#delete").addEventListener("click", async () => {
     if (!confirm(t("delete_confirm", { id: b.bill_id }))) return;

@@ -10,6 +10,10 @@ pub(crate) const CLOSED: &[&str] = &["completing", "completed", "reopening"];
 pub(crate) const MAX_DESCRIPTION: usize = 500;
 pub(crate) const MAX_DESTINATION: usize = 200;
 pub(crate) const MAX_VEHICLE: usize = 50;
+pub(crate) const MAX_DRIVER_NAME: usize = 100;
+pub(crate) const MAX_SEAL: usize = 50;
+/// A phone number: at most 20 characters.
+pub(crate) const MAX_PHONE: usize = 20;
 
 pub(crate) fn qr_err(e: qr::QrError) -> AppError {
     AppError::new(e.code, e.message)
@@ -34,6 +38,26 @@ pub(crate) fn text(raw: &str, max: usize, what: &str) -> AppResult<String> {
         )));
     }
     Ok(s)
+}
+
+/// A driver's phone number: empty, or digits with an optional leading `+` and spaces or dashes
+/// between them (at most [`MAX_PHONE`] characters, at least 6 digits).
+pub(crate) fn phone(raw: &str) -> AppResult<String> {
+    let s = text(raw, MAX_PHONE, "driver_phone")?;
+    let body = s.strip_prefix('+').unwrap_or(&s);
+    let digits = body.chars().filter(char::is_ascii_digit).count();
+    let ok = s.is_empty()
+        || (digits >= 6
+            && body
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ' ' || c == '-'));
+    if ok {
+        Ok(s)
+    } else {
+        Err(AppError::invalid(
+            "driver_phone is digits, with an optional leading + and spaces or dashes",
+        ))
+    }
 }
 
 pub(crate) fn capacity(c: i32) -> AppResult<i32> {

@@ -10,8 +10,8 @@ use tracetrack_proto::billing::v1 as pb;
 use crate::convert::{list_filter, snapshot, to_pb, ts};
 use crate::registry::apply_figures;
 use crate::rules::{
-    below_attached, bill_completed, bill_not_found, capacity, named_bill, text, CLOSED, MANAGERS,
-    MAX_DESCRIPTION, MAX_DESTINATION, MAX_VEHICLE,
+    below_attached, bill_completed, bill_not_found, capacity, named_bill, phone, text, CLOSED,
+    MANAGERS, MAX_DESCRIPTION, MAX_DESTINATION, MAX_DRIVER_NAME, MAX_SEAL, MAX_VEHICLE,
 };
 use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, BillEdit, NewBill};
@@ -167,6 +167,17 @@ impl Billing {
             destination,
             vehicle_number: vehicle,
             capacity: req.capacity.map(capacity).transpose()?,
+            driver_name: req
+                .driver_name
+                .as_deref()
+                .map(|d| text(d, MAX_DRIVER_NAME, "driver_name"))
+                .transpose()?,
+            driver_phone: req.driver_phone.as_deref().map(phone).transpose()?,
+            seal_number: req
+                .seal_number
+                .as_deref()
+                .map(|d| text(d, MAX_SEAL, "seal_number"))
+                .transpose()?,
         };
         if let Some(mut first) = MUTATIONS
             .stored_answer::<pb::UpdateBillResponse>(self.pool(), &caller, RPC, &req)
@@ -213,6 +224,9 @@ impl Billing {
                 &before.vehicle_number,
                 &after.vehicle_number,
             ),
+            ("driver_name", &before.driver_name, &after.driver_name),
+            ("driver_phone", &before.driver_phone, &after.driver_phone),
+            ("seal_number", &before.seal_number, &after.seal_number),
         ] {
             if old != new {
                 was.insert(field.into(), json!(old));

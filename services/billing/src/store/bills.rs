@@ -106,6 +106,9 @@ pub struct BillEdit {
     pub destination: Option<String>,
     pub vehicle_number: Option<String>,
     pub capacity: Option<i32>,
+    pub driver_name: Option<String>,
+    pub driver_phone: Option<String>,
+    pub seal_number: Option<String>,
 }
 
 /// Applies an edit to `before` (locked by the caller). A capacity change is made only while the
@@ -122,6 +125,9 @@ pub async fn update_bill(
                 destination = coalesce($3, destination), \
                 vehicle_number = coalesce($4, vehicle_number), \
                 capacity = coalesce($5, capacity), \
+                driver_name = coalesce($6, driver_name), \
+                driver_phone = coalesce($7, driver_phone), \
+                seal_number = coalesce($8, seal_number), \
                 version = version + 1, updated_at = now() \
           WHERE bill_id = $1 \
             AND ($5::int IS NULL OR capacity = $5 \
@@ -133,6 +139,9 @@ pub async fn update_bill(
     .bind(&edit.destination)
     .bind(&edit.vehicle_number)
     .bind(edit.capacity)
+    .bind(&edit.driver_name)
+    .bind(&edit.driver_phone)
+    .bind(&edit.seal_number)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| match tracetrack_common::db::check_violation(&e) {

@@ -31,6 +31,9 @@ pub struct BillRow {
     pub description: String,
     pub destination: String,
     pub vehicle_number: String,
+    pub driver_name: String,
+    pub driver_phone: String,
+    pub seal_number: String,
     pub created_by: Option<Uuid>,
     pub created_by_username: String,
     pub created_at: DateTime<Utc>,
@@ -57,7 +60,8 @@ pub struct BillState {
 /// The columns of [`BillRow`] from `billing.bills b`.
 pub const BILL_COLUMNS: &str =
     "b.bill_id, b.status, b.capacity, b.parent_count, b.unsettled_count, \
-     b.description, b.destination, b.vehicle_number, b.created_by, b.created_by_username, \
+     b.description, b.destination, b.vehicle_number, b.driver_name, b.driver_phone, \
+     b.seal_number, b.created_by, b.created_by_username, \
      b.created_at, b.updated_at, b.completed_at, b.version, \
      (SELECT coalesce(sum(a.expected_weight_kg), 0)::float8 FROM billing.attachments a \
        WHERE a.bill_id = b.bill_id AND a.state = 'confirmed') AS expected_weight_kg";
