@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use tracetrack_domain::ErrorCode;
 
 use super::SourceCounts;
 use crate::import::Counts;
@@ -51,6 +52,70 @@ pub struct Finding {
     /// The TraceTrack error code the services would answer, where one applies.
     pub code: Option<&'static str>,
     pub detail: String,
+}
+
+impl Finding {
+    /// Starts a finding about row `legacy_id` of `table` (`subject` as the report shows it):
+    /// `Finding::on("bag", 12, raw).code(ErrorCode::InvalidQr).rejected("dup_id", detail)`.
+    pub fn on(table: &'static str, legacy_id: i64, subject: impl Into<String>) -> About {
+        About {
+            table,
+            legacy_id,
+            subject: subject.into(),
+            code: None,
+        }
+    }
+}
+
+/// A finding being written: the row it is about and, where one applies, the error code; an
+/// action ([`About::rejected`], [`About::repaired`], …) with the kind and detail completes it.
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct About {
+    table: &'static str,
+    legacy_id: i64,
+    subject: String,
+    code: Option<ErrorCode>,
+}
+
+impl About {
+    /// The TraceTrack error code the services would answer (None: none applies).
+    pub fn code(mut self, code: impl Into<Option<ErrorCode>>) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    pub fn repaired(self, kind: &'static str, detail: impl Into<String>) -> Finding {
+        self.action(Action::Repaired, kind, detail.into())
+    }
+
+    pub fn rejected(self, kind: &'static str, detail: impl Into<String>) -> Finding {
+        self.action(Action::Rejected, kind, detail.into())
+    }
+
+    pub fn skipped(self, kind: &'static str, detail: impl Into<String>) -> Finding {
+        self.action(Action::Skipped, kind, detail.into())
+    }
+
+    pub fn reported(self, kind: &'static str, detail: impl Into<String>) -> Finding {
+        self.action(Action::Reported, kind, detail.into())
+    }
+
+    pub fn failed(self, kind: &'static str, detail: impl Into<String>) -> Finding {
+        self.action(Action::Failed, kind, detail.into())
+    }
+
+    fn action(self, action: Action, kind: &'static str, detail: String) -> Finding {
+        Finding {
+            table: self.table,
+            legacy_id: self.legacy_id,
+            subject: self.subject,
+            kind,
+            action,
+            code: self.code.map(ErrorCode::as_str),
+            detail,
+        }
+    }
 }
 
 /// What the plan imports.
