@@ -6,6 +6,7 @@ pub mod apply;
 pub mod config;
 pub mod dashboard;
 pub mod epcis;
+pub mod report;
 pub mod rpc;
 pub mod startup;
 pub mod state;

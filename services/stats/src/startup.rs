@@ -79,6 +79,7 @@ impl Application {
                 settings.common.limits.max_concurrent_exports,
             ),
             pool: runtime.pool.clone(),
+            reports: crate::report::Reports::new(&settings)?,
             settings: settings.clone(),
             callers: CallerResolver::new(Arc::new(verifier)),
             changed,
@@ -108,6 +109,9 @@ impl Application {
             };
             tokio::spawn(c.run(self.handler.clone() as Arc<dyn Handler>, stop_rx.clone()))
         });
+        let reports = self.settings.reports.enabled.then(|| {
+            tokio::spawn(crate::report::schedule::run(self.stats.clone(), stop_rx.clone()))
+        });
         let maintenance = tokio::spawn(maintain(pool, self.settings.clone(), stop_rx));
         let routes = Routes::new(pb::stats_service_server::StatsServiceServer::new(
             self.stats,
@@ -124,6 +128,9 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), maintenance).await;
+        if let Some(r) = reports {
+            let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+        }
         result
     }
 }

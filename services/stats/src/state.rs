@@ -23,6 +23,8 @@ pub struct Inner {
     /// bag-registry, for a bag's current area (a dispatcher's history view).
     pub registry: BagRegistryServiceClient<Intercepted>,
     pub settings: Settings,
+    /// Reports: billing, the mailer, their settings.
+    pub reports: crate::report::Reports,
     pub callers: CallerResolver,
     pub changed: watch::Receiver<u64>,
     pub stop: watch::Receiver<bool>,

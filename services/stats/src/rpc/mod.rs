@@ -7,6 +7,7 @@ mod activity;
 mod audit;
 mod dashboard;
 mod epcis;
+mod reports;
 
 use chrono::{DateTime, Utc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,5 +35,8 @@ tracetrack_common::service! {
         fn list_audit_events(pb::ListAuditEventsRequest) -> pb::ListAuditEventsResponse;
         fn get_bag_history(pb::GetBagHistoryRequest) -> pb::GetBagHistoryResponse;
         fn export_epcis_events(pb::ExportEpcisEventsRequest) -> Self::ExportEpcisEventsStream;
+        fn get_bill_summary(pb::GetBillSummaryRequest) -> pb::GetBillSummaryResponse;
+        fn preview_daily_report(pb::PreviewDailyReportRequest) -> pb::DailyReport;
+        fn send_daily_report(pb::SendDailyReportRequest) -> pb::SendDailyReportResponse;
     }
 }

@@ -8,6 +8,7 @@ mod audit;
 mod dashboard;
 mod epcis;
 mod projection;
+mod reports;
 mod upkeep;
 
 pub use activity::*;
@@ -15,4 +16,5 @@ pub use audit::*;
 pub use dashboard::*;
 pub use epcis::*;
 pub use projection::*;
+pub use reports::*;
 pub use upkeep::*;
