@@ -9,6 +9,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod i18n;
 pub mod live;
 pub mod openapi;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! The web client: native ES modules and CSS, embedded in the binary (nothing loaded from the
 //! internet, no build step), served at `/`; its service worker at `/sw.js` (scope `/`) and its
-//! web app manifest at `/manifest.webmanifest`.
+//! web app manifest at `/manifest.webmanifest`. The translation catalogue (`web/i18n/*.json`) is
+//! served to the client and read by the server too (`crate::i18n`).
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,7 @@ use axum::Router;
 use crate::state::AppState;
 
 const JS: &str = "text/javascript; charset=utf-8";
+const JSON: &str = "application/json";
 
 /// Every file of `gateway/web`: the path it is served at, its body and its content type.
 macro_rules! assets {
@@ -33,6 +35,8 @@ assets! {
     "/assets/queue.js" => "queue.js", JS;
     "/assets/html.js" => "html.js", JS;
     "/assets/i18n.js" => "i18n.js", JS;
+    "/assets/i18n/en.json" => "i18n/en.json", JSON;
+    "/assets/i18n/hi.json" => "i18n/hi.json", JSON;
     "/assets/ui.js" => "ui.js", JS;
     "/assets/tones.js" => "tones.js", JS;
     "/assets/pages/account.js" => "pages/account.js", JS;

@@ -32,9 +32,13 @@ export const can = {
   manage: () => ["admin", "biller"].includes(session.role()),
   admin: () => session.role() === "admin",
 };
+/** The language also goes to the server as the `lang` cookie: the documents it renders (a bill's
+ *  printable document opened in a tab) are then in the same language as the page. */
+const langCookie = (l) => { if (typeof document !== "undefined") document.cookie = `lang=${l}; path=/; max-age=31536000; samesite=lax`; };
+langCookie(state.lang);
 export const prefs = {
   get lang() { return state.lang; },
-  setLang(l) { state.lang = l; local.set("tt.lang", l); },
+  setLang(l) { state.lang = l; local.set("tt.lang", l); langCookie(l); },
   /** Seconds without a scan after which the scan station lets go of its parent (0: never). */
   get idleSecs() { return Number(local.get("tt.idle_secs", 600)) || 0; },
   setIdleSecs(s) { local.set("tt.idle_secs", Number(s) || 0); },
