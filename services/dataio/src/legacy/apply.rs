@@ -21,7 +21,7 @@ use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServ
 use tracetrack_proto::registry::v1::{BagType, ImportBag};
 
 use super::plan::{Plan, PlannedBill};
-use super::report::{Action, BagResults, BillResults, Finding, Results, UserResults};
+use super::report::{BagResults, BillResults, Finding, Results, UserResults};
 use crate::import::{self, Progress};
 use crate::labels::BagKind;
 use crate::session::open;
@@ -45,15 +45,9 @@ fn failed(
     kind: &'static str,
     e: &AppError,
 ) -> Finding {
-    Finding {
-        table,
-        legacy_id,
-        subject: subject.to_owned(),
-        kind,
-        action: Action::Failed,
-        code: Some(e.code.as_str()),
-        detail: e.message.clone(),
-    }
+    Finding::on(table, legacy_id, subject)
+        .code(e.code)
+        .failed(kind, e.message.clone())
 }
 
 /// A temporary password nobody sees: 24 random letters and digits around a symbol, never
@@ -153,17 +147,14 @@ async fn users(
                 .map_err(|s| AppError::from_status(&s));
             match r {
                 Err(e) if e.code == ErrorCode::EmailTaken && !email.is_empty() => {
-                    findings.push(Finding {
-                        table: "user",
-                        legacy_id: u.legacy_id,
-                        subject: u.username.clone(),
-                        kind: "email_dropped",
-                        action: Action::Repaired,
-                        code: Some(ErrorCode::EmailTaken.as_str()),
-                        detail: format!(
-                            "{email:?} belongs to another TraceTrack user: imported without one"
-                        ),
-                    });
+                    findings.push(
+                        Finding::on("user", u.legacy_id, &u.username)
+                            .code(ErrorCode::EmailTaken)
+                            .repaired(
+                                "email_dropped",
+                                format!("{email:?} belongs to another TraceTrack user: imported without one"),
+                            ),
+                    );
                     email.clear();
                 }
                 other => break other,
@@ -243,15 +234,14 @@ async fn bags(
     .map_err(|e| anyhow::anyhow!("ImportBags failed: {e}"))?;
     for r in &outcome.rejected {
         let legacy_id = plan.bags.get(r.position).map(|b| b.legacy_id).unwrap_or(-1);
-        findings.push(Finding {
-            table: "bag",
-            legacy_id,
-            subject: r.qr.clone(),
-            kind: "registry_rejected",
-            action: Action::Failed,
-            code: ErrorCode::parse(&r.code).map(ErrorCode::as_str),
-            detail: format!("refused by bag-registry: {}", r.message),
-        });
+        findings.push(
+            Finding::on("bag", legacy_id, &r.qr)
+                .code(ErrorCode::parse(&r.code))
+                .failed(
+                    "registry_rejected",
+                    format!("refused by bag-registry: {}", r.message),
+                ),
+        );
     }
     Ok(BagResults {
         counts: outcome.counts,
@@ -291,18 +281,17 @@ async fn bills(
             Err(s) if unreachable(&s) => {
                 out.migrated = false;
                 out.not_migrated = plan.bills.len() - i;
-                findings.push(Finding {
-                    table: "bill",
-                    legacy_id: bill.legacy_id,
-                    subject: bill.bill_id.clone(),
-                    kind: "billing_unreachable",
-                    action: Action::Failed,
-                    code: Some(AppError::from_status(&s).code.as_str()),
-                    detail: format!(
-                        "billing could not be reached at {url}: this bill and the {} after it are not migrated; run again when it can be",
-                        plan.bills.len() - i - 1
-                    ),
-                });
+                findings.push(
+                    Finding::on("bill", bill.legacy_id, &bill.bill_id)
+                        .code(AppError::from_status(&s).code)
+                        .failed(
+                            "billing_unreachable",
+                            format!(
+                                "billing could not be reached at {url}: this bill and the {} after it are not migrated; run again when it can be",
+                                plan.bills.len() - i - 1
+                            ),
+                        ),
+                );
                 break;
             }
             Err(s) => {
@@ -401,15 +390,14 @@ async fn one_bill(
         }
         if closed.contains(&status) {
             // Someone completed it since: leave it as it is.
-            findings.push(Finding {
-                table: "bill_bag",
-                legacy_id: *row,
-                subject: format!("{} <- {qr}", bill.bill_id),
-                kind: "attach_failed",
-                action: Action::Failed,
-                code: Some(ErrorCode::BillCompleted.as_str()),
-                detail: "the bill is already completed in TraceTrack".into(),
-            });
+            findings.push(
+                Finding::on("bill_bag", *row, format!("{} <- {qr}", bill.bill_id))
+                    .code(ErrorCode::BillCompleted)
+                    .failed(
+                        "attach_failed",
+                        "the bill is already completed in TraceTrack",
+                    ),
+            );
             out.attach_failed += 1;
             continue;
         }
