@@ -1755,3 +1755,134 @@ fn random_bill_sequences_match_the_reference_model() {
         "only {succeeded} of {total} operations succeeded"
     );
 }
+
+// ---------------------------------------------------------------------------------- leases
+
+/// Whether another transaction can lock `sql`'s row at once (`NOWAIT`): no one holds it.
+async fn lockable(pool: &sqlx::PgPool, sql: &str, id: &str) -> bool {
+    let mut tx = pool.begin().await.unwrap();
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await;
+    tx.rollback().await.unwrap();
+    match r {
+        Ok(_) => true,
+        Err(e) => {
+            let code = e.as_database_error().and_then(|d| d.code()).unwrap();
+            assert_eq!(code, "55P03", "{e:?}");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_row_lock_is_held_while_bag_registry_is_called() {
+    // Leases far longer than the test, so no sweeper takes the held-up work over.
+    let s = BillingStack::start_with(1, 1, |_| {}, |b| b.sweeper_settle_after_ms = 60_000).await;
+    let admin = s.admin.clone();
+    // A second billing replica reaching bag-registry through a proxy the test holds up.
+    let proxy = tracetrack_tests::proxy::Proxy::start(s.registries[0].addr).await;
+    let mut settings = billing_settings(
+        &s.db,
+        &redis_url(),
+        &s.prefix,
+        &s.auth,
+        &format!("http://{}", proxy.addr),
+    );
+    settings.sweeper_settle_after_ms = 60_000;
+    settings.registry_timeout_ms = 2_000;
+    let held_up = start_billing(settings).await;
+    let via_proxy = BillingClient::new(
+        tonic::transport::Channel::from_shared(held_up.url())
+            .unwrap()
+            .connect_lazy(),
+    );
+    create(s.billing(), &admin, "HELD-1", 1).await.unwrap();
+    create(s.billing(), &admin, "HELD-2", 1).await.unwrap();
+    register(&s, "SB73001", "indore").await;
+    register(&s, "SB73002", "indore").await;
+    attach(s.billing(), &admin, "HELD-2", "SB73002")
+        .await
+        .unwrap();
+    proxy.hang();
+
+    // An attach whose claim is held up: its reservation is committed, and the attachment row
+    // (and the bill's) can be locked by anyone while the claim waits for bag-registry.
+    let attaching = tokio::spawn({
+        let (c, a) = (via_proxy.clone(), admin.clone());
+        async move { attach(c, &a, "HELD-1", "SB73001").await }
+    });
+    let pool = s.billing_pool();
+    eventually(Duration::from_secs(10), "the reservation", || async {
+        scalar(
+            pool,
+            "SELECT count(*) FROM billing.attachments WHERE parent_qr = 'SB73001' AND state = 'pending'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let mut probes = 0;
+    while !attaching.is_finished() {
+        assert!(
+            lockable(
+                pool,
+                "SELECT 1 FROM billing.attachments WHERE parent_qr = $1 FOR UPDATE NOWAIT",
+                "SB73001",
+            )
+            .await,
+            "the attachment row is locked while the claim is in flight"
+        );
+        assert!(
+            lockable(
+                pool,
+                "SELECT 1 FROM billing.bills WHERE bill_id = $1 FOR UPDATE NOWAIT",
+                "HELD-1",
+            )
+            .await
+        );
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(probes > 0);
+    // No answer: the reservation stays for a retry or the sweeper.
+    let e = attaching.await.unwrap().unwrap_err();
+    assert!(
+        [ErrorCode::Unavailable, ErrorCode::DeadlineExceeded].contains(&e.code),
+        "{e:?}"
+    );
+
+    // A completion whose freeze is held up: the bill row is not locked meanwhile.
+    let completing = tokio::spawn({
+        let (c, a) = (via_proxy.clone(), admin.clone());
+        async move { complete(c, &a, "HELD-2").await }
+    });
+    eventually(Duration::from_secs(10), "the completing intent", || async {
+        scalar(
+            pool,
+            "SELECT count(*) FROM billing.bills WHERE bill_id = 'HELD-2' AND status = 'completing'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let mut probes = 0;
+    while !completing.is_finished() {
+        assert!(
+            lockable(
+                pool,
+                "SELECT 1 FROM billing.bills WHERE bill_id = $1 FOR UPDATE NOWAIT",
+                "HELD-2",
+            )
+            .await,
+            "the bill row is locked while the freeze is in flight"
+        );
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(probes > 0);
+    completing.await.unwrap().unwrap_err();
+    proxy.restore();
+    held_up.stop().await.unwrap();
+}

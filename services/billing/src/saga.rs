@@ -1,38 +1,57 @@
 //! The saga steps that keep billing consistent with bag-registry, shared by the handlers in
 //! [`crate::rpc`] and the [`crate::sweeper`].
 //!
+//! **No row lock is held across a call to bag-registry.** Each saga commits its intent with one
+//! conditional statement, which also gives the row a lease (see [`crate::store::Stamp`]: the
+//! row's `state_changed_at` / `status_changed_at`), calls bag-registry with no transaction open
+//! (every call is idempotent, with a key derived from the caller's), then finishes with one
+//! conditional statement that applies only if the row is still in that intent under that lease
+//! (`… AND state = 'pending' AND state_changed_at = $stamp`). Meanwhile readers, edits and other
+//! bills' work never wait for bag-registry.
+//!
+//! A lease is live for `sweeper_settle_after_ms` (well past the registry deadline). A live lease
+//! is never taken over: a request that meets one (a double-fired attach, a reopen while the
+//! completion is freezing, a delete while a claim is on its way) waits for it to be finished or
+//! to expire (polling the row, as it would have waited for the lock before); the sweeper skips
+//! it. An expired lease is taken over with a fresh stamp (one conditional update), so of two
+//! finishers only the one holding the current stamp finishes; the other finds its statement
+//! changed nothing, reads the row and answers from it. Since a live lease is never taken over,
+//! two calls in opposite directions (claim vs release, freeze vs unfreeze) never overlap.
+//!
 //! ## Attaching a parent (SPEC §2), step by step
 //!
-//! 1. **Reserve**, one statement, committed at once: a `pending` row under UNIQUE(parent_qr);
-//!    the trigger takes a place on the bill in the same statement (`parent_count < capacity AND
-//!    status IN ('new', 'processing')`), or refuses: `bill_full`, `bill_completed`,
-//!    `bill_not_found`. A parent that already has a row answers from it: confirmed on this bill
-//!    → success with `already_attached`; on another bill (pending or not) → `on_other_bill`
-//!    with `other_bill_id`; pending on this bill (a double-fired attach, or a retry after a
-//!    failure) → this request settles that reservation itself in step 2.
-//! 2. **Claim**, holding the attachment row's lock (`FOR UPDATE`) so no sweeper or concurrent
-//!    request acts on the row meanwhile: bag-registry's ClaimParent with the end user's token,
+//! 1. **Reserve**, one statement, committed at once: a `pending` row under UNIQUE(parent_qr)
+//!    with its lease; the trigger takes a place on the bill in the same statement
+//!    (`parent_count < capacity AND status IN ('new', 'processing')`), or refuses: `bill_full`,
+//!    `bill_completed`, `bill_not_found`. A parent that already has a row answers from it:
+//!    confirmed on this bill → success with `already_attached`; on another bill (pending or
+//!    not) → `on_other_bill` with `other_bill_id`; pending on this bill (a double-fired attach,
+//!    or a retry after a failure) → wait for its lease, then answer from the row, or take it
+//!    over when the lease expired.
+//! 2. **Claim** with no lock held: bag-registry's ClaimParent with the end user's token,
 //!    billing's service token and a key derived from the caller's idempotency key.
-//! 3. **Confirm** in the same transaction (the parent's expected weight and line from the
-//!    claim's answer, the status becomes `processing`, a `billing.parent_attached` event, the
-//!    idempotency answer) — or, on a refusal (`bag_not_found`, `not_a_parent`, `on_other_bill`
-//!    …), delete the reservation (the place comes back) and return the registry's error
-//!    unchanged. When the registry does not answer (unavailable, deadline), the reservation
-//!    stays pending: a retry settles it in step 2, or the sweeper does.
+//! 3. **Confirm** (the parent's expected weight and line from the claim's answer, the status
+//!    becomes `processing`, a `billing.parent_attached` event, the idempotency answer) with one
+//!    statement conditional on the lease — or, on a refusal (`bag_not_found`, `not_a_parent`,
+//!    `on_other_bill` …), delete the reservation (the place comes back) and return the
+//!    registry's error unchanged. When the registry does not answer (unavailable, deadline), the
+//!    reservation stays pending: a retry takes it over once its lease expired, or the sweeper.
 //!
-//! A crash after step 1 leaves a pending row and no lock: the sweeper, after
-//! `sweeper_settle_after_ms`, locks it (`SKIP LOCKED`, so replicas share the work), asks
-//! bag-registry where the parent is, and confirms (it is this bill's) or deletes it.
+//! The sweeper takes over reservations whose lease expired (a crash, a failed call), asks
+//! bag-registry where the parent is, and confirms (it is this bill's) or deletes each.
 //!
 //! ## Detaching, completing, reopening, deleting
 //!
 //! Each first commits its intent (an attachment `detaching`; a bill `completing`, `reopening`
 //! or `deleting`) with one conditional statement, then calls bag-registry (ReleaseParent,
-//! FreezeParents, UnfreezeParents) while holding the row's lock, then finishes in that same
-//! transaction. A failed call leaves the intent for a retry or the sweeper (every registry call
-//! here is idempotent); the lock keeps two finishers (or a completion and a reopening) from
-//! interleaving their calls. A closed bill (completing, completed, reopening) refuses attach and
-//! detach in the trigger, and cannot be completed while anything is pending or detaching.
+//! FreezeParents, UnfreezeParents) with no lock, then finishes conditionally on its lease. A
+//! failed call leaves the intent for a retry or the sweeper once the lease expired. A reopen
+//! meeting a live `completing` (or a completion meeting a live `reopening`) waits for it, so a
+//! freeze and an unfreeze of one bill never overlap. A deletion waits until no reservation of
+//! the bill is leased (no claim on its way) before it releases the parents; the bill takes no
+//! new reservation once `deleting`. A closed bill (completing, completed, reopening) refuses
+//! attach and detach in the trigger, and cannot be completed while anything is pending or
+//! detaching.
 //!
 //! ## Figures
 //!
@@ -40,46 +59,83 @@
 //! count and actual weight are read from bag-registry (GetBillFigures: one call per GetBill, per
 //! ListBills page, per mutation answer) whenever a Bill is answered, a replayed answer included.
 
+use std::time::{Duration, Instant};
+
 use futures::future::Either;
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::PgConnection;
 use tracetrack_common::client;
 use tracetrack_common::{AppError, AppResult};
-use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as reg;
 
 use crate::convert::snapshot;
 use crate::registry::registry_error;
 use crate::rules::{bill_not_found, conflict};
 use crate::state::{Billing, Tx, Who};
-use crate::store::{self, BillRow};
+use crate::store::{self, BillRow, Stamp};
 
 /// Concurrent ReleaseParent calls while deleting a bill.
 const RELEASE_CONCURRENCY: usize = 8;
 
+/// How often a request waiting for someone else's live lease looks at the row again.
+const LEASE_POLL: Duration = Duration::from_millis(20);
+
+/// Waits for leases held by others, polling: [`LeaseWait::next`] sleeps a little, or refuses
+/// with `conflict` (retryable) once the wait is longer than a lease can be.
+pub(crate) struct LeaseWait {
+    until: Instant,
+}
+
+impl LeaseWait {
+    pub(crate) async fn next(&self, what: &str) -> AppResult<()> {
+        if Instant::now() >= self.until {
+            return Err(conflict(&format!("{what}; try again")));
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+        Ok(())
+    }
+}
+
 impl Billing {
-    /// Confirms a pending attachment (locked by the caller) with bag-registry's view of the
-    /// parent, and writes the event. The bill as it is now.
-    pub(crate) async fn confirm_locked(
+    /// How long a lease lasts (ms): the sweeper's settle-after delay.
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.0.settings.sweeper_settle_after_ms).unwrap_or(i64::MAX)
+    }
+
+    /// A wait for others' leases, bounded by two leases.
+    pub(crate) fn lease_wait(&self) -> LeaseWait {
+        let lease = Duration::from_millis(self.0.settings.sweeper_settle_after_ms);
+        LeaseWait {
+            until: Instant::now() + lease * 2 + Duration::from_secs(1),
+        }
+    }
+
+    /// Confirms a pending attachment held under `stamp` with bag-registry's view of the parent,
+    /// and writes the event. The bill as it is now, or None when the lease was lost (nothing
+    /// written).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn confirm_leased(
         &self,
         conn: &mut PgConnection,
         who: &Who<'_>,
         bill_id: &str,
         parent: &str,
         bag: &reg::Bag,
+        stamp: Stamp,
         settled_by: &str,
-    ) -> AppResult<BillRow> {
+    ) -> AppResult<Option<BillRow>> {
         if !store::confirm(
             conn,
             bill_id,
             parent,
             &bag.product_line,
             bag.expected_weight_kg,
+            stamp,
         )
         .await?
         {
-            return Err(conflict("the reservation changed; try again"));
+            return Ok(None);
         }
         let row = store::bill_by_id(conn, bill_id)
             .await?
@@ -104,22 +160,18 @@ impl Billing {
             }),
         )
         .await?;
-        Ok(row)
+        Ok(Some(row))
     }
 
-    /// Releases a detaching parent (row locked by the caller) in bag-registry and deletes the
-    /// row: `Ok(Ok(bill))`. bag-registry refusing because the parent is frozen puts the row back
-    /// (`Ok(Err(bill_completed))`, to commit). Any other failure is an `Err`: nothing was
-    /// written, the row stays detaching for a retry or the sweeper.
-    pub(crate) async fn release_locked(
+    /// bag-registry's ReleaseParent (no lock held; idempotent).
+    pub(crate) async fn release_parent(
         &self,
-        conn: &mut PgConnection,
         who: &Who<'_>,
         bill_id: &str,
         parent: &str,
         key: Option<String>,
-    ) -> AppResult<Result<BillRow, AppError>> {
-        let released = client::retry_transport(|| {
+    ) -> Result<(), AppError> {
+        client::retry_transport(|| {
             let mut registry = self.registry();
             let req = client::request(
                 reg::ReleaseParentRequest {
@@ -131,20 +183,25 @@ impl Billing {
             );
             async move { registry.release_parent(req).await }
         })
-        .await;
-        match released {
-            Ok(_) => {}
-            Err(status) => {
-                let err = registry_error(&status);
-                if err.code == ErrorCode::BillCompleted {
-                    store::unmark_detaching(conn, bill_id, parent).await?;
-                    return Ok(Err(err));
-                }
-                return Err(err);
-            }
+        .await
+        .map(|_| ())
+        .map_err(|s| registry_error(&s))
+    }
+
+    /// Finishes a detach whose ReleaseParent answered: deletes the row held under `stamp` and
+    /// writes the event. The bill as it is now, or None when the lease was lost.
+    pub(crate) async fn finish_detach(
+        &self,
+        conn: &mut PgConnection,
+        who: &Who<'_>,
+        bill_id: &str,
+        parent: &str,
+        stamp: Stamp,
+    ) -> AppResult<Option<BillRow>> {
+        if !store::remove(&mut *conn, bill_id, parent, "detaching", stamp).await? {
+            return Ok(None);
         }
-        store::remove(conn, bill_id, parent, "detaching").await?;
-        let row = store::bill_by_id(conn, bill_id)
+        let row = store::bill_by_id(&mut *conn, bill_id)
             .await?
             .ok_or_else(bill_not_found)?;
         self.event(
@@ -162,30 +219,19 @@ impl Billing {
             }),
         )
         .await?;
-        Ok(Ok(row))
+        Ok(Some(row))
     }
 
-    /// Finishes a bill's completion (completing → completed, its parents frozen in bag-registry)
-    /// or reopening (reopening → processing, its parents unfrozen): locks the bill if it is in
-    /// the intent's status (waits, or skips it when `skip_locked`), calls bag-registry, marks the
-    /// bill and writes the event, all in the caller's transaction. None when the bill is not in
-    /// that status (or is locked).
-    pub(crate) async fn settle_locked(
+    /// Calls bag-registry for a bill's completion (FreezeParents) or reopening
+    /// (UnfreezeParents), with no lock held: how many parents it moved.
+    pub(crate) async fn settle_call(
         &self,
-        tx: &mut Tx,
         who: &Who<'_>,
         bill_id: &str,
-        skip_locked: bool,
         settle: Settle,
-    ) -> AppResult<Option<BillRow>> {
-        if store::lock_bill_in(tx, bill_id, settle.intent(), skip_locked)
-            .await?
-            .is_none()
-        {
-            return Ok(None);
-        }
+    ) -> AppResult<u32> {
         let key = who.key(settle.registry_rpc());
-        let moved = client::retry_transport(|| {
+        Ok(client::retry_transport(|| {
             let mut registry = self.registry();
             let (bill_id, token, key) = (bill_id.to_owned(), who.token(), key.as_deref());
             match settle {
@@ -207,10 +253,23 @@ impl Billing {
         })
         .await
         .map_err(|s| registry_error(&s))?
-        .into_inner();
-        match settle {
-            Settle::Complete => store::mark_completed(tx, bill_id).await?,
-            Settle::Reopen => store::mark_reopened(tx, bill_id).await?,
+        .into_inner())
+    }
+
+    /// Finishes a completion (completing → completed) or reopening (reopening → processing)
+    /// whose call answered, only if the bill is still in the intent under `stamp`, and writes
+    /// the event in the caller's transaction. None when the lease was lost.
+    pub(crate) async fn finish_settle(
+        &self,
+        tx: &mut Tx,
+        who: &Who<'_>,
+        bill_id: &str,
+        stamp: Stamp,
+        settle: Settle,
+        moved: u32,
+    ) -> AppResult<Option<BillRow>> {
+        if !store::finish_settle(&mut **tx, bill_id, settle.intent(), stamp).await? {
+            return Ok(None);
         }
         let row = store::bill_by_id(tx, bill_id)
             .await?
@@ -239,27 +298,28 @@ impl Billing {
         Ok(Some(row))
     }
 
-    /// deleting → gone: under a per-bill advisory lock (waited for, or skipped when
-    /// `skip_locked`), locks every attachment row of the bill (waiting for in-flight attaches
-    /// and detaches), releases each parent in bag-registry, deletes the rows and the bill and
-    /// writes the event. The bill as it was, or None when it is not being deleted.
-    pub(crate) async fn delete_locked(
+    /// deleting → gone, for the holder of the bill's lease `stamp`: waits until no reservation
+    /// of the bill is leased (a claim may be on its way; the sweeper, `wait` false, skips the
+    /// bill instead), releases every parent in bag-registry with no lock held, then deletes the
+    /// rows and the bill and writes the event in a transaction it returns uncommitted (with the
+    /// bill as it was). None when the lease was lost or the bill was skipped.
+    pub(crate) async fn delete_leased(
         &self,
-        tx: &mut Tx,
         who: &Who<'_>,
         bill_id: &str,
-        skip_locked: bool,
-    ) -> AppResult<Option<BillRow>> {
-        if !store::lock_deletion(tx, bill_id, skip_locked).await? {
-            return Ok(None);
+        stamp: Stamp,
+        wait: bool,
+    ) -> AppResult<Option<(Tx, BillRow)>> {
+        let waiting = self.lease_wait();
+        while store::pending_leased(self.pool(), bill_id, self.lease_ms()).await? {
+            if !wait {
+                return Ok(None);
+            }
+            waiting
+                .next("a parent is being attached to this bill")
+                .await?;
         }
-        let Some(before) = store::bill_by_id(tx, bill_id)
-            .await?
-            .filter(|r| r.status == "deleting")
-        else {
-            return Ok(None);
-        };
-        let parents = store::lock_parents_of(tx, bill_id).await?;
+        let parents = store::parents_of(self.pool(), bill_id).await?;
         // Every call built up front (owning its data), then run a few at a time.
         let calls: Vec<_> = parents
             .iter()
@@ -292,10 +352,18 @@ impl Billing {
         for r in results {
             r.map_err(|s| registry_error(&s))?;
         }
-        store::remove_all_of(tx, bill_id).await?;
-        store::delete_bill(tx, bill_id).await?;
+        let mut tx = self.pool().begin().await?;
+        let Some(before) = store::bill_by_id(&mut tx, bill_id)
+            .await?
+            .filter(|r| r.status == "deleting")
+        else {
+            return Ok(None);
+        };
+        if !store::finish_delete(&mut tx, bill_id, stamp).await? {
+            return Ok(None);
+        }
         self.event(
-            tx,
+            &mut tx,
             who,
             "billing.bill_deleted",
             bill_id,
@@ -303,7 +371,7 @@ impl Billing {
             json!({ "bill_id": bill_id, "before": snapshot(&before), "parents": parents }),
         )
         .await?;
-        Ok(Some(before))
+        Ok(Some((tx, before)))
     }
 }
 
@@ -323,7 +391,7 @@ impl Settle {
         }
     }
 
-    fn registry_rpc(self) -> &'static str {
+    pub(crate) fn registry_rpc(self) -> &'static str {
         match self {
             Settle::Complete => "FreezeParents",
             Settle::Reopen => "UnfreezeParents",

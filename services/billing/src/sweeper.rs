@@ -1,6 +1,6 @@
-//! The sweeper settles what a crash or a failed call to bag-registry left unsettled, once it has
-//! been unsettled for `sweeper_settle_after_ms` (well past the registry deadline, so it never
-//! races a request that is still working; the row locks make it safe even if it did):
+//! The sweeper settles what a crash or a failed call to bag-registry left unsettled, once its
+//! lease expired (`sweeper_settle_after_ms`, well past the registry deadline, so it never races
+//! a request that is still working; see [`crate::saga`]):
 //!
 //! - a **pending** reservation: bag-registry says where the parent is (one GetBags call per
 //!   round); this bill's → confirm (with the `billing.parent_attached` event), anything else →
@@ -9,9 +9,10 @@
 //! - a bill left **completing**, **reopening** or **deleting**: finish it exactly as the request
 //!   would have (FreezeParents, UnfreezeParents, ReleaseParent are idempotent).
 //!
-//! Every replica runs it. Rows are taken with `FOR UPDATE SKIP LOCKED` (bills by their row lock,
-//! deletions by a per-bill advisory lock, tried without waiting), so two sweepers never work on
-//! the same row, and a request holding a row is never waited for.
+//! Every replica runs it. It takes rows over with one statement each round (a fresh lease
+//! stamp, `FOR UPDATE SKIP LOCKED` in its sub-select), so two sweepers never work on the same
+//! row; it holds no lock while calling bag-registry and finishes each row with a statement
+//! conditional on its stamp, which does nothing if a request took the row over meanwhile.
 
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use tokio::sync::watch;
 
 use crate::saga::Settle;
 use crate::state::{Billing, Who};
-use crate::store::{self, AttachmentKey, BillState, Unsettled};
+use tracetrack_domain::ErrorCode;
+
+use crate::store::{self, TakenAttachment, TakenBill, Unsettled};
 
 /// What one round settled.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +49,6 @@ pub async fn run(billing: Billing, every: Duration, mut stop: watch::Receiver<bo
 }
 
 impl Billing {
-    fn settle_after_ms(&self) -> i64 {
-        i64::try_from(self.0.settings.sweeper_settle_after_ms).unwrap_or(i64::MAX)
-    }
-
     fn batch(&self) -> i64 {
         self.0.settings.sweeper_batch.max(1)
     }
@@ -78,113 +77,160 @@ impl Billing {
     /// Pending reservations: confirmed when bag-registry says the parent is on that bill,
     /// deleted otherwise. Returns (confirmed, undone).
     async fn settle_pending(&self) -> anyhow::Result<(u64, u64)> {
-        let mut tx = self.pool().begin().await?;
-        let rows = store::lock_unsettled(
-            &mut tx,
+        let rows = store::take_unsettled(
+            self.pool(),
             Unsettled::Pending,
-            self.settle_after_ms(),
+            self.lease_ms(),
             self.batch(),
         )
         .await?;
         if rows.is_empty() {
             return Ok((0, 0));
         }
-        // Asked while the rows are locked: no request can be claiming them meanwhile.
+        // Asked once the rows are ours: no request is claiming them meanwhile (their leases had
+        // expired, and a live lease is never taken over).
         let bags = self
             .bags(None, rows.iter().map(|r| r.parent_qr.clone()).collect())
             .await?;
         let (mut confirmed, mut undone) = (0, 0);
-        for AttachmentKey {
+        for TakenAttachment {
             parent_qr: parent,
             bill_id,
+            stamp,
         } in &rows
         {
+            let mut tx = self.pool().begin().await?;
             match bags.get(parent) {
                 Some(bag) if &bag.bill_id == bill_id => {
-                    self.confirm_locked(&mut tx, &Who::Sweeper, bill_id, parent, bag, "sweeper")
-                        .await?;
-                    confirmed += 1;
+                    if self
+                        .confirm_leased(
+                            &mut tx,
+                            &Who::Sweeper,
+                            bill_id,
+                            parent,
+                            bag,
+                            *stamp,
+                            "sweeper",
+                        )
+                        .await?
+                        .is_some()
+                    {
+                        confirmed += 1;
+                    }
                 }
                 _ => {
-                    store::remove(&mut tx, bill_id, parent, "pending").await?;
-                    tracing::info!(%bill_id, %parent, "sweeper undid an unclaimed reservation");
-                    undone += 1;
+                    if store::remove(&mut *tx, bill_id, parent, "pending", *stamp).await? {
+                        tracing::info!(%bill_id, %parent, "sweeper undid an unclaimed reservation");
+                        undone += 1;
+                    }
                 }
             }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok((confirmed, undone))
     }
 
     /// Detaching attachments: released in bag-registry, then deleted.
     async fn settle_detaching(&self) -> anyhow::Result<u64> {
-        let mut tx = self.pool().begin().await?;
-        let rows = store::lock_unsettled(
-            &mut tx,
+        let rows = store::take_unsettled(
+            self.pool(),
             Unsettled::Detaching,
-            self.settle_after_ms(),
+            self.lease_ms(),
             self.batch(),
         )
         .await?;
         let mut detached = 0;
-        for AttachmentKey {
+        for TakenAttachment {
             parent_qr: parent,
             bill_id,
+            stamp,
         } in &rows
         {
             match self
-                .release_locked(&mut tx, &Who::Sweeper, bill_id, parent, None)
+                .release_parent(&Who::Sweeper, bill_id, parent, None)
                 .await
             {
-                Ok(Ok(_)) => detached += 1,
-                Ok(Err(refused)) => {
+                Ok(()) => {
+                    let mut tx = self.pool().begin().await?;
+                    if self
+                        .finish_detach(&mut tx, &Who::Sweeper, bill_id, parent, *stamp)
+                        .await?
+                        .is_some()
+                    {
+                        detached += 1;
+                    }
+                    tx.commit().await?;
+                }
+                Err(refused) if refused.code == ErrorCode::BillCompleted => {
+                    store::unmark_detaching(self.pool(), bill_id, parent, *stamp).await?;
                     tracing::warn!(%bill_id, %parent, error = %refused, "detach refused; attachment kept")
                 }
-                // The registry did not answer: nothing written, try the rest next round.
+                // The registry did not answer: try the rest next round.
                 Err(e) => {
                     tracing::warn!(%bill_id, %parent, error = ?e, "detach not settled");
                     break;
                 }
             }
         }
-        tx.commit().await?;
         Ok(detached)
     }
 
     /// Bills left completing, reopening or deleting.
     async fn settle_bills(&self) -> anyhow::Result<u64> {
-        let bills =
-            store::transitional_bills(self.pool(), self.settle_after_ms(), self.batch()).await?;
+        let bills = store::take_transitional(self.pool(), self.lease_ms(), self.batch()).await?;
         let mut settled = 0;
-        for BillState { bill_id, status } in &bills {
-            let mut tx = self.pool().begin().await?;
-            let done = match status.as_str() {
-                "completing" => self
-                    .settle_locked(&mut tx, &Who::Sweeper, bill_id, true, Settle::Complete)
-                    .await
-                    .map(|r| r.is_some()),
-                "reopening" => self
-                    .settle_locked(&mut tx, &Who::Sweeper, bill_id, true, Settle::Reopen)
-                    .await
-                    .map(|r| r.is_some()),
-                _ => self
-                    .delete_locked(&mut tx, &Who::Sweeper, bill_id, true)
-                    .await
-                    .map(|r| r.is_some()),
-            };
-            match done {
+        for TakenBill {
+            bill_id,
+            status,
+            stamp,
+        } in &bills
+        {
+            match self.settle_bill_leased(bill_id, status, *stamp).await {
                 Ok(true) => {
-                    tx.commit().await?;
                     tracing::info!(%bill_id, from = %status, "sweeper finished a bill's transition");
                     settled += 1;
                 }
-                Ok(false) => tx.rollback().await?,
+                Ok(false) => {}
                 Err(e) => {
-                    tx.rollback().await?;
                     tracing::warn!(%bill_id, from = %status, error = ?e, "bill transition not settled");
                 }
             }
         }
         Ok(settled)
+    }
+
+    /// Finishes one bill's transition the sweeper took over; whether it did.
+    async fn settle_bill_leased(
+        &self,
+        bill_id: &str,
+        status: &str,
+        stamp: store::Stamp,
+    ) -> tracetrack_common::AppResult<bool> {
+        let settle = match status {
+            "completing" => Settle::Complete,
+            "reopening" => Settle::Reopen,
+            _ => {
+                return Ok(
+                    match self
+                        .delete_leased(&Who::Sweeper, bill_id, stamp, false)
+                        .await?
+                    {
+                        Some((tx, _)) => {
+                            tx.commit().await?;
+                            true
+                        }
+                        None => false,
+                    },
+                )
+            }
+        };
+        let moved = self.settle_call(&Who::Sweeper, bill_id, settle).await?;
+        let mut tx = self.pool().begin().await?;
+        let done = self
+            .finish_settle(&mut tx, &Who::Sweeper, bill_id, stamp, settle, moved)
+            .await?
+            .is_some();
+        tx.commit().await?;
+        Ok(done)
     }
 }

@@ -10,8 +10,8 @@ use tracetrack_proto::billing::v1 as pb;
 use crate::convert::{list_filter, snapshot, to_pb, ts};
 use crate::registry::apply_figures;
 use crate::rules::{
-    below_attached, bill_completed, bill_not_found, capacity, named_bill, phone, text, CLOSED,
-    MANAGERS, MAX_DESCRIPTION, MAX_DESTINATION, MAX_DRIVER_NAME, MAX_SEAL, MAX_VEHICLE,
+    below_attached, bill_completed, bill_not_found, capacity, conflict, named_bill, phone, text,
+    CLOSED, MANAGERS, MAX_DESCRIPTION, MAX_DESTINATION, MAX_DRIVER_NAME, MAX_SEAL, MAX_VEHICLE,
 };
 use crate::state::{Billing, Who, MUTATIONS};
 use crate::store::{self, BillEdit, NewBill};
@@ -272,37 +272,58 @@ impl Billing {
             return Ok(first);
         }
         // 1. The intent: a bill being deleted takes no new parent and is hidden from readers.
-        let moved = store::transition(
-            self.pool(),
-            &id,
-            "deleting",
-            &["new", "processing", "deleting"],
-            false,
-        )
-        .await?;
-        let bill_id = match moved {
-            Some(bill_id) => bill_id,
-            None => match store::bill_status(self.pool(), &id).await? {
-                None => return Err(bill_not_found()),
+        //    A deletion under way (a live lease) is waited for.
+        let waiting = self.lease_wait();
+        let intent = loop {
+            let from = ["new", "processing"];
+            if let Some(intent) = store::begin_intent(
+                self.pool(),
+                &id,
+                "deleting",
+                &from,
+                &["deleting"],
+                false,
+                self.lease_ms(),
+            )
+            .await?
+            {
+                break Some(intent);
+            }
+            match store::bill_lease(self.pool(), &id, self.lease_ms()).await? {
+                None => break None,
+                Some(l) if l.status == "deleting" => {
+                    waiting.next("the bill is being deleted").await?
+                }
                 Some(_) => return Err(bill_completed()),
-            },
+            }
         };
         // 2. Release every parent in bag-registry, then delete.
-        let mut tx = self.pool().begin().await?;
         let who = Who::Request(&caller);
-        let deleted = self.delete_locked(&mut tx, &who, &bill_id, false).await?;
-        if deleted.is_none() {
-            // Finished meanwhile by a concurrent delete or the sweeper.
-            tx.rollback().await?;
+        let had_intent = intent.is_some();
+        let deleted = match intent {
+            Some(intent) => {
+                self.delete_leased(&who, &intent.bill_id, intent.stamp, true)
+                    .await?
+            }
+            None => None,
+        };
+        let Some((mut tx, _)) = deleted else {
+            // Finished meanwhile by a concurrent delete or the sweeper (or never there).
             let mut tx = self.pool().begin().await?;
             if let Some(first) = MUTATIONS.replay(&mut tx, &caller, RPC, &req).await? {
                 return Ok(first);
+            }
+            if store::bill_status(&mut *tx, &id).await?.is_some() {
+                return Err(conflict("the bill is being deleted; try again"));
+            }
+            if !had_intent {
+                return Err(bill_not_found());
             }
             let resp = pb::DeleteBillResponse {};
             MUTATIONS.remember(&mut tx, &caller, &resp).await?;
             tx.commit().await?;
             return Ok(resp);
-        }
+        };
         if let Some(first) = MUTATIONS.replay(&mut tx, &caller, RPC, &req).await? {
             tx.rollback().await?;
             return Ok(first);

@@ -22,11 +22,12 @@ struct Rpc<M> {
 }
 
 impl Settle {
-    /// The statuses the intent may start from, and whether the bill must be full.
-    fn from(self) -> (&'static [&'static str], bool) {
+    /// The statuses the intent may start from; those it may start from only once their lease
+    /// expired (an intent nobody works on); whether the bill must be full.
+    fn from(self) -> (&'static [&'static str], &'static [&'static str], bool) {
         match self {
-            Settle::Complete => (&["new", "processing", "reopening"], true),
-            Settle::Reopen => (&["completing", "completed"], false),
+            Settle::Complete => (&["new", "processing"], &["completing", "reopening"], true),
+            Settle::Reopen => (&["completed"], &["completing", "reopening"], false),
         }
     }
 
@@ -38,7 +39,7 @@ impl Settle {
         }
     }
 
-    /// The refusal when the bill went the other way while this request waited for its lock.
+    /// The refusal when the bill went the other way after this request's lease was taken over.
     fn overtaken(self) -> AppError {
         conflict(match self {
             Settle::Complete => "the bill was reopened meanwhile; try again",
@@ -106,32 +107,46 @@ impl Billing {
         rpc: &Rpc<M>,
     ) -> AppResult<M> {
         let settle = rpc.settle;
-        // 1. The intent (completing: only a full bill with nothing in flight).
-        let (from, full) = settle.from();
-        let moved = store::transition(self.pool(), id, settle.intent(), from, full).await?;
-        let bill_id = match moved {
-            Some(bill_id) => bill_id,
-            None => match store::bill_status(self.pool(), id).await? {
+        // 1. The intent (completing: only a full bill with nothing in flight). A bill whose
+        //    completion or reopening is under way (a live lease) is waited for.
+        let (from, expired_from, full) = settle.from();
+        let waiting = self.lease_wait();
+        let intent = loop {
+            if let Some(intent) = store::begin_intent(
+                self.pool(),
+                id,
+                settle.intent(),
+                from,
+                expired_from,
+                full,
+                self.lease_ms(),
+            )
+            .await?
+            {
+                break intent;
+            }
+            match store::bill_lease(self.pool(), id, self.lease_ms()).await? {
                 None => return Err(bill_not_found()),
-                Some(BillState { status: s, .. }) if s == "deleting" => {
-                    return Err(bill_not_found())
+                Some(l) if l.status == "deleting" => return Err(bill_not_found()),
+                Some(l) if l.live && (l.status == "completing" || l.status == "reopening") => {
+                    waiting.next("the bill's status is changing").await?
                 }
-                Some(BillState { bill_id, status: s }) if s == settle.intent() => bill_id,
-                Some(BillState { bill_id, status: s })
-                    if settle.done(&s) || settle == Settle::Reopen =>
-                {
+                Some(l) if settle.done(&l.status) || settle == Settle::Reopen => {
                     return self
-                        .answer_current(caller, rpc.name, req, &bill_id, rpc.make)
+                        .answer_current(caller, rpc.name, req, &l.bill_id, rpc.make)
                         .await;
                 }
                 Some(_) => return Err(self.incomplete(id).await?),
-            },
+            }
         };
-        // 2. Freeze (unfreeze) in bag-registry and finish, holding the bill's lock.
-        let mut tx = self.pool().begin().await?;
+        let bill_id = intent.bill_id;
+        // 2. Freeze (unfreeze) in bag-registry, no lock held.
         let who = Who::Request(caller);
+        let moved = self.settle_call(&who, &bill_id, settle).await?;
+        // 3. Finish, conditional on the lease.
+        let mut tx = self.pool().begin().await?;
         let Some(row) = self
-            .settle_locked(&mut tx, &who, &bill_id, false, settle)
+            .finish_settle(&mut tx, &who, &bill_id, intent.stamp, settle, moved)
             .await?
         else {
             tx.rollback().await?;

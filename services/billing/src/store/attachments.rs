@@ -4,13 +4,13 @@ use sqlx::{PgConnection, PgExecutor};
 use tracetrack_common::AppResult;
 use uuid::Uuid;
 
-use super::{attachment_error, AttachmentKey, AttachmentRow, ATTACHMENT_COLUMNS};
+use super::{attachment_error, AttachmentRow, Stamp, ATTACHMENT_COLUMNS};
 
 /// The outcome of trying to reserve a place for a parent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reservation {
-    /// A new pending row holds a place on the bill.
-    Reserved,
+    /// A new pending row holds a place on the bill, under this lease.
+    Reserved(Stamp),
     /// The parent already has a row: on which bill, in which state.
     Existing { bill_id: String, state: String },
     /// The row that blocked the insert is gone already (settled by someone else): try again.
@@ -33,10 +33,11 @@ pub async fn reserve<'e>(
     parent_qr: &str,
     user: Option<Uuid>,
 ) -> AppResult<Reservation> {
-    let inserted: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO billing.attachments (parent_qr, bill_id, state, attached_by) \
-         VALUES ($1, $2, 'pending', $3) \
-         ON CONFLICT ON CONSTRAINT attachments_parent_on_one_bill DO NOTHING RETURNING 1",
+    let inserted: Option<Stamp> = sqlx::query_scalar(
+        "INSERT INTO billing.attachments (parent_qr, bill_id, state, attached_by, state_changed_at) \
+         VALUES ($1, $2, 'pending', $3, clock_timestamp()) \
+         ON CONFLICT ON CONSTRAINT attachments_parent_on_one_bill DO NOTHING \
+         RETURNING state_changed_at",
     )
     .bind(parent_qr)
     .bind(bill_id)
@@ -44,8 +45,8 @@ pub async fn reserve<'e>(
     .fetch_optional(db)
     .await
     .map_err(attachment_error)?;
-    if inserted.is_some() {
-        return Ok(Reservation::Reserved);
+    if let Some(stamp) = inserted {
+        return Ok(Reservation::Reserved(stamp));
     }
     let existing: Option<Holder> =
         sqlx::query_as("SELECT bill_id, state FROM billing.attachments WHERE parent_qr = $1")
@@ -58,98 +59,91 @@ pub async fn reserve<'e>(
     })
 }
 
-/// Locks a parent's attachment row on a bill (the saga's steps that call bag-registry hold this
-/// lock across the call, so a sweeper or a concurrent request never acts on the same row
-/// meanwhile). Its state, or None when there is no such row.
-pub async fn lock_attachment(
-    conn: &mut PgConnection,
-    bill_id: &str,
-    parent_qr: &str,
-) -> AppResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT state FROM billing.attachments WHERE parent_qr = $1 AND bill_id = $2 FOR UPDATE",
-    )
-    .bind(parent_qr)
-    .bind(bill_id)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-/// Confirms a pending attachment with what bag-registry said about the parent.
+/// Confirms a pending attachment with what bag-registry said about the parent, only if it is
+/// still pending under this lease. Whether it was.
 pub async fn confirm(
     conn: &mut PgConnection,
     bill_id: &str,
     parent_qr: &str,
     product_line: &str,
     expected_weight_kg: f64,
+    stamp: Stamp,
 ) -> AppResult<bool> {
     let r = sqlx::query(
         "UPDATE billing.attachments \
             SET state = 'confirmed', product_line = $3, expected_weight_kg = $4, \
                 attached_at = now(), state_changed_at = now() \
-          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'pending'",
+          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'pending' AND state_changed_at = $5",
     )
     .bind(parent_qr)
     .bind(bill_id)
     .bind(product_line)
     .bind(expected_weight_kg)
+    .bind(stamp)
     .execute(&mut *conn)
     .await
     .map_err(attachment_error)?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Deletes an attachment row in the given state (undoing a reservation, or finishing a detach);
-/// the trigger gives the place back.
-pub async fn remove(
-    conn: &mut PgConnection,
+/// Deletes an attachment row in the given state under this lease (undoing a reservation, or
+/// finishing a detach); the trigger gives the place back. Whether it was.
+pub async fn remove<'e>(
+    db: impl PgExecutor<'e>,
     bill_id: &str,
     parent_qr: &str,
     state: &str,
+    stamp: Stamp,
 ) -> AppResult<bool> {
     let r = sqlx::query(
-        "DELETE FROM billing.attachments WHERE parent_qr = $1 AND bill_id = $2 AND state = $3",
+        "DELETE FROM billing.attachments \
+          WHERE parent_qr = $1 AND bill_id = $2 AND state = $3 AND state_changed_at = $4",
     )
     .bind(parent_qr)
     .bind(bill_id)
     .bind(state)
-    .execute(&mut *conn)
-    .await
-    .map_err(attachment_error)?;
-    Ok(r.rows_affected() == 1)
-}
-
-/// Step 1 of a detach: confirmed → detaching (the trigger refuses it on a closed bill).
-pub async fn mark_detaching<'e>(
-    db: impl PgExecutor<'e>,
-    bill_id: &str,
-    parent_qr: &str,
-) -> AppResult<bool> {
-    let r = sqlx::query(
-        "UPDATE billing.attachments SET state = 'detaching', state_changed_at = now() \
-          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'confirmed'",
-    )
-    .bind(parent_qr)
-    .bind(bill_id)
+    .bind(stamp)
     .execute(db)
     .await
     .map_err(attachment_error)?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Puts a detaching row back (bag-registry refused the release).
-pub async fn unmark_detaching(
-    conn: &mut PgConnection,
+/// Step 1 of a detach: confirmed → detaching (the trigger refuses it on a closed bill). The
+/// lease's stamp when it moved.
+pub async fn mark_detaching<'e>(
+    db: impl PgExecutor<'e>,
     bill_id: &str,
     parent_qr: &str,
-) -> AppResult<()> {
-    sqlx::query(
-        "UPDATE billing.attachments SET state = 'confirmed', state_changed_at = now() \
-          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'detaching'",
+) -> AppResult<Option<Stamp>> {
+    sqlx::query_scalar(
+        "UPDATE billing.attachments a SET state = 'detaching', \
+                state_changed_at = greatest(clock_timestamp(), a.state_changed_at + interval '1 microsecond') \
+          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'confirmed' \
+         RETURNING state_changed_at",
     )
     .bind(parent_qr)
     .bind(bill_id)
-    .execute(&mut *conn)
+    .fetch_optional(db)
+    .await
+    .map_err(attachment_error)
+}
+
+/// Puts a detaching row back under this lease (bag-registry refused the release).
+pub async fn unmark_detaching<'e>(
+    db: impl PgExecutor<'e>,
+    bill_id: &str,
+    parent_qr: &str,
+    stamp: Stamp,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE billing.attachments SET state = 'confirmed', state_changed_at = now() \
+          WHERE parent_qr = $1 AND bill_id = $2 AND state = 'detaching' AND state_changed_at = $3",
+    )
+    .bind(parent_qr)
+    .bind(bill_id)
+    .bind(stamp)
+    .execute(db)
     .await
     .map_err(attachment_error)?;
     Ok(())
@@ -181,25 +175,14 @@ pub async fn confirmed_parents<'e>(
     .await?)
 }
 
-/// Every attachment row of a bill, locked (waiting for in-flight attaches and detaches), in QR
-/// order: the parents a deletion releases.
-pub async fn lock_parents_of(conn: &mut PgConnection, bill_id: &str) -> AppResult<Vec<String>> {
+/// Every attachment row of a bill, in QR order: the parents a deletion releases.
+pub async fn parents_of<'e>(db: impl PgExecutor<'e>, bill_id: &str) -> AppResult<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT parent_qr FROM billing.attachments WHERE bill_id = $1 ORDER BY parent_qr FOR UPDATE",
+        "SELECT parent_qr FROM billing.attachments WHERE bill_id = $1 ORDER BY parent_qr",
     )
     .bind(bill_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(db)
     .await?)
-}
-
-/// Deletes every attachment row of a bill (the trigger gives the places back).
-pub async fn remove_all_of(conn: &mut PgConnection, bill_id: &str) -> AppResult<()> {
-    sqlx::query("DELETE FROM billing.attachments WHERE bill_id = $1")
-        .bind(bill_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(attachment_error)?;
-    Ok(())
 }
 
 /// Which unsettled state the sweeper looks for.
@@ -207,33 +190,4 @@ pub async fn remove_all_of(conn: &mut PgConnection, bill_id: &str) -> AppResult<
 pub enum Unsettled {
     Pending,
     Detaching,
-}
-
-/// Attachments left pending or detaching for at least `settle_after_ms`, oldest first, locked
-/// (`SKIP LOCKED`: rows a request or another sweeper holds are left to them).
-pub async fn lock_unsettled(
-    conn: &mut PgConnection,
-    state: Unsettled,
-    settle_after_ms: i64,
-    batch: i64,
-) -> AppResult<Vec<AttachmentKey>> {
-    // The state is written into the statement (not bound) so the partial index on unsettled
-    // rows applies to every plan.
-    let sql = match state {
-        Unsettled::Pending => {
-            "SELECT parent_qr, bill_id FROM billing.attachments \
-              WHERE state = 'pending' AND state_changed_at < now() - $1 * interval '1 millisecond' \
-              ORDER BY state_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        }
-        Unsettled::Detaching => {
-            "SELECT parent_qr, bill_id FROM billing.attachments \
-              WHERE state = 'detaching' AND state_changed_at < now() - $1 * interval '1 millisecond' \
-              ORDER BY state_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        }
-    };
-    Ok(sqlx::query_as(sql)
-        .bind(settle_after_ms)
-        .bind(batch)
-        .fetch_all(&mut *conn)
-        .await?)
 }

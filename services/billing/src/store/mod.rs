@@ -6,9 +6,11 @@
 
 mod attachments;
 mod bills;
+mod leases;
 
 pub use attachments::*;
 pub use bills::*;
+pub use leases::*;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -74,13 +76,6 @@ pub struct AttachmentRow {
     pub product_line: String,
     pub expected_weight_kg: Option<f64>,
     pub attached_at: Option<DateTime<Utc>>,
-}
-
-/// A parent's attachment to a bill, without its state (the sweeper's work list).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct AttachmentKey {
-    pub parent_qr: String,
-    pub bill_id: String,
 }
 
 const ATTACHMENT_COLUMNS: &str =
