@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "TraceTrack API", version = "1", description = "Seed-bag tracking: scanning, bags, bills, users. Errors are RFC 9457 problem documents with a stable `code`."),
     components(schemas(crate::dto::Problem)),
-    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"))
+    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"), (name = "reports"))
 )]
 struct ApiDoc;
 
@@ -43,6 +43,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::exports::router())
         .merge(routes::imports::router())
         .merge(routes::meta::router())
+        .merge(routes::reports::router())
         .split_for_parts();
     (router, crate::openapi::finish(doc))
 }

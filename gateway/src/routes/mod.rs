@@ -7,6 +7,7 @@ pub mod epcis;
 pub mod exports;
 pub mod imports;
 pub mod meta;
+pub mod reports;
 pub mod scans;
 pub mod stats;
 pub mod users;
