@@ -19,7 +19,7 @@ pub use apply::{apply, Targets};
 pub use plan::{plan, Plan, PlanOptions};
 pub use report::{Action, Finding, MigrationReport};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct LegacyUser {
     pub id: i64,
     pub username: String,
@@ -28,7 +28,7 @@ pub struct LegacyUser {
     pub dispatch_area: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct LegacyBag {
     pub id: i64,
     pub qr_id: String,
@@ -38,14 +38,14 @@ pub struct LegacyBag {
 }
 
 /// A row of `link`, in link order (created_at, then id).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct LegacyLink {
     pub id: i64,
     pub parent_bag_id: i64,
     pub child_bag_id: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct LegacyBill {
     pub id: i64,
     pub bill_id: String,
@@ -60,7 +60,7 @@ pub struct LegacyBill {
 }
 
 /// A row of `bill_bag`, in attach order (created_at, then id).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct LegacyBillBag {
     pub id: i64,
     pub bill_id: i64,
@@ -107,64 +107,48 @@ impl LegacyData {
 }
 
 /// Reads the old tables in one read-only, repeatable-read transaction (one consistent
-/// snapshot, even while the old system is still running).
-#[allow(clippy::type_complexity)]
+/// snapshot, even while the old system is still running). A NULL username or bill id reads
+/// as empty, a NULL bag id of a link or bill_bag row as -1 (no bag has it).
 pub async fn read(url: &str) -> anyhow::Result<LegacyData> {
     let mut conn = PgConnection::connect(url).await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let users: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
-        r#"SELECT id::int8, username::text, email::text, role::text, dispatch_area::text
-               FROM "user" ORDER BY id"#,
+    let users = sqlx::query_as(
+        r#"SELECT id::int8 AS id, COALESCE(username::text, '') AS username, email::text AS email,
+                  role::text AS role, dispatch_area::text AS dispatch_area
+           FROM "user" ORDER BY id"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let bags: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    )> = sqlx::query_as(
-        r#"SELECT id::int8, qr_id::text, type::text, dispatch_area::text, user_id::int8
-               FROM bag ORDER BY id"#,
+    let bags = sqlx::query_as(
+        r#"SELECT id::int8 AS id, COALESCE(qr_id::text, '') AS qr_id, type::text AS kind,
+                  dispatch_area::text AS dispatch_area, user_id::int8 AS user_id
+           FROM bag ORDER BY id"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let links: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
-        r#"SELECT id::int8, parent_bag_id::int8, child_bag_id::int8
+    let links = sqlx::query_as(
+        r#"SELECT id::int8 AS id, COALESCE(parent_bag_id::int8, -1) AS parent_bag_id,
+                  COALESCE(child_bag_id::int8, -1) AS child_bag_id
            FROM link ORDER BY created_at NULLS LAST, id"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let bills: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
-        r#"SELECT id::int8, bill_id::text, description::text, parent_bag_count::int8,
-                  linked_parent_count::int8, total_child_bags::int8, status::text,
-                  destination::text, vehicle_number::text
+    let bills = sqlx::query_as(
+        r#"SELECT id::int8 AS id, COALESCE(bill_id::text, '') AS bill_id,
+                  description::text AS description, parent_bag_count::int8 AS parent_bag_count,
+                  linked_parent_count::int8 AS linked_parent_count,
+                  total_child_bags::int8 AS total_child_bags, status::text AS status,
+                  destination::text AS destination, vehicle_number::text AS vehicle_number
            FROM bill ORDER BY id"#,
     )
     .fetch_all(&mut *tx)
     .await?;
-    let bill_bags: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
-        r#"SELECT id::int8, bill_id::int8, bag_id::int8
+    let bill_bags = sqlx::query_as(
+        r#"SELECT id::int8 AS id, COALESCE(bill_id::int8, -1) AS bill_id,
+                  COALESCE(bag_id::int8, -1) AS bag_id
            FROM bill_bag ORDER BY created_at NULLS LAST, id"#,
     )
     .fetch_all(&mut *tx)
@@ -173,60 +157,11 @@ pub async fn read(url: &str) -> anyhow::Result<LegacyData> {
     let audit_log = count_if_exists(&mut tx, "audit_log").await?;
     tx.rollback().await?;
     Ok(LegacyData {
-        users: users
-            .into_iter()
-            .map(|(id, username, email, role, dispatch_area)| LegacyUser {
-                id,
-                username: username.unwrap_or_default(),
-                email,
-                role,
-                dispatch_area,
-            })
-            .collect(),
-        bags: bags
-            .into_iter()
-            .map(|(id, qr_id, kind, dispatch_area, user_id)| LegacyBag {
-                id,
-                qr_id: qr_id.unwrap_or_default(),
-                kind,
-                dispatch_area,
-                user_id,
-            })
-            .collect(),
-        links: links
-            .into_iter()
-            .map(|(id, p, c)| LegacyLink {
-                id,
-                parent_bag_id: p.unwrap_or(-1),
-                child_bag_id: c.unwrap_or(-1),
-            })
-            .collect(),
-        bills: bills
-            .into_iter()
-            .map(
-                |(id, bill_id, description, cap, linked, children, status, dest, vehicle)| {
-                    LegacyBill {
-                        id,
-                        bill_id: bill_id.unwrap_or_default(),
-                        description,
-                        parent_bag_count: cap,
-                        linked_parent_count: linked,
-                        total_child_bags: children,
-                        status,
-                        destination: dest,
-                        vehicle_number: vehicle,
-                    }
-                },
-            )
-            .collect(),
-        bill_bags: bill_bags
-            .into_iter()
-            .map(|(id, bill, bag)| LegacyBillBag {
-                id,
-                bill_id: bill.unwrap_or(-1),
-                bag_id: bag.unwrap_or(-1),
-            })
-            .collect(),
+        users,
+        bags,
+        links,
+        bills,
+        bill_bags,
         scans,
         audit_log,
     })
