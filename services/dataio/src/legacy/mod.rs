@@ -107,8 +107,8 @@ impl LegacyData {
 }
 
 /// Reads the old tables in one read-only, repeatable-read transaction (one consistent
-/// snapshot, even while the old system is still running). A NULL username or bill id reads
-/// as empty, a NULL bag id of a link or bill_bag row as -1 (no bag has it).
+/// snapshot, even while the old system is still running). A NULL username, QR id or bill id
+/// reads as empty, a NULL id in a link or bill_bag row as -1 (no row has it).
 pub async fn read(url: &str) -> anyhow::Result<LegacyData> {
     let mut conn = PgConnection::connect(url).await?;
     let mut tx = conn.begin().await?;
