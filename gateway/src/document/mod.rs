@@ -48,7 +48,7 @@ pub struct Document<'a> {
 impl Document<'_> {
     /// The document as a whole HTML page.
     pub fn render(&self, format: Format) -> String {
-        let w = self.lang.words();
+        let w = &Words::of(self.lang);
         let title = match format {
             Format::A4 => w.title,
             Format::A6 => w.label_title,
@@ -76,7 +76,7 @@ impl Document<'_> {
         let text = qr::payload(&self.org.public_base_url, &self.bill.bill_id);
         html! {
             @if let Some(svg) = qr::svg(&text) {
-                figure class="qr" data-qr=(text) { (svg) figcaption { (self.lang.words().scan_to_open) } }
+                figure class="qr" data-qr=(text) { (svg) figcaption { (Words::of(self.lang).scan_to_open) } }
             }
         }
     }
@@ -296,11 +296,11 @@ fn css(format: Format, w: &Words) -> String {
             of = w.of,
         ),
         Format::A6 => format!(
-            "@page{{size:A6;margin:5mm}}{common}\
+            "@page{{size:105mm 148mm;margin:5mm}}{common}\
              body{{font-size:11pt}}.org-name{{text-align:center}}\
              .bill-id{{font-size:20pt;font-weight:800;text-align:center;overflow-wrap:anywhere}}\
              .qr{{width:66mm;margin:1mm auto}}\
-             .facts th{{width:32%}}"
+             .facts{{width:99%}}.facts th{{width:32%}}"
         ),
     }
 }
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn words_fit_in_a_css_string() {
-        for w in [&words::EN, &words::HI] {
+        for w in Lang::ALL.map(Words::of) {
             for s in [w.page, w.of] {
                 assert!(!s.contains(['"', '\\', '<']), "{s}");
             }

@@ -400,7 +400,8 @@ pub struct DocParams {
     /// `a4` (default) or `a6` (a label).
     #[param(example = "a4", pattern = "^(a4|a6)$")]
     pub format: Option<String>,
-    /// `en` (default) or `hi`.
+    /// `en` or `hi`; without it, the user's language (the web client's `lang` cookie, else
+    /// `Accept-Language`, else English).
     #[param(example = "hi", pattern = "^(en|hi)$")]
     pub lang: Option<String>,
 }
@@ -415,6 +416,7 @@ async fn document(
     ctx: Ctx,
     Path(id): Path<String>,
     Query(p): Query<DocParams>,
+    asked: Lang,
 ) -> ApiResult<Response> {
     let format = match p.format.as_deref() {
         None | Some("a4") => Format::A4,
@@ -427,7 +429,9 @@ async fn document(
         }
     };
     let lang = match p.lang.as_deref() {
-        None | Some("en") | Some("hi") => Lang::parse(p.lang.as_deref()),
+        None => asked,
+        Some("en") => Lang::En,
+        Some("hi") => Lang::Hi,
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,

@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -37,6 +38,10 @@ pub struct ImportParams {
     pub area: Option<String>,
     /// Parse and report only; write nothing.
     pub dry_run: Option<bool>,
+    /// `json` (default): the report as JSON; `xlsx`: the result workbook (sheets `Summary`,
+    /// `Done`: every row imported as it stands, `Problems`: sheet, row, code, message, value).
+    #[param(example = "xlsx", pattern = "^(json|xlsx)$")]
+    pub result: Option<String>,
 }
 
 /// A row that was not imported as it stands.
@@ -166,7 +171,8 @@ fn workbook_error(e: WorkbookError) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/imports/labels", tag = "imports", params(ImportParams),
     request_body(description = "the .xlsx workbook as the raw body",
         content((Binary = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Binary = "application/octet-stream"))),
-    responses((status = 200, body = ImportReport, description = "what was created, and every bad row"),
+    responses((status = 200, description = "what was created, and every bad row: JSON, or with `result=xlsx` the result workbook",
+            content((ImportReport = "application/json"), (Binary = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
         (status = 400, body = Problem, description = "invalid_workbook, area_required"),
         (status = 401, body = Problem, description = "unauthenticated"),
         (status = 403, body = Problem, description = "permission_denied: admins only"),
@@ -178,13 +184,23 @@ async fn import_labels(
     Query(p): Query<ImportParams>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<ImportReport>> {
+) -> ApiResult<Response> {
     if !ctx.is_admin() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "importing workbooks needs the role admin",
         ));
     }
+    let xlsx = match p.result.as_deref() {
+        None | Some("json") => false,
+        Some("xlsx") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "result must be json or xlsx",
+            ))
+        }
+    };
     let area = p.area.as_deref().map(str::trim).unwrap_or("").to_owned();
     if area.is_empty() {
         return Err(ApiError::new(
@@ -255,7 +271,36 @@ async fn import_labels(
         )
         .await?
     };
-    Ok(Json(report.into()))
+    if !xlsx {
+        return Ok(Json(ImportReport::from(report)).into_response());
+    }
+    // A large workbook's report is CPU work too: off the executor.
+    let book = tokio::task::spawn_blocking(move || report.to_xlsx(&parsed))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "the result workbook could not be built",
+            )
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "result workbook");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the result workbook could not be built",
+            )
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, labels::report::XLSX),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"label-import-result.xlsx\"",
+            ),
+        ],
+        book,
+    )
+        .into_response())
 }
 
 #[cfg(test)]

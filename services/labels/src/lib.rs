@@ -46,6 +46,7 @@
 //! without the gateway building on that.
 
 pub mod import;
+pub mod report;
 
 use std::borrow::Cow;
 use std::cell::Cell;

@@ -1,0 +1,196 @@
+//! The dispatch document and A6 label printed by Chromium (tests/browser/document.test.mjs):
+//! A4 and A6, English and Hindi, a 500-parent bill over many pages with its table header and page
+//! number on each, the QR code decoded from the printed page. The stack is real (auth, registry,
+//! scan, billing, gateway on Postgres and Redis); bills are seeded over gRPC. The PDFs and their
+//! pages as PNG images land in tests/browser/screenshots/document.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::stream::{self, StreamExt};
+use tracetrack_proto::auth::v1::Role;
+use tracetrack_proto::billing::v1 as pb;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_tests::*;
+
+const SMALL: &str = "DOC-SMALL-1";
+const BIG: &str = "DOC-BIG-500";
+const ORG: &str = "Shree Agro Inputs Pvt. Ltd.";
+const DEPOT: &str = "Lucknow C&F depot";
+
+async fn create(stack: &BillingStack, id: &str, capacity: i32, destination: &str) {
+    stack
+        .billing()
+        .create_bill(authed(
+            pb::CreateBillRequest {
+                bill_id: id.into(),
+                capacity,
+                destination: destination.into(),
+                ..Default::default()
+            },
+            &stack.admin,
+        ))
+        .await
+        .unwrap();
+}
+
+async fn attach_all(stack: &BillingStack, bill: &str, parents: &[String]) {
+    stream::iter(parents)
+        .for_each_concurrent(8, |qr| async move {
+            stack
+                .billing()
+                .attach_parent(authed(
+                    pb::AttachParentRequest {
+                        bill_id: bill.into(),
+                        parent_qr: qr.clone(),
+                    },
+                    &stack.admin,
+                ))
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+async fn complete(stack: &BillingStack, bill: &str) {
+    stack
+        .billing()
+        .complete_bill(authed(
+            pb::CompleteBillRequest {
+                bill_id: bill.into(),
+            },
+            &stack.admin,
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dispatch_documents_print_in_chromium() {
+    let stack = BillingStack::start(1, 1).await;
+    let billing = stack.billings[0].url();
+    let gw = Gateway::start(&stack, |s| {
+        s.billing_url = billing.clone();
+        s.organisation.name = ORG.into();
+        s.organisation.address = "Plot 14, Transport Nagar, Lucknow 226012".into();
+        s.organisation.tax_id = "09AAACS1234F1Z5".into();
+        s.organisation.depots.insert("lucknow".into(), DEPOT.into());
+    })
+    .await;
+    let (_, ravi) = stack.user("ravi", Role::Dispatcher, "lucknow").await;
+
+    // A small bill: three sacks with a few packets each, completed (dispatched).
+    create(&stack, SMALL, 3, "Jaipur mandi").await;
+    let small: Vec<String> = (1..=3).map(|i| format!("SB4{i:04}")).collect();
+    for (i, p) in small.iter().enumerate() {
+        stack.scan_parent(&ravi, p, "").await.unwrap();
+        for j in 0..=i {
+            stack
+                .scan_child(&ravi, p, &format!("DOCC{i}{j:03}"))
+                .await
+                .unwrap();
+        }
+    }
+    attach_all(&stack, SMALL, &small).await;
+    complete(&stack, SMALL).await;
+
+    // A 500-parent bill, registered and attached over gRPC (eight at a time).
+    create(&stack, BIG, 500, "Indore").await;
+    let big: Vec<String> = (1..=500).map(|i| format!("SB5{i:04}")).collect();
+    stream::iter(&big)
+        .for_each_concurrent(8, |qr| {
+            let mut registry = stack.registry_client();
+            let admin = stack.admin.clone();
+            async move {
+                registry
+                    .register_bag(authed(
+                        reg::RegisterBagRequest {
+                            qr: qr.clone(),
+                            r#type: reg::BagType::Parent as i32,
+                            area: "lucknow".into(),
+                        },
+                        &admin,
+                    ))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    attach_all(&stack, BIG, &big).await;
+    complete(&stack, BIG).await;
+
+    // Transport details through HTTP: a bad phone is refused with its code.
+    let http = reqwest::Client::new();
+    let token = http_token(&http, &gw, "admin", ADMIN_PASSWORD).await;
+    let r = http
+        .patch(gw.url(&format!("/api/v1/bills/{BIG}")))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&serde_json::json!({"driver_phone": "call me"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "invalid_argument").await;
+    let r = http
+        .patch(gw.url(&format!("/api/v1/bills/{BIG}")))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&serde_json::json!({"driver_name": "Suresh <b>Yadav</b>", "seal_number": "S-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["status"], "completed");
+    assert_eq!(b["driver_name"], "Suresh <b>Yadav</b>");
+    assert_eq!(b["seal_number"], "S-1");
+
+    // A label workbook for the data page's import: 15 moong labels and their parent.
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for i in 0..15u32 {
+        ws.write_number(i, 0, f64::from(i + 1)).unwrap();
+        ws.write_string(i, 1, format!("LABEL NO.:{:07} LOT NO.:X1", 8000 + i))
+            .unwrap();
+    }
+    ws.write_string(15, 0, "Parent Code").unwrap();
+    ws.write_string(15, 1, "M444-00801").unwrap();
+    let labels = tempfile::NamedTempFile::with_suffix(".xlsx").unwrap();
+    std::fs::write(labels.path(), wb.save_to_buffer().unwrap()).unwrap();
+
+    let root = repo_root();
+    let artifacts = root.join("tests/browser/screenshots/document");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let out = tokio::process::Command::new("node")
+        .arg("--test")
+        .arg("--test-concurrency=1")
+        .arg(root.join("tests/browser/document.test.mjs"))
+        .current_dir(root.join("tests/browser"))
+        .env("TT_BASE_URL", format!("http://{}", gw.addr))
+        .env("TT_ARTIFACTS", &artifacts)
+        .env("TT_LABEL_WORKBOOK", labels.path())
+        .env("TT_BILL_SMALL", SMALL)
+        .env("TT_BILL_BIG", BIG)
+        .env("TT_ORG_NAME", ORG)
+        .env("TT_DEPOT", DEPOT)
+        .env("TT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node must be installed (scripts/browser-deps.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "browser tests failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+
+    // The result workbook the data page downloaded: its three sheets, the 16 rows done.
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook(artifacts.join("label-import-result.xlsx")).unwrap();
+    use calamine::Reader;
+    assert_eq!(book.sheet_names(), ["Summary", "Done", "Problems"]);
+    assert_eq!(book.worksheet_range("Done").unwrap().height(), 1 + 16);
+    assert_eq!(book.worksheet_range("Problems").unwrap().height(), 1);
+}
