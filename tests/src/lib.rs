@@ -6,6 +6,7 @@
 
 pub mod proxy;
 pub mod redis_server;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -34,6 +34,7 @@ pub async fn run(stats: Stats, mut stop: watch::Receiver<bool>) {
         if let Err(e) = tick(&stats).await {
             tracing::warn!(error = %e, "end-of-day report: tick failed");
         }
+        metrics::counter!("reports_ticks_total").increment(1);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
