@@ -617,13 +617,14 @@ async fn the_sweeper_settles_reservations_a_crash_left_pending() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::OnOtherBill);
     assert_eq!(e.detail("other_bill_id"), Some("CRASH-1"));
-    // A retry of the interrupted attach settles its reservation at once.
+    // A retry of the interrupted attach settles its reservation once the dead request's lease
+    // ran out (a live one is never taken over); the sweeper may have confirmed SB70001 by then.
     reserve("SB70003").await.unwrap();
     let retried = attach(s.billing_at(1), &admin, "CRASH-1", "SB70003")
         .await
         .unwrap();
     assert!(!retried.already_attached);
-    assert_eq!(retried.bill.unwrap().parent_count, 1);
+    assert!([1, 2].contains(&retried.bill.unwrap().parent_count));
 
     settled(&s).await;
     let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
@@ -791,7 +792,8 @@ async fn an_unanswered_claim_leaves_a_reservation_that_a_retry_or_the_sweeper_se
     };
 
     // No answer from bag-registry: the claim may or may not have happened, so the reservation
-    // stays; a retry (through a healthy replica) settles it at once.
+    // stays; a retry (through a healthy replica) settles it once the failed request's lease
+    // ran out.
     let e = attach(via_cut.clone(), &admin, "CUT-1", "SB72001")
         .await
         .unwrap_err();

@@ -54,6 +54,10 @@ pub fn to_pb(row: &BillRow) -> pb::Bill {
         updated_at: Some(ts(row.updated_at)),
         created_by_username: row.created_by_username.clone(),
         completed_at: row.completed_at.map(ts),
+        returned_count: row.returned_count,
+        returned_child_count: row.returned_child_count,
+        returned_actual_weight_kg: row.returned_actual_weight_kg,
+        returned_expected_weight_kg: row.returned_expected_weight_kg,
     }
 }
 

@@ -53,6 +53,14 @@
 //! attach and detach in the trigger, and cannot be completed while anything is pending or
 //! detaching.
 //!
+//! ## Returning a parent (SPEC §1 "Returns (IPT)")
+//!
+//! The same shape (see [`crate::rpc`]'s returns module): the intent in one transaction (the
+//! attachment `returning` on a completed bill, a `returning` row in `billing.returns` holding the
+//! lease, the open ticket's count), bag-registry's ReturnParent with no lock, then the finish
+//! conditional on the lease (the return `returned` with its snapshot, the attachment row gone);
+//! a refusal undoes the intent, no answer leaves it for a retry or the sweeper.
+//!
 //! ## Figures
 //!
 //! Billing stores attachments, `parent_count` and each parent's expected weight. A Bill's child

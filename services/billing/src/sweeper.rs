@@ -6,6 +6,8 @@
 //!   round); this bill's → confirm (with the `billing.parent_attached` event), anything else →
 //!   delete the reservation (the place comes back);
 //! - a **detaching** attachment: release the parent in bag-registry, delete the row;
+//! - a **returning** parent (a return scan left unfinished): ReturnParent in bag-registry, then
+//!   the return is finished (or undone when the parent is on another bill);
 //! - a bill left **completing**, **reopening** or **deleting**: finish it exactly as the request
 //!   would have (FreezeParents, UnfreezeParents, ReleaseParent are idempotent).
 //!
@@ -20,7 +22,9 @@ use tokio::sync::watch;
 
 use crate::saga::Settle;
 use crate::state::{Billing, Who};
+use tracetrack_common::client;
 use tracetrack_domain::ErrorCode;
+use tracetrack_proto::registry::v1 as reg;
 
 use crate::store::{self, TakenAttachment, TakenBill, Unsettled};
 
@@ -31,6 +35,7 @@ pub struct Swept {
     pub undone: u64,
     pub detached: u64,
     pub bills: u64,
+    pub returned: u64,
 }
 
 /// Runs rounds every `every` until `stop` turns true.
@@ -61,11 +66,13 @@ impl Billing {
         swept.undone = undone;
         swept.detached = self.settle_detaching().await?;
         swept.bills = self.settle_bills().await?;
+        swept.returned = self.settle_returning().await?;
         for (what, n) in [
             ("confirmed", swept.confirmed),
             ("undone", swept.undone),
             ("detached", swept.detached),
             ("bills", swept.bills),
+            ("returned", swept.returned),
         ] {
             if n > 0 {
                 metrics::counter!("billing_sweeper_settled_total", "what" => what).increment(n);
@@ -232,5 +239,56 @@ impl Billing {
             .is_some();
         tx.commit().await?;
         Ok(done)
+    }
+
+    /// Returns left `returning`: ReturnParent in bag-registry (idempotent), then finished.
+    async fn settle_returning(&self) -> anyhow::Result<u64> {
+        let rows =
+            store::take_unsettled_returns(self.pool(), self.lease_ms(), self.batch()).await?;
+        let mut returned = 0;
+        for r in &rows {
+            let answer = client::retry_transport(|| {
+                let mut registry = self.registry();
+                let call = client::request(
+                    reg::ReturnParentRequest {
+                        parent_qr: r.parent_qr.clone(),
+                        bill_id: r.bill_id.clone(),
+                        area: r.area.clone(),
+                    },
+                    None,
+                    None,
+                );
+                async move { registry.return_parent(call).await }
+            })
+            .await;
+            let answer = match answer {
+                Ok(a) => a.into_inner(),
+                Err(status) => {
+                    tracing::warn!(bill_id = %r.bill_id, parent = %r.parent_qr, ?status, "return not settled");
+                    break;
+                }
+            };
+            let Some(ticket) = store::ticket(self.pool(), &r.ticket_id).await? else {
+                continue;
+            };
+            let mut tx = self.pool().begin().await?;
+            if self
+                .finish_return_leased(
+                    &mut tx,
+                    &Who::Sweeper,
+                    &ticket,
+                    &r.bill_id,
+                    &r.parent_qr,
+                    r.stamp,
+                    &answer,
+                )
+                .await?
+                .is_some()
+            {
+                returned += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(returned)
     }
 }

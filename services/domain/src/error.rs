@@ -116,6 +116,7 @@ codes! {
     ParentNotFound = "parent_not_found" => (NotFound, 404, definitive),
     BillNotFound = "bill_not_found" => (NotFound, 404, definitive),
     NothingToUndo = "nothing_to_undo" => (NotFound, 404, definitive),
+    TicketNotFound = "ticket_not_found" => (NotFound, 404, definitive),
     // 409: conflict with current state
     UsernameTaken = "username_taken" => (AlreadyExists, 409, definitive),
     EmailTaken = "email_taken" => (AlreadyExists, 409, definitive),
@@ -139,6 +140,18 @@ codes! {
     BillFull = "bill_full" => (FailedPrecondition, 409, definitive),
     BillCompleted = "bill_completed" => (FailedPrecondition, 409, definitive),
     BillIncomplete = "bill_incomplete" => (FailedPrecondition, 409, definitive),
+    /// Returns (SPEC §1): the parent is on no bill.
+    ParentNotBilled = "parent_not_billed" => (FailedPrecondition, 409, definitive),
+    /// Returns: the parent's bill is not completed (detach it instead). Details: `bill_id`.
+    BillNotCompleted = "bill_not_completed" => (FailedPrecondition, 409, definitive),
+    /// Returns: the parent is on another open return ticket. Details: `other_ticket_id`.
+    OnOtherTicket = "on_other_ticket" => (FailedPrecondition, 409, definitive),
+    /// The return ticket is committed or cancelled.
+    TicketNotOpen = "ticket_not_open" => (FailedPrecondition, 409, definitive),
+    /// A return ticket is committed only with at least one parent.
+    TicketEmpty = "ticket_empty" => (FailedPrecondition, 409, definitive),
+    /// A bill with returns can be neither reopened nor deleted.
+    BillHasReturns = "bill_has_returns" => (FailedPrecondition, 409, definitive),
     /// A concurrent change won; retrying the whole request is safe (retryable).
     Conflict = "conflict" => (Aborted, 409, retryable),
     // 413
@@ -265,6 +278,13 @@ mod tests {
             | BillFull
             | BillCompleted
             | BillIncomplete
+            | TicketNotFound
+            | ParentNotBilled
+            | BillNotCompleted
+            | OnOtherTicket
+            | TicketNotOpen
+            | TicketEmpty
+            | BillHasReturns
             | PayloadTooLarge
             | IdempotencyKeyReused
             | AccountLocked => false,

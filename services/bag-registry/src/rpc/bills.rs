@@ -174,4 +174,45 @@ impl Registry {
                 .collect(),
         })
     }
+
+    pub(crate) async fn return_parent(
+        &self,
+        req: Request<pb::ReturnParentRequest>,
+    ) -> AppResult<pb::ReturnParentResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let req = req.into_inner();
+        let id = qr::normalize(&req.parent_qr).map_err(qr_err)?;
+        if req.bill_id.is_empty() {
+            return Err(AppError::invalid("bill_id is required"));
+        }
+        let area = self.known_area(&req.area)?;
+        let mut tx = self.pool().begin().await?;
+        let before = store::bag(&mut tx, &id).await?;
+        let returned = store::return_parent(&mut tx, &id, &req.bill_id, &area).await?;
+        let row = store::bag(&mut tx, &id)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::BagNotFound, "no bag with that code"))?;
+        if returned {
+            self.event(
+                &mut tx,
+                &caller,
+                "registry.parent_returned",
+                &id,
+                json!({
+                    "parent_qr": id,
+                    "bill_id": req.bill_id,
+                    "area": area,
+                    "from_area": before.map(|b| b.area).unwrap_or_default(),
+                    "child_count": row.child_count,
+                }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(pb::ReturnParentResponse {
+            parent: Some(row.to_pb()),
+            returned,
+        })
+    }
 }

@@ -40,5 +40,6 @@ tracetrack_common::service! {
         fn freeze_parents(pb::FreezeParentsRequest) -> pb::FreezeParentsResponse;
         fn unfreeze_parents(pb::UnfreezeParentsRequest) -> pb::UnfreezeParentsResponse;
         fn get_bill_figures(pb::GetBillFiguresRequest) -> pb::GetBillFiguresResponse;
+        fn return_parent(pb::ReturnParentRequest) -> pb::ReturnParentResponse;
     }
 }

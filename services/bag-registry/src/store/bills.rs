@@ -30,6 +30,29 @@ pub async fn release(conn: &mut PgConnection, qr: &str, bill_id: &str) -> AppRes
     Ok(r.rows_affected() > 0)
 }
 
+/// A parent returned from a completed bill, in one statement: released and unfrozen only while
+/// it is on `bill_id`; it and its children take `area`. Whether it was on that bill.
+pub async fn return_parent(
+    conn: &mut PgConnection,
+    qr: &str,
+    bill_id: &str,
+    area: &str,
+) -> AppResult<bool> {
+    let returned: i64 = sqlx::query_scalar(
+        r#"WITH p AS (UPDATE registry.bags SET bill_id = NULL, frozen = false, area = $3
+                       WHERE qr = $1 AND kind = 'parent' AND bill_id = $2 RETURNING qr),
+                c AS (UPDATE registry.bags SET area = $3
+                       WHERE parent_qr IN (SELECT qr FROM p) AND area <> $3 RETURNING 1)
+           SELECT count(*) FROM p"#,
+    )
+    .bind(qr)
+    .bind(bill_id)
+    .bind(area)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(returned > 0)
+}
+
 /// Freezes or unfreezes a bill's parents (locked in QR order, then flipped); how many changed.
 pub async fn set_frozen(conn: &mut PgConnection, bill_id: &str, frozen: bool) -> AppResult<u64> {
     Ok(sqlx::query(

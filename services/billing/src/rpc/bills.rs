@@ -102,9 +102,11 @@ impl Billing {
             .collect();
         let mut bill = to_pb(&row);
         apply_figures(&mut bill, figures.get(&row.bill_id));
+        let returns = store::returns_of_bill(self.pool(), &row.bill_id).await?;
         Ok(pb::GetBillResponse {
             bill: Some(bill),
             parents,
+            returns: returns.iter().map(super::returns::return_to_pb).collect(),
         })
     }
 
@@ -293,6 +295,12 @@ impl Billing {
                 None => break None,
                 Some(l) if l.status == "deleting" => {
                     waiting.next("the bill is being deleted").await?
+                }
+                Some(l) if l.returned_count > 0 => {
+                    return Err(tracetrack_common::AppError::new(
+                        tracetrack_domain::ErrorCode::BillHasReturns,
+                        "a bill with returns can be neither reopened nor deleted",
+                    ))
                 }
                 Some(_) => return Err(bill_completed()),
             }

@@ -5,6 +5,7 @@
 mod attach;
 mod bills;
 mod export;
+mod returns;
 mod settle;
 
 use tracetrack_common::caller::Caller;
@@ -64,5 +65,11 @@ tracetrack_common::service! {
         fn complete_bill(pb::CompleteBillRequest) -> pb::CompleteBillResponse;
         fn reopen_bill(pb::ReopenBillRequest) -> pb::ReopenBillResponse;
         fn delete_bill(pb::DeleteBillRequest) -> pb::DeleteBillResponse;
+        fn create_return_ticket(pb::CreateReturnTicketRequest) -> pb::CreateReturnTicketResponse;
+        fn get_return_ticket(pb::GetReturnTicketRequest) -> pb::GetReturnTicketResponse;
+        fn list_return_tickets(pb::ListReturnTicketsRequest) -> pb::ListReturnTicketsResponse;
+        fn return_parent(pb::ReturnParentRequest) -> pb::ReturnParentResponse;
+        fn commit_return_ticket(pb::CommitReturnTicketRequest) -> pb::CommitReturnTicketResponse;
+        fn cancel_return_ticket(pb::CancelReturnTicketRequest) -> pb::CancelReturnTicketResponse;
     }
 }

@@ -139,6 +139,7 @@ pub struct BillLease {
     pub bill_id: String,
     pub status: String,
     pub live: bool,
+    pub returned_count: i32,
 }
 
 pub async fn bill_lease<'e>(
@@ -147,7 +148,8 @@ pub async fn bill_lease<'e>(
     lease_ms: i64,
 ) -> AppResult<Option<BillLease>> {
     Ok(sqlx::query_as(
-        "SELECT bill_id, status, status_changed_at >= now() - $2 * interval '1 millisecond' AS live \
+        "SELECT bill_id, status, returned_count, \
+                status_changed_at >= now() - $2 * interval '1 millisecond' AS live \
            FROM billing.bills WHERE lower(bill_id) = lower($1)",
     )
     .bind(id)
@@ -176,7 +178,7 @@ pub async fn begin_intent<'e>(
     require_full: bool,
     lease_ms: i64,
 ) -> AppResult<Option<BillIntent>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE billing.bills b SET status = $2, status_changed_at = {NEXT_BILL_STAMP}, \
                 updated_at = now(), version = b.version + 1 \
           WHERE lower(b.bill_id) = lower($1) \
@@ -192,7 +194,14 @@ pub async fn begin_intent<'e>(
     .bind(require_full)
     .bind(lease_ms)
     .fetch_optional(db)
-    .await?)
+    .await
+    .map_err(|e| match tracetrack_common::db::check_violation(&e) {
+        Some("bills_returns_only_when_completed") => tracetrack_common::AppError::new(
+            tracetrack_domain::ErrorCode::BillHasReturns,
+            "a bill with returns can be neither reopened nor deleted",
+        ),
+        _ => e.into(),
+    })
 }
 
 /// A bill the sweeper took over: its status and new stamp.

@@ -7,10 +7,12 @@
 mod attachments;
 mod bills;
 mod leases;
+mod returns;
 
 pub use attachments::*;
 pub use bills::*;
 pub use leases::*;
+pub use returns::*;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -43,6 +45,11 @@ pub struct BillRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub version: i64,
     pub expected_weight_kg: f64,
+    /// Parents returned from it (SPEC §1 Returns), and the sums of their snapshots.
+    pub returned_count: i32,
+    pub returned_child_count: i64,
+    pub returned_actual_weight_kg: f64,
+    pub returned_expected_weight_kg: f64,
 }
 
 impl BillRow {
@@ -66,7 +73,14 @@ pub const BILL_COLUMNS: &str =
      b.seal_number, b.created_by, b.created_by_username, \
      b.created_at, b.updated_at, b.completed_at, b.version, \
      (SELECT coalesce(sum(a.expected_weight_kg), 0)::float8 FROM billing.attachments a \
-       WHERE a.bill_id = b.bill_id AND a.state = 'confirmed') AS expected_weight_kg";
+       WHERE a.bill_id = b.bill_id AND a.state = 'confirmed') AS expected_weight_kg, \
+     b.returned_count, \
+     (SELECT coalesce(sum(r.child_count), 0)::int8 FROM billing.returns r \
+       WHERE r.bill_id = b.bill_id AND r.state = 'returned') AS returned_child_count, \
+     (SELECT coalesce(sum(r.actual_weight_kg), 0)::float8 FROM billing.returns r \
+       WHERE r.bill_id = b.bill_id AND r.state = 'returned') AS returned_actual_weight_kg, \
+     (SELECT coalesce(sum(r.expected_weight_kg), 0)::float8 FROM billing.returns r \
+       WHERE r.bill_id = b.bill_id) AS returned_expected_weight_kg";
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AttachmentRow {

@@ -1,0 +1,474 @@
+//! Returns (SPEC §1 "Returns (IPT)", issue 16 §1) through real gRPC: billing → bag-registry →
+//! auth, with scan for the parents and children, on real Postgres and Redis. A return ticket
+//! takes parents off completed bills; every refusal has its own code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tracetrack_domain::ErrorCode;
+use tracetrack_proto::auth::v1::Role;
+use tracetrack_proto::billing::v1 as pb;
+use tracetrack_tests::*;
+
+fn res<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, AppError> {
+    r.map(tonic::Response::into_inner)
+        .map_err(|s| AppError::from_status(&s))
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, AppError>) -> ErrorCode {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code,
+    }
+}
+
+async fn create_bill(mut c: BillingClient, token: &str, id: &str, capacity: i32) {
+    res(c
+        .create_bill(authed(
+            pb::CreateBillRequest {
+                bill_id: id.into(),
+                capacity,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await)
+    .unwrap();
+}
+
+async fn attach(
+    mut c: BillingClient,
+    token: &str,
+    bill: &str,
+    parent: &str,
+) -> Result<(), AppError> {
+    res(c
+        .attach_parent(authed(
+            pb::AttachParentRequest {
+                bill_id: bill.into(),
+                parent_qr: parent.into(),
+            },
+            token,
+        ))
+        .await)
+    .map(drop)
+}
+
+async fn complete(mut c: BillingClient, token: &str, bill: &str) {
+    res(c
+        .complete_bill(authed(
+            pb::CompleteBillRequest {
+                bill_id: bill.into(),
+            },
+            token,
+        ))
+        .await)
+    .unwrap();
+}
+
+async fn get_bill(mut c: BillingClient, token: &str, bill: &str) -> pb::GetBillResponse {
+    res(c
+        .get_bill(authed(
+            pb::GetBillRequest {
+                bill_id: bill.into(),
+            },
+            token,
+        ))
+        .await)
+    .unwrap()
+}
+
+async fn ticket(
+    mut c: BillingClient,
+    token: &str,
+    area: &str,
+) -> Result<pb::ReturnTicket, AppError> {
+    res(c
+        .create_return_ticket(authed(
+            pb::CreateReturnTicketRequest {
+                area: area.into(),
+                notes: "dealer returns".into(),
+            },
+            token,
+        ))
+        .await)
+    .map(|r| r.ticket.unwrap())
+}
+
+async fn give_back(
+    mut c: BillingClient,
+    token: &str,
+    ticket: &str,
+    parent: &str,
+) -> Result<pb::ReturnParentResponse, AppError> {
+    res(c
+        .return_parent(authed(
+            pb::ReturnParentRequest {
+                ticket_id: ticket.into(),
+                parent_qr: parent.into(),
+            },
+            token,
+        ))
+        .await)
+}
+
+async fn commit(
+    mut c: BillingClient,
+    token: &str,
+    ticket: &str,
+) -> Result<pb::ReturnTicket, AppError> {
+    res(c
+        .commit_return_ticket(authed(
+            pb::CommitReturnTicketRequest {
+                ticket_id: ticket.into(),
+            },
+            token,
+        ))
+        .await)
+    .map(|r| r.ticket.unwrap())
+}
+
+async fn cancel(
+    mut c: BillingClient,
+    token: &str,
+    ticket: &str,
+) -> Result<pb::ReturnTicket, AppError> {
+    res(c
+        .cancel_return_ticket(authed(
+            pb::CancelReturnTicketRequest {
+                ticket_id: ticket.into(),
+            },
+            token,
+        ))
+        .await)
+    .map(|r| r.ticket.unwrap())
+}
+
+/// A completed bill of `parents` (each with its number of children, scanned in lucknow).
+async fn completed_bill(
+    s: &BillingStack,
+    biller: &str,
+    dispatcher: &str,
+    bill: &str,
+    parents: &[(&str, usize)],
+) {
+    create_bill(s.billing(), biller, bill, parents.len() as i32).await;
+    for (p, children) in parents {
+        s.scan_parent(dispatcher, p, "").await.unwrap();
+        for i in 0..*children {
+            s.scan_child(dispatcher, p, &format!("{p}C{i:02}"))
+                .await
+                .unwrap();
+        }
+        attach(s.billing(), biller, bill, p).await.unwrap();
+    }
+    complete(s.billing(), biller, bill).await;
+}
+
+async fn scalar(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn returns_take_parents_off_completed_bills_with_every_rule_and_refusal() {
+    let s = BillingStack::start(1, 1).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
+    completed_bill(
+        &s,
+        &bina,
+        &ravi,
+        "RB-1",
+        &[("SB81001", 2), ("SB81002", 1), ("SB81003", 0)],
+    )
+    .await;
+    let before = get_bill(s.billing(), &bina, "RB-1").await.bill.unwrap();
+    assert_eq!((before.parent_count, before.child_count), (3, 3));
+
+    // Tickets: admin and biller only; at a configured area.
+    assert_eq!(
+        code(ticket(s.billing(), &ravi, "indore").await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(ticket(s.billing(), &bina, "atlantis").await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(ticket(s.billing(), &bina, "").await),
+        ErrorCode::AreaRequired
+    );
+    let t1 = ticket(s.billing(), &bina, "Indore").await.unwrap();
+    assert!(t1.ticket_id.starts_with("RTN-"), "{}", t1.ticket_id);
+    assert_eq!(
+        (t1.area.as_str(), t1.status.as_str(), t1.return_count),
+        ("indore", "open", 0)
+    );
+
+    // A return: the parent leaves the bill with its snapshot, free and unfrozen in the
+    // registry, it and its children in the ticket's area.
+    let r = give_back(s.billing(), &bina, &t1.ticket_id, "sb81001")
+        .await
+        .unwrap();
+    assert!(!r.already_returned);
+    let back = r.returned.unwrap();
+    assert_eq!(
+        (back.bill_id.as_str(), back.state.as_str(), back.child_count),
+        ("RB-1", "returned", 2)
+    );
+    assert_eq!(r.ticket.unwrap().return_count, 1);
+    let bag = s.bag(&bina, "SB81001").await.unwrap();
+    assert_eq!(
+        (bag.bill_id.as_str(), bag.frozen, bag.area.as_str()),
+        ("", false, "indore")
+    );
+    let child = s.bag(&bina, "SB81001C00").await.unwrap();
+    assert_eq!(child.area, "indore");
+    // A double-fired scan: a success that says so.
+    let again = give_back(s.billing(), &bina, &t1.ticket_id, "SB81001")
+        .await
+        .unwrap();
+    assert!(again.already_returned);
+
+    // The bill keeps its history: dispatched 3 = 2 attached + 1 returned; net is live.
+    let after = get_bill(s.billing(), &bina, "RB-1").await;
+    let bill = after.bill.unwrap();
+    assert_eq!(bill.status, pb::BillStatus::Completed as i32);
+    assert_eq!((bill.parent_count, bill.returned_count), (2, 1));
+    assert_eq!(bill.parent_count + bill.returned_count, bill.capacity);
+    assert_eq!((bill.child_count, bill.returned_child_count), (1, 2));
+    assert!(bill.returned_actual_weight_kg > 0.0);
+    assert_eq!(after.returns.len(), 1);
+    assert_eq!(after.returns[0].ticket_id, t1.ticket_id);
+    assert_eq!(after.parents.len(), 2);
+
+    // Refusals, each with its own code.
+    s.scan_parent(&ravi, "SB81009", "").await.unwrap();
+    assert_eq!(
+        code(give_back(s.billing(), &bina, &t1.ticket_id, "SB81009").await),
+        ErrorCode::ParentNotBilled
+    );
+    create_bill(s.billing(), &bina, "RB-2", 2).await;
+    s.scan_parent(&ravi, "SB81010", "").await.unwrap();
+    attach(s.billing(), &bina, "RB-2", "SB81010").await.unwrap();
+    assert_eq!(
+        code(give_back(s.billing(), &bina, &t1.ticket_id, "SB81010").await),
+        ErrorCode::BillNotCompleted
+    );
+    assert_eq!(
+        code(give_back(s.billing(), &bina, "RTN-NOPE", "SB81002").await),
+        ErrorCode::TicketNotFound
+    );
+    assert_eq!(
+        code(give_back(s.billing(), &ravi, &t1.ticket_id, "SB81002").await),
+        ErrorCode::PermissionDenied
+    );
+    let t2 = ticket(s.billing(), &bina, "indore").await.unwrap();
+    let e = give_back(s.billing(), &bina, &t2.ticket_id, "SB81001")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::OnOtherTicket);
+    assert_eq!(e.detail("other_ticket_id"), Some(t1.ticket_id.as_str()));
+    // A bill with returns can be neither reopened nor deleted.
+    let e = res(s
+        .billing()
+        .reopen_bill(authed(
+            pb::ReopenBillRequest {
+                bill_id: "RB-1".into(),
+            },
+            &bina,
+        ))
+        .await)
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BillHasReturns);
+    let e = res(s
+        .billing()
+        .delete_bill(authed(
+            pb::DeleteBillRequest {
+                bill_id: "RB-1".into(),
+            },
+            &s.admin,
+        ))
+        .await)
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BillHasReturns);
+
+    // Commit needs a parent; a closed ticket takes none.
+    assert_eq!(
+        code(commit(s.billing(), &bina, &t2.ticket_id).await),
+        ErrorCode::TicketEmpty
+    );
+    let done = commit(s.billing(), &bina, &t1.ticket_id).await.unwrap();
+    assert_eq!(done.status, "committed");
+    assert_eq!(
+        commit(s.billing(), &bina, &t1.ticket_id)
+            .await
+            .unwrap()
+            .status,
+        "committed"
+    );
+    assert_eq!(
+        code(give_back(s.billing(), &bina, &t1.ticket_id, "SB81002").await),
+        ErrorCode::TicketNotOpen
+    );
+    assert_eq!(
+        code(cancel(s.billing(), &bina, &t1.ticket_id).await),
+        ErrorCode::TicketNotOpen
+    );
+
+    // Cancelling leaves the parents already taken back free.
+    give_back(s.billing(), &bina, &t2.ticket_id, "SB81002")
+        .await
+        .unwrap();
+    assert_eq!(
+        cancel(s.billing(), &bina, &t2.ticket_id)
+            .await
+            .unwrap()
+            .status,
+        "cancelled"
+    );
+    assert_eq!(s.bag(&bina, "SB81002").await.unwrap().bill_id, "");
+    let bill = get_bill(s.billing(), &bina, "RB-1").await.bill.unwrap();
+    assert_eq!((bill.parent_count, bill.returned_count), (1, 2));
+
+    // A returned parent is billed again.
+    create_bill(s.billing(), &bina, "RB-3", 1).await;
+    attach(s.billing(), &bina, "RB-3", "SB81001").await.unwrap();
+    assert_eq!(s.bag(&bina, "SB81001").await.unwrap().bill_id, "RB-3");
+    // On a bill still processing it is detached, not returned.
+    let t3 = ticket(s.billing(), &bina, "indore").await.unwrap();
+    assert_eq!(
+        code(give_back(s.billing(), &bina, &t3.ticket_id, "SB81001").await),
+        ErrorCode::BillNotCompleted
+    );
+
+    // Listing and reading tickets.
+    let list = res(s
+        .billing()
+        .list_return_tickets(authed(pb::ListReturnTicketsRequest::default(), &bina))
+        .await)
+    .unwrap();
+    assert_eq!(list.tickets.len(), 3);
+    let got = res(s
+        .billing()
+        .get_return_ticket(authed(
+            pb::GetReturnTicketRequest {
+                ticket_id: t1.ticket_id.clone(),
+            },
+            &bina,
+        ))
+        .await)
+    .unwrap();
+    assert_eq!(got.returns.len(), 1);
+    assert_eq!(got.returns[0].parent_qr, "SB81001");
+    assert_eq!(got.ticket.unwrap().child_count, 2);
+}
+
+#[tokio::test]
+async fn one_parent_returned_onto_two_tickets_at_once_has_one_winner() {
+    let s = BillingStack::start(1, 2).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
+    completed_bill(&s, &bina, &ravi, "RB-9", &[("SB82001", 1)]).await;
+    let a = ticket(s.billing(), &bina, "indore").await.unwrap();
+    let b = ticket(s.billing(), &bina, "lucknow").await.unwrap();
+    let (ra, rb) = tokio::join!(
+        give_back(s.billing_at(0), &bina, &a.ticket_id, "SB82001"),
+        give_back(s.billing_at(1), &bina, &b.ticket_id, "SB82001"),
+    );
+    let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{ra:?} {rb:?}");
+    let lost = if ra.is_ok() { rb } else { ra };
+    assert_eq!(lost.unwrap_err().code, ErrorCode::OnOtherTicket);
+    assert_eq!(
+        scalar(
+            s.billing_pool(),
+            "SELECT count(*) FROM billing.returns WHERE parent_qr = 'SB82001'"
+        )
+        .await,
+        1
+    );
+    let bill = get_bill(s.billing(), &bina, "RB-9").await.bill.unwrap();
+    assert_eq!((bill.parent_count, bill.returned_count), (0, 1));
+}
+
+#[tokio::test]
+async fn a_return_interrupted_after_its_intent_is_finished_by_the_sweeper() {
+    let s = BillingStack::start(1, 1).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
+    completed_bill(&s, &bina, &ravi, "RB-5", &[("SB83001", 2), ("SB83002", 0)]).await;
+    let t = ticket(s.billing(), &bina, "indore").await.unwrap();
+    // What a billing process that died right after committing the intent leaves behind.
+    let pool = s.billing_pool();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE billing.attachments SET state = 'returning' WHERE parent_qr = 'SB83001'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE billing.return_tickets SET return_count = return_count + 1 WHERE ticket_id = $1",
+    )
+    .bind(&t.ticket_id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO billing.returns (parent_qr, bill_id, ticket_id, state, state_changed_at) \
+         VALUES ('SB83001', 'RB-5', $1, 'returning', now() - interval '1 hour')",
+    )
+    .bind(&t.ticket_id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // In flight, the parent is neither on the bill nor returnable elsewhere.
+    let other = ticket(s.billing(), &bina, "indore").await.unwrap();
+    assert_eq!(
+        code(give_back(s.billing(), &bina, &other.ticket_id, "SB83001").await),
+        ErrorCode::OnOtherTicket
+    );
+
+    eventually(
+        Duration::from_secs(20),
+        "the sweeper finished the return",
+        || async {
+            scalar(
+                pool,
+                "SELECT count(*) FROM billing.returns WHERE state = 'returned'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            pool,
+            "SELECT count(*) FROM billing.attachments WHERE parent_qr = 'SB83001'"
+        )
+        .await,
+        0
+    );
+    let bag = s.bag(&bina, "SB83001").await.unwrap();
+    assert_eq!((bag.bill_id.as_str(), bag.frozen), ("", false));
+    let bill = get_bill(s.billing(), &bina, "RB-5").await.bill.unwrap();
+    assert_eq!(
+        (
+            bill.parent_count,
+            bill.returned_count,
+            bill.returned_child_count
+        ),
+        (1, 1, 2)
+    );
+    // The scan that died is answered when sent again.
+    let again = give_back(s.billing(), &bina, &t.ticket_id, "SB83001")
+        .await
+        .unwrap();
+    assert!(again.already_returned);
+    commit(s.billing(), &bina, &t.ticket_id).await.unwrap();
+}
