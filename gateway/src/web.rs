@@ -48,6 +48,7 @@ assets! {
     "/assets/pages/more.js" => "pages/more.js", JS;
     "/assets/pages/scan.js" => "pages/scan.js", JS;
     "/assets/pages/users.js" => "pages/users.js", JS;
+    "/assets/pages/reports.js" => "pages/reports.js", JS;
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

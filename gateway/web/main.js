@@ -12,8 +12,10 @@ import { users } from "./pages/users.js";
 import { data } from "./pages/data.js";
 import { audit } from "./pages/audit.js";
 import { more, forbidden } from "./pages/more.js";
+import { reports } from "./pages/reports.js";
 
 define({ "": dashboard, dashboard, login, logout, password, scan, bags, bills, users, data, audit, more, forbidden });
+define({ reports });
 
 /** The header's badge: offline, scans waiting, scans refused. */
 function badge() {

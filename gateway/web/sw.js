@@ -9,6 +9,7 @@ const SHELL = [
   "/assets/i18n.js", "/assets/i18n/en.json", "/assets/i18n/hi.json", "/assets/ui.js", "/assets/tones.js",
   "/assets/pages/account.js", "/assets/pages/audit.js", "/assets/pages/bags.js", "/assets/pages/bills.js",
   "/assets/pages/dashboard.js", "/assets/pages/data.js", "/assets/pages/more.js", "/assets/pages/scan.js", "/assets/pages/users.js",
+  "/assets/pages/reports.js",
 ];
 const SLOW_MS = 4000;
 
