@@ -111,7 +111,9 @@ test("A4 in English: one page with organisation, transport, figures, signatures 
   assert.ok(near(p.w, A4[0]) && near(p.h, A4[1]), `${p.w} x ${p.h}`);
   const text = flat(p.texts[0]);
   for (const s of [ORG, `Depot: ${DEPOT}`, "Dispatch note", `Bill ${SMALL}`, "Ramesh Kumar", "+91 98290 12345", "SEAL-77812",
-    "RJ14 GA 1234", "Jaipur mandi", "IST", "Expected kg", "Actual kg", "Difference kg", "Dispatcher", "Driver", "Receiver", "Page 1 of 1"]) {
+    "RJ14 GA 1234", "Jaipur mandi", "IST", "Expected kg", "Actual kg", "Difference kg", "Dispatcher", "Driver", "Receiver", "Page 1 of 1",
+    // The sack that came back: its ticket and the dispatched / returned / net figures.
+    "Returns", process.env.TT_TICKET, "SB40004", "Sacks 4 1 3", "Packets 10 4 6"]) {
     assert.ok(text.includes(s), `missing ${JSON.stringify(s)} in:\n${text}`);
   }
   assert.ok(!text.includes("DRAFT"), "a completed bill is no draft");

@@ -78,9 +78,10 @@ async fn dispatch_documents_print_in_chromium() {
     .await;
     let (_, ravi) = stack.user("ravi", Role::Dispatcher, "lucknow").await;
 
-    // A small bill: three sacks with a few packets each, completed (dispatched).
-    create(&stack, SMALL, 3, "Jaipur mandi").await;
-    let small: Vec<String> = (1..=3).map(|i| format!("SB4{i:04}")).collect();
+    // A small bill: four sacks with a few packets each, completed (dispatched); the fourth comes
+    // back on a return ticket.
+    create(&stack, SMALL, 4, "Jaipur mandi").await;
+    let small: Vec<String> = (1..=4).map(|i| format!("SB4{i:04}")).collect();
     for (i, p) in small.iter().enumerate() {
         stack.scan_parent(&ravi, p, "").await.unwrap();
         for j in 0..=i {
@@ -92,6 +93,32 @@ async fn dispatch_documents_print_in_chromium() {
     }
     attach_all(&stack, SMALL, &small).await;
     complete(&stack, SMALL).await;
+    let ticket = stack
+        .billing()
+        .create_return_ticket(authed(
+            pb::CreateReturnTicketRequest {
+                area: "lucknow".into(),
+                notes: "dealer return".into(),
+            },
+            &stack.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap()
+        .ticket_id;
+    stack
+        .billing()
+        .return_parent(authed(
+            pb::ReturnParentRequest {
+                ticket_id: ticket.clone(),
+                parent_qr: "SB40004".into(),
+            },
+            &stack.admin,
+        ))
+        .await
+        .unwrap();
 
     // A 500-parent bill, registered and attached over gRPC (eight at a time).
     create(&stack, BIG, 500, "Indore").await;
@@ -170,6 +197,7 @@ async fn dispatch_documents_print_in_chromium() {
         .env("TT_LABEL_WORKBOOK", labels.path())
         .env("TT_BILL_SMALL", SMALL)
         .env("TT_BILL_BIG", BIG)
+        .env("TT_TICKET", &ticket)
         .env("TT_ORG_NAME", ORG)
         .env("TT_DEPOT", DEPOT)
         .env("TT_ADMIN_PASSWORD", ADMIN_PASSWORD)

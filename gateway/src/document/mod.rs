@@ -135,8 +135,6 @@ impl Document<'_> {
     fn a4(&self, w: &Words) -> Markup {
         let b = self.bill;
         let dispatched = self.dispatched();
-        let returned_children: i64 = self.returns.iter().map(|r| r.child_count).sum();
-        let returned_kg: f64 = self.returns.iter().map(|r| r.weight_kg).sum();
         html! {
             header class="head" {
                 div {
@@ -196,7 +194,8 @@ impl Document<'_> {
                     }
                 }
             }
-            @if !self.returns.is_empty() {
+            // SPEC §1: dispatched = still on the bill (net, the figures above) + returned.
+            @if !self.returns.is_empty() || b.returned_count > 0 {
                 section class="returns" {
                     h2 { (w.returns) }
                     table class="lines" {
@@ -213,9 +212,14 @@ impl Document<'_> {
                     }
                     table class="totals" {
                         tr { th {} th { (w.dispatched) } th { (w.returned) } th { (w.net) } }
-                        tr { th { (w.sacks) } td { (b.parent_count) } td { (self.returns.len()) } td { (i64::from(b.parent_count) - self.returns.len() as i64) } }
-                        tr { th { (w.packets) } td { (b.child_count) } td { (returned_children) } td { (b.child_count - returned_children) } }
-                        tr { th { (w.actual_kg) } td { (kg(b.actual_weight_kg)) } td { (kg(returned_kg)) } td { (kg(b.actual_weight_kg - returned_kg)) } }
+                        tr { th { (w.sacks) } td { (b.parent_count + b.returned_count) } td { (b.returned_count) } td { (b.parent_count) } }
+                        tr { th { (w.packets) } td { (b.child_count + b.returned_child_count) } td { (b.returned_child_count) } td { (b.child_count) } }
+                        tr {
+                            th { (w.actual_kg) }
+                            td { (kg(b.actual_weight_kg + b.returned_actual_weight_kg)) }
+                            td { (kg(b.returned_actual_weight_kg)) }
+                            td { (kg(b.actual_weight_kg)) }
+                        }
                     }
                 }
             }
@@ -287,7 +291,7 @@ fn css(format: Format, w: &Words) -> String {
              thead{{display:table-header-group}}tr{{break-inside:avoid}}\
              .lines th{{background:#eee}}.lines .repeat th{{background:#fff;border:0;padding:0 0 1mm}}\
              .total td{{font-weight:700}}\
-             h2{{font-size:13pt;margin:5mm 0 2mm}}.returns{{break-inside:avoid-page}}\
+             h2{{font-size:13pt;margin:5mm 0 2mm}}.returns{{break-inside:avoid-page}}.returns .totals{{margin-top:2mm}}\
              .signatures{{display:flex;gap:6mm;margin-top:8mm;break-inside:avoid}}\
              .sign{{flex:1;border:1px solid #000;padding:2mm;min-height:34mm}}\
              .sign .who{{font-weight:700}}.sign .line{{border-top:1px solid #000;margin-top:10mm;font-size:8pt}}\

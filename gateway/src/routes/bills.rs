@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
-use crate::document::{Document, Format, Lang};
+use crate::document::{Document, Format, Lang, ReturnLine};
 use crate::dto::{rfc3339, timestamp, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
@@ -450,12 +450,24 @@ async fn document(
     let b = r
         .bill
         .ok_or_else(|| ApiError::new(ErrorCode::BillNotFound, "no such bill"))?;
+    let returns: Vec<ReturnLine> =
+        r.returns
+            .iter()
+            .map(|x| ReturnLine {
+                ticket_id: x.ticket_id.clone(),
+                parent_qr: x.parent_qr.clone(),
+                child_count: i64::from(x.child_count),
+                weight_kg: x.actual_weight_kg,
+                returned_at: x.returned_at.as_ref().and_then(|t| {
+                    chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                }),
+            })
+            .collect();
     let body = Document {
         org: &state.0.settings.organisation,
         bill: &b,
         parents: &r.parents,
-        // The Bill message carries no returns yet (issue 16 §1): the section stays out.
-        returns: &[],
+        returns: &returns,
         lang,
         now: chrono::Utc::now(),
     }
