@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "TraceTrack API", version = "1", description = "Seed-bag tracking: scanning, bags, bills, users. Errors are RFC 9457 problem documents with a stable `code`."),
     components(schemas(crate::dto::Problem)),
-    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"), (name = "reports"))
+    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"), (name = "reports"), (name = "returns"))
 )]
 struct ApiDoc;
 
@@ -44,6 +44,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::imports::router())
         .merge(routes::meta::router())
         .merge(routes::reports::router())
+        .merge(routes::returns::router())
         .split_for_parts();
     (router, crate::openapi::finish(doc))
 }

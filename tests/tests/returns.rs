@@ -472,3 +472,127 @@ async fn a_return_interrupted_after_its_intent_is_finished_by_the_sweeper() {
     assert!(again.already_returned);
     commit(s.billing(), &bina, &t.ticket_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_http_api_serves_tickets_returns_and_a_bills_figures() {
+    let s = BillingStack::start(1, 1).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
+    completed_bill(&s, &bina, &ravi, "RB-H", &[("SB84001", 3), ("SB84002", 1)]).await;
+    let billing = s.billings[0].url();
+    let gw = Gateway::start(&s, |g| g.billing_url = billing.clone()).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: &str, key: &str, body: serde_json::Value| {
+        http.post(gw.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+
+    let r = post(
+        "/api/v1/returns",
+        &bina,
+        "k1",
+        serde_json::json!({"area": "indore", "notes": "Sharma"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let t: serde_json::Value = r.json().await.unwrap();
+    let id = t["ticket_id"].as_str().unwrap().to_owned();
+    assert_eq!(t["status"], "open");
+    let r = post(
+        "/api/v1/returns",
+        &ravi,
+        "k2",
+        serde_json::json!({"area": "indore"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The scan, its replay under the same key, and a double-fired scan under a new key.
+    let scan = |key: &'static str, qr: &'static str| {
+        post(
+            &format!("/api/v1/returns/{id}/parents"),
+            &bina,
+            key,
+            serde_json::json!({"parent_qr": qr}),
+        )
+    };
+    let first: serde_json::Value = scan("s1", "SB84001").await.unwrap().json().await.unwrap();
+    assert_eq!(first["already_returned"], false);
+    assert_eq!(first["returned"]["child_count"], 3);
+    let replay: serde_json::Value = scan("s1", "SB84001").await.unwrap().json().await.unwrap();
+    assert_eq!(replay, first);
+    let double: serde_json::Value = scan("s2", "SB84001").await.unwrap().json().await.unwrap();
+    assert_eq!(double["already_returned"], true);
+    s.scan_parent(&ravi, "SB84003", "").await.unwrap();
+    let r = scan("s4", "SB84003").await.unwrap();
+    assert_eq!(r.status(), 409);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "parent_not_billed");
+
+    // The bill's figures: dispatched 2 = 1 net + 1 returned.
+    let figures: serde_json::Value = http
+        .get(gw.url("/api/v1/bills/RB-H/returns"))
+        .bearer_auth(&bina)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(figures["dispatched_parents"], 2);
+    assert_eq!(figures["returned_parents"], 1);
+    assert_eq!(figures["returned_child_count"], 3);
+    assert_eq!(figures["net_parents"], 1);
+    assert_eq!(figures["net_child_count"], 1);
+    assert_eq!(figures["returns"][0]["ticket_id"], id.as_str());
+
+    let r = post(
+        &format!("/api/v1/returns/{id}/commit"),
+        &bina,
+        "c1",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = http
+        .get(gw.url("/api/v1/returns?status=committed"))
+        .bearer_auth(&bina)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let detail: serde_json::Value = http
+        .get(gw.url(&format!("/api/v1/returns/{id}")))
+        .bearer_auth(&bina)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["returns"][0]["parent_qr"], "SB84001");
+    let doc: serde_json::Value = http
+        .get(gw.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/returns",
+        "/api/v1/returns/{ticket_id}/parents",
+        "/api/v1/bills/{bill_id}/returns",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+}

@@ -8,6 +8,7 @@ pub mod exports;
 pub mod imports;
 pub mod meta;
 pub mod reports;
+pub mod returns;
 pub mod scans;
 pub mod stats;
 pub mod users;
