@@ -46,7 +46,7 @@ CALLERS = {
     "auth": {"gateway", "bag-registry", "scan", "billing", "stats"},
     "bag-registry": {"gateway", "scan", "billing", "stats"},
     "scan": {"gateway"},
-    "billing": {"gateway"},
+    "billing": {"gateway", "stats"},
     "stats": {"gateway"},
 }
 UPSTREAMS = {
@@ -54,7 +54,7 @@ UPSTREAMS = {
     "scan": {"auth", "bag-registry"},
     "billing": {"auth", "bag-registry"},
     "bag-registry": {"auth"},
-    "stats": {"auth", "bag-registry"},
+    "stats": {"auth", "bag-registry", "billing"},
     "auth": set(),
 }
 REQUIRED_ALERT_METRICS = [

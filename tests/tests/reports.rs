@@ -387,6 +387,31 @@ fn from_mail(m: &Received) -> (Sheet, Sheet, Sheet, Sheet, Sheet) {
 async fn the_end_of_day_report_arrives_once_from_two_replicas_with_the_databases_figures() {
     let w = World::start("22:00").await;
     w.activity("1").await;
+    // A dealer returns one sack of the completed bill on a return ticket.
+    let mut billing = w.stack.billing();
+    let ticket = billing
+        .create_return_ticket(authed(
+            bpb::CreateReturnTicketRequest {
+                area: "lucknow".into(),
+                notes: "dealer return".into(),
+            },
+            &w.bina,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    billing
+        .return_parent(authed(
+            bpb::ReturnParentRequest {
+                ticket_id: ticket.ticket_id.clone(),
+                parent_qr: "SB10002".into(),
+            },
+            &w.bina,
+        ))
+        .await
+        .unwrap();
     let smtp = SmtpServer::start().await;
     let (day, send_at, offset) = cutoff_ahead();
     // Two stats replicas (separate processes), both past the cut-off, and a gateway on each.
@@ -433,6 +458,37 @@ async fn the_end_of_day_report_arrives_once_from_two_replicas_with_the_databases
     assert_eq!(to - from, chrono::Duration::hours(24));
     let (bills, parents, areas, dispatchers) = truth(w.pool(), from, to).await;
     let (m_bills, m_parents, m_areas, m_dispatchers, totals) = from_mail(m);
+    let returns: Vec<(String, String, String, i32)> = sqlx::query_as(
+        "SELECT ticket_id, bill_id, parent_qr, child_count FROM billing.returns
+         WHERE state = 'returned' AND returned_at >= $1 AND returned_at < $2 ORDER BY 1, 3",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(w.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        returns,
+        vec![(
+            ticket.ticket_id.clone(),
+            "R-1-1".into(),
+            "SB10002".into(),
+            2
+        )]
+    );
+    let m_returns: Vec<(String, String, String, i32)> = sheets(&m.attachments[0].2)["Returns"]
+        .iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].clone(),
+                r[2].clone(),
+                r[3].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(m_returns, returns);
+    assert!(m.html.contains(&ticket.ticket_id));
     assert_eq!(m_bills, bills);
     assert_eq!(bills.len(), 2);
     let mut m_parents = m_parents;
@@ -451,9 +507,11 @@ async fn the_end_of_day_report_arrives_once_from_two_replicas_with_the_databases
     assert_eq!(m_dispatchers, dispatchers);
     let total = |k: &str| totals.iter().find(|r| r[0] == k).unwrap()[1].clone();
     assert_eq!(total("bills"), "2");
-    assert_eq!(total("parents"), "3");
-    assert_eq!(total("children"), "9");
+    // The returned sack left its bill: 2 parents and 7 children still on the day's bills.
+    assert_eq!(total("parents"), "2");
+    assert_eq!(total("children"), "7");
     assert_eq!(total("scans"), "9");
+    assert_eq!(total("returns"), "1");
 
     // The preview through either gateway says the same and shows the delivery.
     let c = Client::new();

@@ -240,16 +240,80 @@ pub async fn daily(
     })
 }
 
-/// The parents returned on return tickets in [from, to).
-///
-/// SEAM (issue 16 §1): billing's return tickets have no RPC yet. When it lands, list the day's
-/// returns from billing here (as bills are: read, not copied); the report, its HTML, XLSX and
-/// totals already carry them.
+/// The parents returned on return tickets in [from, to), from billing (read, not copied): the
+/// tickets that can hold such a return (created before `to`, not closed before `from`, not empty),
+/// then each one's returns. ListReturnTickets has no time filter, so every ticket is listed (a
+/// page of 200 per call); a time-filtered list would make this proportional to the day.
 async fn returns_in(
-    _stats: &Stats,
-    _token: Option<&str>,
-    _from: DateTime<Utc>,
-    _to: DateTime<Utc>,
+    stats: &Stats,
+    token: Option<&str>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
 ) -> AppResult<Vec<pb::ReportReturn>> {
-    Ok(Vec::new())
+    let billing = &stats.0.reports.billing;
+    let at =
+        |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(|t| time::from_ts(t, "").ok());
+    let mut candidates = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = bpb::ListReturnTicketsRequest {
+            status: String::new(),
+            page_size: 200,
+            page_token: page_token.clone(),
+        };
+        let page = client::retry_transport(|| {
+            let (mut billing, req) = (billing.clone(), req.clone());
+            async move {
+                billing
+                    .list_return_tickets(client::request(req, token, None))
+                    .await
+            }
+        })
+        .await
+        .map_err(|s| AppError::from_upstream(&s, "billing"))?
+        .into_inner();
+        for t in page.tickets {
+            let created = at(&t.created_at);
+            let closed = at(&t.closed_at);
+            if t.return_count > 0
+                && created.is_none_or(|c| c < to)
+                && closed.is_none_or(|c| c >= from)
+            {
+                candidates.push(t.ticket_id);
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut out = Vec::new();
+    for ticket_id in candidates {
+        let req = bpb::GetReturnTicketRequest { ticket_id };
+        let t = client::retry_transport(|| {
+            let (mut billing, req) = (billing.clone(), req.clone());
+            async move {
+                billing
+                    .get_return_ticket(client::request(req, token, None))
+                    .await
+            }
+        })
+        .await
+        .map_err(|s| AppError::from_upstream(&s, "billing"))?
+        .into_inner();
+        for r in t.returns {
+            let when = at(&r.returned_at);
+            if r.state == "returned" && when.is_some_and(|w| w >= from && w < to) {
+                out.push(pb::ReportReturn {
+                    ticket_id: r.ticket_id,
+                    bill_id: r.bill_id,
+                    parent_qr: r.parent_qr,
+                    child_count: r.child_count,
+                    weight_kg: r.actual_weight_kg,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.ticket_id, &a.parent_qr).cmp(&(&b.ticket_id, &b.parent_qr)));
+    Ok(out)
 }
