@@ -596,3 +596,121 @@ async fn the_http_api_serves_tickets_returns_and_a_bills_figures() {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }
 }
+
+/// The EPCIS export (as admin) once it holds an event with `biz_step`.
+async fn epcis_with(c: &reqwest::Client, gw: &Gateway, token: &str, biz_step: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let body = c
+            .get(gw.url("/api/v1/exports/epcis"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = doc["epcisBody"]["eventList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["bizStep"] == biz_step);
+        if found {
+            return body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "stats did not receive the return: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_return_reaches_the_audit_trail_bag_history_and_a_valid_epcis_export() {
+    let s = BillingStack::start(1, 1).await;
+    let stats = s.start_stats(&redis_url()).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
+    completed_bill(&s, &bina, &ravi, "RB E 1", &[("SB85001", 2)]).await;
+    let t = ticket(s.billing(), &bina, "indore").await.unwrap();
+    give_back(s.billing(), &bina, &t.ticket_id, "SB85001")
+        .await
+        .unwrap();
+    let billing = s.billings[0].url();
+    let gw = Gateway::start(&s, |g| {
+        g.billing_url = billing.clone();
+        g.stats_url = stats.url();
+    })
+    .await;
+    let c = reqwest::Client::new();
+
+    // EPCIS: a TransactionEvent DELETE, receiving, returned, bol = the bill, rma = the ticket, at
+    // the ticket's area; the document validates against GS1's schema.
+    let body = epcis_with(&c, &gw, &s.admin, "receiving").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ev = doc["epcisBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["bizStep"] == "receiving")
+        .unwrap()
+        .clone();
+    assert_eq!(ev["type"], "TransactionEvent");
+    assert_eq!(ev["action"], "DELETE");
+    assert_eq!(ev["disposition"], "returned");
+    assert_eq!(ev["epcList"][0], "urn:tracetrack:bag:SB85001");
+    assert_eq!(ev["bizLocation"]["id"], "urn:tracetrack:area:indore");
+    let txs = ev["bizTransactionList"].as_array().unwrap();
+    assert!(txs
+        .iter()
+        .any(|t| t["type"] == "bol" && t["bizTransaction"] == "urn:tracetrack:bill:RB%20E%201"));
+    let rma = format!("urn:tracetrack:ticket:{}", t.ticket_id);
+    assert!(txs
+        .iter()
+        .any(|x| x["type"] == "rma" && x["bizTransaction"] == rma.as_str()));
+    let dir = std::env::temp_dir().join(format!("tt-returns-epcis-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("returns.jsonld");
+    std::fs::write(&path, &body).unwrap();
+    let root = repo_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/python/validate_epcis.py"))
+        .arg(root.join("tests/fixtures/epcis/EPCIS-JSON-Schema.json"))
+        .arg(&path)
+        .output()
+        .expect("the project .venv (scripts/venv.sh) must exist");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The bag's history and the audit trail hold the return.
+    let history: serde_json::Value = c
+        .get(gw.url("/api/v1/bags/SB85001/history"))
+        .bearer_auth(&bina)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = history.to_string();
+    assert!(text.contains("billing.parent_returned"), "{text}");
+    assert!(text.contains("registry.parent_returned"), "{text}");
+    let audit: serde_json::Value = c
+        .get(gw.url("/api/v1/audit?action=billing.parent_returned"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(audit.to_string().contains(&t.ticket_id), "{audit}");
+}

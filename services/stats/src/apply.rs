@@ -155,6 +155,17 @@ impl Effects {
             "registry.parent_claimed" | "registry.parent_released" => {
                 fx.history(str_field(event, p, "parent_qr")?, at, id);
             }
+            "registry.parent_returned" => {
+                // A returned parent and its children take the return ticket's area.
+                let area = str_field(event, p, "area")?;
+                let from = p.get("from_area").and_then(Value::as_str).unwrap_or(area);
+                if from != area && !from.is_empty() {
+                    let children = p.get("child_count").and_then(Value::as_i64).unwrap_or(0);
+                    fx.area(from, -1, -children, 0);
+                    fx.area(area, 1, children, 0);
+                }
+                fx.history(str_field(event, p, "parent_qr")?, at, id);
+            }
             "scan.recorded" => {
                 let kind = str_field(event, p, "kind")?;
                 let outcome = str_field(event, p, "outcome")?;
@@ -172,7 +183,10 @@ impl Effects {
                 }
             }
             t if t.starts_with("billing.") => {
-                fx.bills.push(index);
+                // Return tickets are not bills (their own status is not a bill's).
+                if event.aggregate_type != "return_ticket" {
+                    fx.bills.push(index);
+                }
                 if let Some(parent) = p.get("parent_qr").and_then(Value::as_str) {
                     fx.history(parent, at, id);
                 }

@@ -11,6 +11,7 @@
 //! | bag (parent or child) | `urn:tracetrack:bag:<QR>` | `urn:tracetrack:bag:SB12345`, `urn:tracetrack:bag:LOT%2F7` |
 //! | bill (a `bol` business transaction) | `urn:tracetrack:bill:<bill id>` | `urn:tracetrack:bill:TRUCK%2014` |
 //! | area (`bizLocation`) | `urn:tracetrack:area:<area>` | `urn:tracetrack:area:lucknow` |
+//! | return ticket (an `rma` business transaction) | `urn:tracetrack:ticket:<ticket id>` | `urn:tracetrack:ticket:RTN-20261205-0001` |
 //!
 //! # Events
 //!
@@ -24,6 +25,7 @@
 //! | `billing.parent_attached` | TransactionEvent ADD `loading`, bizTransaction `bol` = the bill, epcList = the parent |
 //! | `billing.parent_detached` | TransactionEvent DELETE `unloading` |
 //! | `billing.bill_deleted` with parents | TransactionEvent DELETE `unloading` of those parents |
+//! | `billing.parent_returned` | TransactionEvent DELETE `receiving`, `returned`, bizTransactions `bol` = the bill and `rma` = the return ticket, at the ticket's area |
 //!
 //! `registry.bags_imported` carries per-batch counts only, so bags created by a bulk import have no
 //! commissioning events (their later links, moves and bills do appear).
@@ -53,6 +55,7 @@ pub const SOURCE_TYPES: &[&str] = &[
     "billing.parent_attached",
     "billing.parent_detached",
     "billing.bill_deleted",
+    "billing.parent_returned",
 ];
 
 /// Namespace of the events' name-based UUIDs (a fixed random UUID; never change it, or every
@@ -73,6 +76,11 @@ fn urn(kind: &str, id: &str) -> String {
 /// A bag's URI: `urn:tracetrack:bag:<percent-encoded QR>`.
 pub fn bag_uri(qr: &str) -> String {
     urn("bag", qr)
+}
+
+/// A return ticket's URI: `urn:tracetrack:ticket:<percent-encoded ticket id>`.
+pub fn ticket_uri(ticket_id: &str) -> String {
+    urn("ticket", ticket_id)
 }
 
 /// A bill's URI: `urn:tracetrack:bill:<percent-encoded bill id>`.
@@ -330,6 +338,22 @@ pub fn events(src: &Source) -> Vec<Event> {
                 vec![s("parent_qr")?.to_owned()],
                 area,
             )],
+            "billing.parent_returned" => vec![Event {
+                epc_list: Some(vec![bag_uri(s("parent_qr")?)]),
+                disposition: Some("returned"),
+                biz_transaction_list: Some(vec![
+                    BizTransaction {
+                        kind: "bol",
+                        uri: bill_uri(s("bill_id")?),
+                    },
+                    BizTransaction {
+                        kind: "rma",
+                        uri: ticket_uri(s("ticket_id")?),
+                    },
+                ]),
+                ..Event::new(src, "TransactionEvent", "return", "DELETE", "receiving")
+            }
+            .at(area)],
             "billing.bill_deleted" => {
                 let parents: Vec<String> = p
                     .get("parents")
