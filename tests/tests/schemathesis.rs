@@ -248,7 +248,23 @@ fn statuses(report: &Path, seen: &mut BTreeMap<String, BTreeSet<u16>>) {
 async fn schemathesis_as_admin_and_dispatcher() {
     venv_st(); // fail fast when the venv is missing
     let stack = BillingStack::start(1, 1).await;
-    let stats = stack.start_stats(&redis_url()).await;
+    // Reports read bills from billing and send mail to a real SMTP server on loopback.
+    let smtp = tracetrack_tests::smtp::SmtpServer::start().await;
+    let stats = {
+        let mut s = stats_settings(&stack.db, &redis_url(), &stack.prefix, &stack.auth);
+        s.registry_url = stack
+            .registries
+            .iter()
+            .map(Running::url)
+            .collect::<Vec<_>>()
+            .join(",");
+        s.billing_url = stack.billings[0].url();
+        s.smtp.host = "127.0.0.1".into();
+        s.smtp.port = smtp.port;
+        s.reports.recipients = "ops@example.com".into();
+        s.reports.enabled = false;
+        start_stats(s).await
+    };
     let billing_url = stack.billings[0].url();
     let gw = Gateway::start(&stack, |s| {
         s.billing_url = billing_url;
