@@ -713,4 +713,15 @@ async fn a_return_reaches_the_audit_trail_bag_history_and_a_valid_epcis_export()
         .await
         .unwrap();
     assert!(audit.to_string().contains(&t.ticket_id), "{audit}");
+    // The dashboard counts it among today's returns (the event has been applied by now).
+    let dash: serde_json::Value = c
+        .get(gw.url("/api/v1/stats/dashboard"))
+        .bearer_auth(&bina)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dash["returns_today"], 1, "{dash}");
 }

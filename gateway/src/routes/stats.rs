@@ -54,6 +54,9 @@ pub struct Dashboard {
     pub as_of: Option<String>,
     /// Seconds between the newest event's time and its arrival in the read model.
     pub freshness_seconds: f64,
+    /// Parents returned on return tickets since midnight (admin and biller; 0 in a dispatcher's
+    /// view, as returns are not their work).
+    pub returns_today: i64,
 }
 
 /// The dashboard as a viewer sees it: a dispatcher's is narrowed to their area.
@@ -106,6 +109,7 @@ pub fn view(d: &pb::Dashboard, area: Option<&str>) -> Dashboard {
         areas,
         as_of: rfc3339(&d.as_of),
         freshness_seconds: d.freshness_seconds,
+        returns_today: if area.is_some() { 0 } else { d.returns_today },
     }
 }
 

@@ -13,7 +13,9 @@ use crate::store::{self, Figures};
 /// The dashboard as the read models hold it now, of one area or (`None`) of all; `tz` is the
 /// business time zone ("today").
 pub async fn dashboard(pool: &PgPool, tz: &str, area: Option<&str>) -> AppResult<pb::Dashboard> {
-    Ok(assemble(store::figures(pool, tz, area).await?))
+    let mut d = assemble(store::figures(pool, tz, area).await?);
+    d.returns_today = store::returns_today(pool, tz, area).await?;
+    Ok(d)
 }
 
 /// The dashboard of the figures read: per area (an area with no bags but scans today shows

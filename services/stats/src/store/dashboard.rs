@@ -84,3 +84,18 @@ pub async fn figures(pool: &PgPool, tz: &str, area: Option<&str>) -> AppResult<F
         consumer,
     })
 }
+
+/// Parents returned since midnight in `tz` (of one area: returned to it), counted from the audit
+/// trail's `billing.parent_returned` events.
+pub async fn returns_today(pool: &PgPool, tz: &str, area: Option<&str>) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM stats.audit_events \
+          WHERE event_type = 'billing.parent_returned' \
+            AND occurred_at >= (date_trunc('day', now() AT TIME ZONE $1) AT TIME ZONE $1) \
+            AND ($2::text IS NULL OR payload->>'area' = $2)",
+    )
+    .bind(tz)
+    .bind(area)
+    .fetch_one(pool)
+    .await?)
+}
