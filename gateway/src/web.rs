@@ -49,6 +49,8 @@ assets! {
     "/assets/pages/scan.js" => "pages/scan.js", JS;
     "/assets/pages/users.js" => "pages/users.js", JS;
     "/assets/pages/reports.js" => "pages/reports.js", JS;
+    "/assets/pages/returns.js" => "pages/returns.js", JS;
+    "/assets/pages/returns_bill.js" => "pages/returns_bill.js", JS;
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -13,9 +13,11 @@ import { data } from "./pages/data.js";
 import { audit } from "./pages/audit.js";
 import { more, forbidden } from "./pages/more.js";
 import { reports } from "./pages/reports.js";
+import { returns } from "./pages/returns.js";
 
 define({ "": dashboard, dashboard, login, logout, password, scan, bags, bills, users, data, audit, more, forbidden });
 define({ reports });
+define({ returns });
 
 /** The header's badge: offline, scans waiting, scans refused. */
 function badge() {

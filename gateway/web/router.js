@@ -28,7 +28,7 @@ function nav(route) {
   const item = (name, label, wide) => html`<a href="#/${name}" class="${wide ? "wide-only " : ""}${route === name ? "active" : ""}" ${route === name ? html`aria-current="page"` : ""}>${t(label)}</a>`;
   put(document.getElementById("nav"), me ? html`${NAV.map(([n, l]) => item(n, l, false))}
     ${can.admin() ? html`${item("users", "nav_users", true)}${item("audit", "nav_audit", true)}${item("data", "nav_data", true)}` : ""}
-    ${can.manage() ? item("reports", "nav_reports", true) : ""}
+    ${can.manage() ? html`${item("returns", "nav_returns", true)}${item("reports", "nav_reports", true)}` : ""}
     ${item("more", "nav_more", false)}` : "");
   document.getElementById("nav").hidden = !me;
   document.getElementById("lang").textContent = t("lang_switch");

@@ -8,6 +8,7 @@ import { queueAttach, attachesWaiting } from "../queue.js";
 import { $, main, note, errWords, pagedList, options } from "../ui.js";
 import { tone } from "../tones.js";
 import { go } from "../router.js";
+import { billReturns } from "./returns_bill.js";
 
 const STATUSES = ["new", "processing", "completing", "completed", "reopening"];
 
@@ -63,6 +64,7 @@ function fill(id, b) {
   const box = $("#bill-figs");
   if (!box) return;
   render(box, figures(b));
+  billReturns(b);
   const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
   box.querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
   if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));

@@ -8,7 +8,7 @@ export function more() {
   const me = session.me;
   const links = [
     ...(can.admin() ? [["#/users", t("nav_users")], ["#/audit", t("nav_audit")], ["#/data", t("nav_data")]] : []),
-    ...(can.manage() ? [["#/reports", t("nav_reports")]] : []),
+    ...(can.manage() ? [["#/returns", t("nav_returns")], ["#/reports", t("nav_reports")]] : []),
     ["#/dashboard", t("nav_dashboard")], ["#/password", t("change_title")], ["#/logout", t("nav_logout")],
   ];
   render(main(), html`<h1>${t("nav_more")}</h1>
