@@ -164,6 +164,18 @@ mod tests {
         );
     }
 
+    /// Every stable error code (the table `/api/v1/meta` serves) has plain words in both
+    /// languages, so no refusal is shown to the floor as a bare code.
+    #[test]
+    fn every_error_code_has_words() {
+        let missing: Vec<_> = tracetrack_domain::ErrorCode::ALL
+            .iter()
+            .map(|c| format!("err.{}", c.as_str()))
+            .filter(|k| !EN.contains_key(k) || !HI.contains_key(k))
+            .collect();
+        assert!(missing.is_empty(), "no words for {missing:?}");
+    }
+
     /// No empty strings, and the same `{placeholders}` in both languages.
     #[test]
     fn translations_are_filled_in_with_the_same_placeholders() {

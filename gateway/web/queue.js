@@ -7,8 +7,8 @@
 // logged in again) — keeps the item at the head, retried with backoff under the same key (SPEC §4).
 import { api, retryable, uuid, NetworkError, ApiError } from "./api.js";
 import { local, session, emit } from "./store.js";
-import { t, errText } from "./i18n.js";
-import { note } from "./ui.js";
+import { t } from "./i18n.js";
+import { note, problemView } from "./ui.js";
 import { tone } from "./tones.js";
 
 export const SEND_TIMEOUT_MS = 15000;
@@ -20,6 +20,8 @@ const pkey = (uid) => `tt.parent.${uid}`;
 export const queueOf = (uid) => (uid ? local.get(qkey(uid), []) : []);
 export const refusedOf = (uid) => (uid ? local.get(rkey(uid), []) : []);
 export const clearRefused = (uid) => { local.set(rkey(uid), []); emit("queue"); };
+/** Takes one refusal off the list (seen, nothing to send again). */
+export const forget = (uid, refusedKey) => { local.set(rkey(uid), refusedOf(uid).filter((x) => x.key !== refusedKey)); emit("queue"); };
 /**
  * Sends a refused scan again (the dispatcher fixed what was wrong): a new queue item with the same
  * request under a new idempotency key, at the end of the queue; it leaves the refusals list.
@@ -164,7 +166,7 @@ function parentRefused(uid, item, problem, live) {
   if (!live) return false;
   // The hand-off: the sack is full and the next code was a packet, not the next sack.
   if (mine && current.prev && current.prev.status === "full" && problem.code === "qr_is_child") note(t("handoff_child", { qr: current.prev.qr }), "err");
-  else note(errText(problem), "err");
+  else note(problemView(problem), "err");
   tone("err");
   return true;
 }
@@ -203,7 +205,7 @@ export async function flush(opts = {}) {
         dequeue(uid, item.key);
         if (item.kind === "parent" && parentRefused(uid, item, err.problem, live)) { emit("queue"); continue; }
         if (live && item.kind === "child" && err.problem.code === "qr_is_parent") { emit("queue"); scanParent(item.body.child_qr); continue; }
-        if (live) { emit("queue"); note(errText(err.problem), "err"); tone("err"); continue; }
+        if (live) { emit("queue"); note(problemView(err.problem), "err"); tone("err"); continue; }
         // A scan the page had called saved: the dispatcher must see it (and never the success tone).
         refuse(uid, item, err.problem);
         if (!refused++) tone("err");

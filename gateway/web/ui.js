@@ -7,13 +7,26 @@ import { NetworkError } from "./api.js";
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const main = () => document.getElementById("main");
 
-/** The page's message line (#msg): ok, err or info. */
+/** The page's message line (#msg): ok, err or info; text, or an `html` fragment (a link in it). */
 export function note(text, kind) {
   const el = $("#msg");
-  if (el) { el.className = `msg ${kind}`; el.textContent = text; el.hidden = false; }
+  if (el) { el.className = `msg ${kind}`; render(el, text); el.hidden = false; }
 }
-/** An error in plain words (network or problem document). */
+/** An error in plain words (network or problem document), as text. */
 export const errWords = (e) => (e instanceof NetworkError || !e || !e.problem ? t("err_network") : errText(e.problem));
+// A refusal that names another bill or sack links to it (the words stay those of the catalogue).
+const LINKS = { other_bill_id: (v) => `#/bills/${encodeURIComponent(v)}`, other_parent_qr: (v) => `#/bags/${encodeURIComponent(v)}` };
+/** A problem document in plain words as an `html` fragment: the bill or sack it names is a link. */
+export function problemView(problem) {
+  if (!problem) return t("err_network");
+  const words = errText(problem);
+  const field = Object.keys(LINKS).find((f) => typeof problem[f] === "string" && problem[f]);
+  if (!field) return words;
+  const v = problem[field], at = words.indexOf(v), a = html`<a href="${LINKS[field](v)}">${v}</a>`;
+  return at < 0 ? html`${words} ${a}` : html`${words.slice(0, at)}${a}${words.slice(at + v.length)}`;
+}
+/** `errWords` with links: for the message line and lists. */
+export const errView = (e) => (e instanceof NetworkError || !e || !e.problem ? t("err_network") : problemView(e.problem));
 
 /**
  * A list with its states: loading, empty, error (plain words), and "More" for keyset paging.

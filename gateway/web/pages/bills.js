@@ -4,8 +4,8 @@ import { html, render } from "../html.js";
 import { t, num } from "../i18n.js";
 import { api, uuid, query } from "../api.js";
 import { can, session, events, prefs } from "../store.js";
-import { queueAttach, attachesWaiting } from "../queue.js";
-import { $, main, note, errWords, pagedList, options } from "../ui.js";
+import { queueAttach, attachesWaiting, refusedOf, resend, forget } from "../queue.js";
+import { $, main, note, errWords, errView, problemView, pagedList, options } from "../ui.js";
 import { tone } from "../tones.js";
 import { go } from "../router.js";
 import { billReturns } from "./returns_bill.js";
@@ -65,7 +65,7 @@ function fill(id, b) {
   if (!box) return;
   render(box, figures(b));
   billReturns(b);
-  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
+  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errView(e), "err"); tone("err"); } };
   box.querySelectorAll(".detach").forEach((btn) => btn.addEventListener("click", () => act(() => api("DELETE", `/bills/${encodeURIComponent(id)}/parents/${encodeURIComponent(btn.dataset.qr)}`, undefined, { key: uuid() }))));
   if ($("#complete")) $("#complete").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/complete`, undefined, { key: uuid() })));
   if ($("#reopen")) $("#reopen").addEventListener("click", () => act(() => api("POST", `/bills/${encodeURIComponent(id)}/reopen`, undefined, { key: uuid() })));
@@ -79,6 +79,7 @@ async function detail(id) {
     ${manage ? html`<input id="attach" class="scan-input" inputmode="none" placeholder="${t("attach_prompt")}" aria-label="${t("attach_prompt")}" autocomplete="off" autocapitalize="characters">
       <p id="bill-queue" class="queue" role="status"></p>` : ""}
     <div id="bill-figs"></div>
+    <section id="bill-refused" class="card refused mt" hidden aria-live="polite"></section>
     ${can.manage() ? /* known only after loading: editable on a completed bill too */ html`<details class="card noprint mt"><summary>${t("transport")}</summary><form id="tb" class="stack">
       <label>${t("vehicle")}<input name="vehicle_number" value="${b.vehicle_number || ""}" maxlength="50"></label>
       <label>${t("driver_name")}<input name="driver_name" value="${b.driver_name || ""}" maxlength="100"></label>
@@ -91,7 +92,7 @@ async function detail(id) {
       <details class="card danger-zone noprint"><summary>${t("delete_bill")}</summary><p>${t("delete_bill_hint")}</p><button id="delete" type="button" class="danger">${t("delete_bill")}</button></details>` : ""}`);
   fill(id, b);
   billQueue();
-  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errWords(e), "err"); tone("err"); } };
+  const act = async (fn) => { try { await fn(); detail(id); } catch (e) { note(errView(e), "err"); tone("err"); } };
   if ($("#attach")) {
     $("#attach").focus();
     $("#attach").addEventListener("keydown", (e) => {
@@ -113,17 +114,33 @@ async function detail(id) {
   });
   if ($("#delete")) $("#delete").addEventListener("click", async () => {
     if (!confirm(t("delete_confirm", { id: b.bill_id }))) return;
-    try { await api("DELETE", `/bills/${encodeURIComponent(id)}`, undefined, { key: uuid() }); go("#/bills"); } catch (e) { note(errWords(e), "err"); tone("err"); }
+    try { await api("DELETE", `/bills/${encodeURIComponent(id)}`, undefined, { key: uuid() }); go("#/bills"); } catch (e) { note(errView(e), "err"); tone("err"); }
   });
 }
 
-/** The waiting attaches of the bill on screen (called whenever the queue changes). */
+/** The waiting attaches of the bill on screen, and its refused ones (called whenever the queue changes). */
 export function billQueue() {
   const el = document.getElementById("bill-queue");
-  const id = el && decodeURIComponent(location.hash.replace(/^#\/bills\//, "").split("?")[0]);
-  if (!el || !session.uid()) return;
-  const n = attachesWaiting(session.uid(), id).length;
-  el.textContent = n ? t("attach_waiting", { n }) : "";
+  const id = decodeURIComponent(location.hash.replace(/^#\/bills\//, "").split("?")[0]);
+  const uid = session.uid();
+  if (!uid || !location.hash.startsWith("#/bills/")) return;
+  if (el) {
+    const n = attachesWaiting(uid, id).length;
+    el.textContent = n ? t("attach_waiting", { n }) : "";
+  }
+  // Attaches the server refused for good after the page had said "saved": in plain words, the
+  // other bill as a link, each with "Send again" (once the cause is fixed) or "Clear".
+  const box = document.getElementById("bill-refused");
+  if (!box) return;
+  const mine = refusedOf(uid).filter((r) => r.kind === "attach" && String(r.bill_id).toLowerCase() === id.toLowerCase());
+  box.hidden = !mine.length;
+  render(box, mine.length ? html`<h2>${t("refused_title", { n: mine.length })}</h2>
+    <ul>${mine.map((r) => html`<li><b>${r.body.parent_qr}</b>: ${problemView(r.problem)}
+      <br><button type="button" class="secondary resend" data-key="${r.key}">${t("resend")}</button>
+      <button type="button" class="secondary forget" data-key="${r.key}">${t("refused_clear_one")}</button></li>`)}</ul>` : "");
+  const keep = (e) => e.preventDefault(); // the attach input keeps the focus (the scanner types there)
+  box.querySelectorAll(".resend").forEach((b) => { b.addEventListener("mousedown", keep); b.addEventListener("click", () => resend(uid, b.dataset.key)); });
+  box.querySelectorAll(".forget").forEach((b) => { b.addEventListener("mousedown", keep); b.addEventListener("click", () => forget(uid, b.dataset.key)); });
 }
 // An attach settled: the bill on screen shows its new figures.
 events.addEventListener("attached", (e) => {

@@ -5,7 +5,7 @@ import { html, render } from "../html.js";
 import { t, errText, num, when } from "../i18n.js";
 import { api, uuid, NetworkError } from "../api.js";
 import { session, local, prefs, areaNames } from "../store.js";
-import { $, main, note, options } from "../ui.js";
+import { $, main, note, options, problemView } from "../ui.js";
 import { tone } from "../tones.js";
 import * as q from "../queue.js";
 
@@ -132,7 +132,7 @@ function showRefused(uid, list) {
   render(box, html`<h2>${t("refused_title", { n: list.length })}</h2><p class="muted">${t("refused_hint")}</p>
     <ul>${list.slice().reverse().map((r) => html`<li>${r.kind === "attach" ? html`<b>${r.body.parent_qr}</b> → ${t("bill")} ${r.bill_id}`
       : html`<b>${r.body.child_qr || r.body.qr || ""}</b>${r.body.parent_qr ? html` → ${r.body.parent_qr}` : html` (${t("parent")})`}`}${r.kind === "undo" ? html` (${t("undo")})` : ""}
-      <span class="muted">${at(r.at)}</span><br>${errText(r.problem)}
+      <span class="muted">${at(r.at)}</span><br>${problemView(r.problem)}
       <br><button type="button" class="secondary resend" data-key="${r.key}">${t("resend")}</button></li>`)}</ul>
     <button id="clear-refused" class="secondary" type="button">${t("refused_clear")}</button>`);
   box.querySelectorAll(".resend").forEach((b) => {

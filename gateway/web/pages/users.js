@@ -4,6 +4,7 @@ import { t, num, when } from "../i18n.js";
 import { api, uuid } from "../api.js";
 import { areaNames } from "../store.js";
 import { $, main, note, errWords, options } from "../ui.js";
+import { onLeave } from "../router.js";
 
 const ROLES = ["dispatcher", "biller", "admin"];
 const withReason = (e) => `${errWords(e)}${e.problem && e.problem.reason ? ` (${e.problem.reason})` : ""}`;
@@ -46,17 +47,44 @@ export async function users(arg) {
   });
 }
 
-/** One user's activity: totals, last scan and login, scans per day as bars. */
+/**
+ * A user's scans per day as an SVG column chart (built with the html template, every number
+ * escaped like any value), the busiest day's figure on top; each column's title is its day.
+ */
+function daysChart(days) {
+  const max = Math.max(1, ...days.map((d) => d.scans));
+  const H = 120, step = 22, W = Math.max(1, days.length) * step;
+  return html`<figure class="chart"><svg id="activity-chart" viewBox="0 0 ${W} ${H + 16}" role="img" aria-label="${t("scans_per_day")}: ${days.map((d) => `${d.day} ${num(d.scans)}`).join(", ")}">
+      ${days.map((d, i) => {
+        const h = Math.round((d.scans / max) * H);
+        return html`<rect class="today" data-day="${d.day}" data-scans="${d.scans}" x="${i * step + 4}" y="${H - h}" width="14" height="${h}"><title>${d.day}: ${num(d.scans)}</title></rect>
+          ${i % Math.ceil(days.length / 7 || 1) === 0 ? html`<text x="${i * step}" y="${H + 14}">${String(d.day).slice(5)}</text>` : ""}`;
+      })}
+    </svg><figcaption>${t("scans_per_day")}: ${num(days.reduce((a, d) => a + d.scans, 0))}</figcaption></figure>`;
+}
+function activityView(a) {
+  return html`<h2>${a.username}</h2>
+    <div class="figures"><div class="figure"><span>${t("total_scans")}</span><b id="total-scans">${num(a.total_scans)}</b></div></div>
+    <p>${t("last_scan")}: ${when(a.last_scan_at) || "—"} · ${t("last_login")}: ${when(a.last_login_at) || "—"}</p>
+    <h2>${t("scans_per_day")}</h2>${a.scans_per_day.length ? daysChart(a.scans_per_day) : html`<p class="empty">${t("none")}</p>`}`;
+}
+
+/**
+ * One user's activity: totals, last scan and login, scans per day as a chart that follows the
+ * live figures (the dashboard's stream says when they change; the activity is read again then,
+ * at most every 2 s).
+ */
 async function activity(id) {
-  render(main(), html`<h1>${t("activity_title")}</h1><div id="out"><p class="loading" role="status">${t("loading")}</p></div>
+  render(main(), html`<h1>${t("activity_title")}</h1><div id="out" aria-live="polite"><p class="loading" role="status">${t("loading")}</p></div>
     <p><a class="button secondary" href="#/users">${t("nav_users")}</a> <a class="button secondary" href="#/audit?user_id=${encodeURIComponent(id)}">${t("nav_audit")}</a></p>`);
-  try {
-    const a = await api("GET", `/stats/users/${encodeURIComponent(id)}/activity`);
-    const max = Math.max(1, ...a.scans_per_day.map((d) => d.scans));
-    render($("#out"), html`<h2>${a.username}</h2>
-      <div class="figures"><div class="figure"><span>${t("total_scans")}</span><b>${num(a.total_scans)}</b></div></div>
-      <p>${t("last_scan")}: ${when(a.last_scan_at) || "—"} · ${t("last_login")}: ${when(a.last_login_at) || "—"}</p>
-      <h2>${t("scans_per_day")}</h2>
-      <ul class="bars">${a.scans_per_day.map((d) => html`<li><span class="day">${d.day}</span><progress max="${max}" value="${d.scans}" aria-label="${d.day}"></progress><b>${num(d.scans)}</b></li>`)}</ul>`);
-  } catch (e) { render($("#out"), html`<p class="msg err" role="alert">${errWords(e)}</p>`); }
+  const load = async () => { const a = await api("GET", `/stats/users/${encodeURIComponent(id)}/activity`); if ($("#out")) render($("#out"), activityView(a)); };
+  try { await load(); } catch (e) { render($("#out"), html`<p class="msg err" role="alert">${errWords(e)}</p>`); return; }
+  let last = 0, timer = null;
+  const refresh = () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; last = Date.now(); load().catch(() => { /* the next change tries again */ }); }, Math.max(0, 2000 - (Date.now() - last)));
+  };
+  const src = new EventSource("/api/v1/stats/live");
+  src.addEventListener("dashboard", refresh);
+  onLeave(() => { src.close(); clearTimeout(timer); });
 }
