@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 use tracetrack_proto::auth::v1::Role;
+use tracetrack_tests::browser::NodeTests;
 use tracetrack_tests::*;
 
 #[tokio::test]
@@ -48,31 +49,12 @@ async fn the_web_client_in_chromium() {
         stack.auth.pool.clone(),
     ));
 
-    let root = repo_root();
-    let out = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-concurrency=1")
-        .arg(root.join("tests/browser/scan-station.test.mjs"))
-        .current_dir(root.join("tests/browser"))
-        .env("TT_BASE_URL", format!("http://{}", gw.addr))
+    NodeTests::new(&["scan-station.test.mjs"], gw.addr)
         .env("TT_CONTROL_URL", &control_url)
-        .env("TT_SCREENSHOTS", root.join("tests/browser/screenshots"))
         .env("TT_DISPATCHER", "dina")
-        .env("TT_PASSWORD", USER_PASSWORD)
-        .env("TT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node must be installed (scripts/browser-deps.sh)");
+        .run()
+        .await;
     control.abort();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "browser tests failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("# fail 0"), "{stdout}");
     assert!(
         scan.lock().await.pid().is_some(),
         "the browser tests left scan killed"
