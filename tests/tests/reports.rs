@@ -720,3 +720,81 @@ async fn the_bill_summary_equals_a_direct_computation_and_its_downloads_parse() 
         .unwrap();
     problem(r, 503, "unavailable").await;
 }
+
+/// The claim and the lease in SQL: one row per day whoever inserts it, one holder at a time
+/// among many racing replicas, a result recorded only by the holder, and a crashed holder's day
+/// taken over once its lease has run out (the same Message-ID, the attempt counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_at_a_time_holds_a_day_and_a_crashed_holders_day_is_taken_over() {
+    use tracetrack_stats::store;
+    let w = World::start("22:00").await;
+    let pool = w.stats.pool.clone();
+    let day = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+    let (from, to) = (Utc::now() - chrono::Duration::hours(24), Utc::now());
+    let claims = (0..8).map(|i| {
+        let pool = pool.clone();
+        async move {
+            let id = if i == 0 { "eod-first@x" } else { "eod-other@x" };
+            store::claim_day(&pool, day, from, to, id).await.unwrap();
+        }
+    });
+    futures::future::join_all(claims).await;
+    let leases = (0..16).map(|i| {
+        let pool = pool.clone();
+        async move {
+            store::lease_day(&pool, day, &format!("replica-{i}"), 60_000)
+                .await
+                .unwrap()
+                .map(|r| (i, r))
+        }
+    });
+    let won: Vec<_> = futures::future::join_all(leases)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one holder");
+    let (holder, row) = &won[0];
+    assert_eq!(row.attempts, 1);
+    let message_id = row.message_id.clone();
+    // Another replica cannot record a result or take the live lease.
+    assert!(
+        !store::record_result(&pool, day, "replica-x", "sent", "", "", 0)
+            .await
+            .unwrap()
+    );
+    assert!(store::lease_day(&pool, day, "replica-x", 60_000)
+        .await
+        .unwrap()
+        .is_none());
+    // The holder "crashes": its lease is made to run out; the next replica takes the day over.
+    sqlx::query(
+        "UPDATE stats.daily_reports SET lease_until = now() - interval '1 second' WHERE day = $1",
+    )
+    .bind(day)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let taken = store::lease_day(&pool, day, "replica-y", 60_000)
+        .await
+        .unwrap()
+        .expect("the expired lease is taken over");
+    assert_eq!(taken.attempts, 2);
+    assert_eq!(taken.message_id, message_id, "the same Message-ID");
+    // The crashed holder's late result does not count; the new holder's does, once.
+    assert!(
+        !store::record_result(&pool, day, &format!("replica-{holder}"), "sent", "", "", 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store::record_result(&pool, day, "replica-y", "sent", "a@x", "", 0)
+            .await
+            .unwrap()
+    );
+    assert!(store::lease_day(&pool, day, "replica-z", 60_000)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(w.delivery(day).await, Some(("sent".into(), 2)));
+}
