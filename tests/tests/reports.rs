@@ -164,6 +164,17 @@ impl World {
     /// A stats replica as its own process, sending reports to `smtp_port` with its clock shifted
     /// by `offset_ms`.
     async fn stats_process(&self, smtp_port: u16, send_at: &str, offset_ms: i64) -> ServiceProcess {
+        self.stats_process_with(smtp_port, send_at, offset_ms, "en")
+            .await
+    }
+
+    async fn stats_process_with(
+        &self,
+        smtp_port: u16,
+        send_at: &str,
+        offset_ms: i64,
+        lang: &str,
+    ) -> ServiceProcess {
         let s = &self.stack;
         let env = [
             ("TRACETRACK_DATABASE__URL", s.db.clone()),
@@ -195,6 +206,7 @@ impl World {
             ("TRACETRACK_SMTP__TIMEOUT_MS", "3000".into()),
             ("TRACETRACK_REPORTS__RECIPIENTS", RECIPIENTS.join(", ")),
             ("TRACETRACK_REPORTS__SEND_AT", send_at.into()),
+            ("TRACETRACK_REPORTS__LANG", lang.into()),
             ("TRACETRACK_REPORTS__TICK_MS", "100".into()),
             ("TRACETRACK_REPORTS__LEASE_MS", "15000".into()),
             ("TRACETRACK_REPORTS__RETRY_BASE_MS", "100".into()),
@@ -547,7 +559,10 @@ async fn with_the_smtp_server_down_the_report_is_retried_and_arrives_when_it_ret
     w.activity("2").await;
     let mut smtp = SmtpServer::reserved();
     let (day, send_at, offset) = cutoff_ahead();
-    let a = w.stats_process(smtp.port, &send_at, offset).await;
+    // This one mails in Hindi.
+    let a = w
+        .stats_process_with(smtp.port, &send_at, offset, "hi")
+        .await;
     w.wait_status(day, "two failed attempts", |s, n| s == "failed" && n >= 2)
         .await;
     assert!(smtp.messages().is_empty());
@@ -568,6 +583,7 @@ async fn with_the_smtp_server_down_the_report_is_retried_and_arrives_when_it_ret
     ticks(&[&a], 5.0).await;
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(got[0].message_id, format!("<eod-{day}@tracetrack.local>"));
+    assert!(got[0].html.contains("lang=\"hi\"") && got[0].html.contains("दिन के अंत की रिपोर्ट"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

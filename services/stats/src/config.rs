@@ -49,6 +49,8 @@ pub struct ReportSettings {
     pub send_at: String,
     /// Recipients, comma-separated.
     pub recipients: String,
+    /// The e-mail's language: "en" (default) or "hi".
+    pub lang: String,
     /// How often each replica looks for a due report.
     pub tick_ms: u64,
     /// A sender holds a day for this long; a crashed sender's day is taken over after it.
@@ -69,6 +71,7 @@ impl Default for ReportSettings {
             enabled: true,
             send_at: "22:00".into(),
             recipients: String::new(),
+            lang: "en".into(),
             tick_ms: 30_000,
             lease_ms: 120_000,
             retry_base_ms: 30_000,

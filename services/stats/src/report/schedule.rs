@@ -162,7 +162,7 @@ pub async fn send(
             report.day, totals.bills, totals.scans
         ),
         text: render::daily_text(report, &link),
-        html: render::daily_html(report, "en", &link),
+        html: render::daily_html(report, super::lang(&reports.settings.lang), &link),
         attachments: vec![Attachment {
             filename: format!("end-of-day-{}.xlsx", report.day),
             content_type: render::XLSX.into(),
