@@ -24,7 +24,7 @@ function retryAfterMs(res, problem) {
   if (problem && Number.isFinite(problem.retry_after_seconds)) return problem.retry_after_seconds * 1000;
   return null;
 }
-/** Calls `/api/v1{path}`; resolves to the JSON answer, rejects with NetworkError or ApiError. */
+/** Calls `/api/v1{path}`; resolves to the JSON answer (a Blob with `opts.blob`), rejects with NetworkError or ApiError. */
 export async function api(method, path, body, opts = {}) {
   const headers = { Accept: "application/json", ...(opts.headers || {}) };
   const raw = opts.raw !== undefined;
@@ -37,7 +37,8 @@ export async function api(method, path, body, opts = {}) {
   let res, data;
   try {
     res = await fetch(`/api/v1${path}`, { method, headers, body: raw ? opts.raw : body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", signal: ctl ? ctl.signal : undefined });
-    data = res.status === 204 ? null : await res.json().catch(() => null);
+    // `opts.blob`: a file answer (a result workbook) as a Blob; problems are JSON all the same.
+    data = res.status === 204 ? null : opts.blob && res.ok ? await res.blob() : await res.json().catch(() => null);
   } catch (e) {
     throw new NetworkError(String(e));
   } finally { clearTimeout(timer); }

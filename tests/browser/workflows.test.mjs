@@ -217,6 +217,15 @@ test("an admin's day in Hindi at 360 px: a new user, an unlock, live activity, d
   const sack = await apiGet("/bags/SB72090");
   assert.equal(sack.child_count, 4);
   await shot(page, "admin-import-hi-360");
+  // The same workbook again, its report as the server's result workbook: downloaded, and it says
+  // that nothing changed.
+  await page.setInputFiles("#imp input[name=file]", process.env.TT_LABELS_XLSX);
+  await page.check("#imp input[name=as_xlsx]");
+  const [book] = await Promise.all([page.waitForEvent("download"), page.click("#imp button")]);
+  const bytes = readFileSync(await book.path());
+  assert.equal(bytes.subarray(0, 2).toString(), "PK", "an .xlsx (zip) file");
+  assert.equal(book.suggestedFilename(), "labels-import-report.xlsx");
+  await page.waitForSelector("#msg.ok");
   assert.deepEqual(errors.filter((e) => !expected(e)), []);
   await context.close();
 });

@@ -17,6 +17,7 @@ export function data() {
       <label>${t("label_file")}<input name="file" type="file" accept=".xlsx,${XLSX_TYPE}" required></label>
       <label>${t("area")}<select name="area" required><option value="">—</option>${options(areas, "")}</select></label>
       <label class="row"><input type="checkbox" name="dry_run" class="check"> ${t("dry_run")}</label>
+      <label class="row"><input type="checkbox" name="as_xlsx" class="check"> ${t("report_as_xlsx")}</label>
       <label class="row"><input type="checkbox" name="result" class="check"> ${t("import_result_xlsx")}</label>
       <button>${t("import")}</button></form><div id="report"></div></section>`);
   const links = () => {
@@ -34,6 +35,17 @@ export function data() {
     const f = e.target, file = f.file.files[0];
     if (!file || !f.area.value) return;
     render($("#report"), html`<p class="loading" role="status">${t("loading")}</p>`);
+    if (f.as_xlsx.checked) {
+      // The per-row report as the server's result workbook (Summary, Done, Problems): downloaded.
+      try {
+        const book = await api("POST", `/imports/labels${query({ area: f.area.value, dry_run: f.dry_run.checked ? "true" : "", result: "xlsx" })}`, undefined, { raw: file, blob: true, headers: { "Content-Type": XLSX_TYPE } });
+        const href = URL.createObjectURL(book);
+        render($("#report"), html`<p><a id="report-xlsx" class="button" download="labels-import-report.xlsx" href="${href}">${t("report_download")}</a></p>`);
+        note(t("report_ready"), "ok");
+        $("#report-xlsx").click();
+      } catch (err) { render($("#report"), ""); note(errWords(err), "err"); }
+      return;
+    }
     try {
       if (f.result.checked) return await resultWorkbook(file, f.area.value, f.dry_run.checked);
       const r = await api("POST", `/imports/labels${query({ area: f.area.value, dry_run: f.dry_run.checked ? "true" : "" })}`, undefined, { raw: file, headers: { "Content-Type": XLSX_TYPE } });
