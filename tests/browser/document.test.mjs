@@ -143,6 +143,18 @@ test("A6 label: one page whose QR code scans even from a coarse (phone-like) ima
   assert.equal(await decodeQr(coarse.pngs[0]), SMALL);
 });
 
+test("with public_base_url the label's QR code is the bill's page, which opens the bill", async () => {
+  // Another gateway of the same stack, configured with the first one's address; the session
+  // cookie serves both (cookies ignore the port).
+  const p = await print(`${process.env.TT_URL_GATEWAY}${doc(SMALL, "lang=en&format=a6")}`, "small-a6-url");
+  const url = await decodeQr(p.pngs[0]);
+  assert.equal(url, `${BASE}/#/bills/${encodeURIComponent(SMALL)}`);
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForFunction((id) => document.querySelector("main h1")?.textContent.includes(id), SMALL);
+  await page.close();
+});
+
 test("a 500-parent bill prints on many A4 pages, each with the table's header and its page number", async () => {
   for (const lang of ["en", "hi"]) {
     const p = await print(doc(BIG, `lang=${lang}`), `big-a4-${lang}`);

@@ -76,6 +76,13 @@ async fn dispatch_documents_print_in_chromium() {
         s.organisation.depots.insert("lucknow".into(), DEPOT.into());
     })
     .await;
+    // A second gateway whose QR codes hold the first one's address (`public_base_url`).
+    let base = format!("http://{}", gw.addr);
+    let gw_url = Gateway::start(&stack, |s| {
+        s.billing_url = billing.clone();
+        s.organisation.public_base_url = format!("{base}/");
+    })
+    .await;
     let (_, ravi) = stack.user("ravi", Role::Dispatcher, "lucknow").await;
 
     // A small bill: four sacks with a few packets each, completed (dispatched); the fourth comes
@@ -192,7 +199,8 @@ async fn dispatch_documents_print_in_chromium() {
         .arg("--test-concurrency=1")
         .arg(root.join("tests/browser/document.test.mjs"))
         .current_dir(root.join("tests/browser"))
-        .env("TT_BASE_URL", format!("http://{}", gw.addr))
+        .env("TT_BASE_URL", &base)
+        .env("TT_URL_GATEWAY", format!("http://{}", gw_url.addr))
         .env("TT_ARTIFACTS", &artifacts)
         .env("TT_LABEL_WORKBOOK", labels.path())
         .env("TT_BILL_SMALL", SMALL)
