@@ -58,21 +58,11 @@ impl Application {
         let (handler, changed) = handler(&settings);
         let (stop_tx, stop) = watch::channel(false);
         let verifier = RemoteVerifier::new(&settings.common.auth)?;
-        let registry = BagRegistryServiceClient::with_interceptor(
-            tracetrack_common::client::balanced_channel(
-                &settings.registry_url,
-                Duration::from_millis(settings.registry_timeout_ms),
-            )?,
-            tracetrack_common::client::Outgoing::new(
-                settings
-                    .common
-                    .auth
-                    .service_token
-                    .as_ref()
-                    .map(secrecy::ExposeSecret::expose_secret),
-            )?
-            .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
-        );
+        let registry = BagRegistryServiceClient::new(tracetrack_common::client::upstream(
+            &settings.registry_url,
+            settings.registry_timeout_ms,
+            &settings.common.auth,
+        )?);
         let stats = Stats(Arc::new(Inner {
             registry,
             exports: tracetrack_common::export::Limiter::new(
