@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
 use crate::document::{Document, Format, Lang};
-use crate::dto::{rfc3339, timestamp, Page, Problem};
+use crate::dto::{rfc3339, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
 use crate::filters::{BillFilter, PageParams};
