@@ -8,6 +8,7 @@ pub mod document;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod filters;
 pub mod health;
 pub mod i18n;
 pub mod live;

@@ -83,17 +83,44 @@ pub fn unique_prefix() -> String {
     format!("tt-test-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// What every service's test settings share: the database (migrated at start, a small pool with
+/// more patience than production's default, since races put dozens of requests on it), Redis and
+/// this test's key prefix, a quick outbox relay.
+pub fn common_settings(
+    c: &mut tracetrack_common::config::CommonSettings,
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    max_connections: u32,
+) {
+    c.database.url = SecretString::from(db_url.to_owned());
+    c.database.max_connections = max_connections;
+    c.database.migrate_on_start = true;
+    c.database.acquire_timeout_ms = 3000;
+    c.redis.url = redis_url.to_owned();
+    c.events.key_prefix = prefix.to_owned();
+    c.events.poll_interval_ms = 20;
+}
+
+/// [`common_settings`] for a service that calls `auth` with its own service token.
+fn service_common(
+    c: &mut tracetrack_common::config::CommonSettings,
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    auth: &AuthServer,
+    service: &str,
+    max_connections: u32,
+) {
+    common_settings(c, db_url, redis_url, prefix, max_connections);
+    c.auth.url = auth.url();
+    c.auth.service_token = Some(SecretString::from(service_token(service)));
+}
+
 /// Auth settings for a test: port 0, migrations at start, small pool, known service tokens.
 pub fn auth_settings(db_url: &str, redis_url: &str, prefix: &str) -> tracetrack_auth::Settings {
     let mut s = tracetrack_auth::Settings::default();
-    s.common.database.url = SecretString::from(db_url.to_owned());
-    s.common.database.max_connections = 5;
-    s.common.database.migrate_on_start = true;
-    // Races put dozens of requests on a small pool: more patience than production's default.
-    s.common.database.acquire_timeout_ms = 3000;
-    s.common.redis.url = redis_url.to_owned();
-    s.common.events.key_prefix = prefix.to_owned();
-    s.common.events.poll_interval_ms = 20;
+    common_settings(&mut s.common, db_url, redis_url, prefix, 5);
     s.common.shutdown.drain_timeout_ms = 5000;
     s.bootstrap_admin_password = Some(SecretString::from(ADMIN_PASSWORD));
     s.service_tokens = SERVICE_TOKENS
@@ -103,44 +130,49 @@ pub fn auth_settings(db_url: &str, redis_url: &str, prefix: &str) -> tracetrack_
     s
 }
 
-/// A running auth service.
-pub struct AuthServer {
-    pub addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub pool: sqlx::PgPool,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl AuthServer {
-    pub async fn start(settings: tracetrack_auth::Settings) -> Self {
-        let _ = tracetrack_common::telemetry::init("test", &settings.common.telemetry);
-        let app = tracetrack_auth::Application::build(settings).await.unwrap();
-        let addr = app.grpc_addr();
-        let admin_addr = app.admin_addr();
-        let pool = app.pool();
+/// Runs a built service `Application` on a task until stopped; returns once it reports SERVING.
+macro_rules! running {
+    ($app:expr) => {{
+        let app = $app;
+        let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
         wait_serving(addr, "").await;
-        Self {
+        Running {
             addr,
             admin_addr,
             pool,
             stop: Some(tx),
             task: Some(task),
         }
+    }};
+}
+
+/// A running auth service: a [`Running`] with auth's own helpers.
+pub struct AuthServer(Running);
+
+impl std::ops::Deref for AuthServer {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        &self.0
+    }
+}
+
+impl AuthServer {
+    pub async fn start(settings: tracetrack_auth::Settings) -> Self {
+        let _ = tracetrack_common::telemetry::init("test", &settings.common.telemetry);
+        Self(running!(tracetrack_auth::Application::build(settings)
+            .await
+            .unwrap()))
     }
 
     /// A fresh database, the shared Redis with a unique prefix, default settings.
     pub async fn fresh() -> Self {
         let db = fresh_database().await;
         Self::start(auth_settings(&db, &redis_url(), &unique_prefix())).await
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
     }
 
     pub fn channel(&self) -> Channel {
@@ -170,7 +202,7 @@ impl AuthServer {
         self.auth()
             .login(req)
             .await
-            .map(|r| r.into_inner())
+            .map(tonic::Response::into_inner)
             .map_err(|s| AppError::from_status(&s))
     }
 
@@ -213,23 +245,18 @@ impl AuthServer {
         metric(self.admin_addr, series).await
     }
 
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(t) => t.await?,
-            None => Ok(()),
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.0.stop().await
     }
 }
 
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
+/// A call's answer, or its error as the stable code and message it carries.
+pub async fn answer<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, AppError> {
+    call.await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| AppError::from_status(&s))
 }
 
 /// A request carrying a session token.
@@ -348,17 +375,25 @@ pub fn registry_settings(
     auth: &AuthServer,
 ) -> tracetrack_bag_registry::Settings {
     let mut s = tracetrack_bag_registry::Settings::default();
-    s.common.database.url = SecretString::from(db_url.to_owned());
-    s.common.database.max_connections = 10;
-    s.common.database.migrate_on_start = true;
-    // Races put dozens of requests on a small pool: more patience than production's default.
-    s.common.database.acquire_timeout_ms = 3000;
-    s.common.redis.url = redis_url.to_owned();
-    s.common.events.key_prefix = prefix.to_owned();
-    s.common.events.poll_interval_ms = 20;
-    s.common.auth.url = auth.url();
-    s.common.auth.service_token = Some(SecretString::from(service_token("bag-registry")));
+    service_common(
+        &mut s.common,
+        db_url,
+        redis_url,
+        prefix,
+        auth,
+        "bag-registry",
+        10,
+    );
     s
+}
+
+/// Services' URLs, comma-separated.
+pub fn urls(services: &[Running]) -> String {
+    services
+        .iter()
+        .map(Running::url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A running in-process service (any of ours): its address, admin address and stop handle.
@@ -403,22 +438,9 @@ impl Drop for Running {
 }
 
 pub async fn start_registry(settings: tracetrack_bag_registry::Settings) -> Running {
-    let app = tracetrack_bag_registry::Application::build(settings)
+    running!(tracetrack_bag_registry::Application::build(settings)
         .await
-        .unwrap();
-    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    wait_serving(addr, "").await;
-    Running {
-        addr,
-        admin_addr,
-        pool,
-        stop: Some(tx),
-        task: Some(task),
-    }
+        .unwrap())
 }
 
 /// auth + bag-registry (N replicas) + scan, on one fresh database and Redis prefix.
@@ -440,65 +462,18 @@ pub fn scan_settings(
     registry_urls: &str,
 ) -> tracetrack_scan::Settings {
     let mut s = tracetrack_scan::Settings::default();
-    s.common.database.url = SecretString::from(db_url.to_owned());
-    s.common.database.max_connections = 10;
-    s.common.database.migrate_on_start = true;
-    // Races put dozens of requests on a small pool: more patience than production's default.
-    s.common.database.acquire_timeout_ms = 3000;
-    s.common.redis.url = redis_url.to_owned();
-    s.common.events.key_prefix = prefix.to_owned();
-    s.common.events.poll_interval_ms = 20;
-    s.common.auth.url = auth.url();
-    s.common.auth.service_token = Some(SecretString::from(service_token("scan")));
+    service_common(&mut s.common, db_url, redis_url, prefix, auth, "scan", 10);
     s.registry_url = registry_urls.to_owned();
     s
 }
 
 pub async fn start_scan(settings: tracetrack_scan::Settings) -> Running {
-    let app = tracetrack_scan::Application::build(settings).await.unwrap();
-    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    wait_serving(addr, "").await;
-    Running {
-        addr,
-        admin_addr,
-        pool,
-        stop: Some(tx),
-        task: Some(task),
-    }
+    running!(tracetrack_scan::Application::build(settings).await.unwrap())
 }
 
 impl Stack {
     pub async fn start(registry_replicas: usize) -> Self {
-        let db = fresh_database().await;
-        let prefix = unique_prefix();
-        let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
-        let mut registries = Vec::new();
-        for _ in 0..registry_replicas {
-            registries
-                .push(start_registry(registry_settings(&db, &redis_url(), &prefix, &auth)).await);
-        }
-        let urls: Vec<String> = registries.iter().map(Running::url).collect();
-        let scan = start_scan(scan_settings(
-            &db,
-            &redis_url(),
-            &prefix,
-            &auth,
-            &urls.join(","),
-        ))
-        .await;
-        let admin = auth.admin_token().await;
-        Self {
-            auth,
-            registries,
-            scan,
-            admin,
-            db,
-            prefix,
-        }
+        Self::start_on(registry_replicas, &redis_url()).await
     }
 
     pub fn scan_client(
@@ -536,17 +511,14 @@ impl Stack {
         qr: &str,
         area: &str,
     ) -> Result<tracetrack_proto::scan::v1::ScanParentResponse, AppError> {
-        self.scan_client()
-            .scan_parent(authed(
-                tracetrack_proto::scan::v1::ScanParentRequest {
-                    qr: qr.into(),
-                    area: area.into(),
-                },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| AppError::from_status(&s))
+        answer(self.scan_client().scan_parent(authed(
+            tracetrack_proto::scan::v1::ScanParentRequest {
+                qr: qr.into(),
+                area: area.into(),
+            },
+            token,
+        )))
+        .await
     }
 
     pub async fn scan_child(
@@ -555,17 +527,14 @@ impl Stack {
         parent: &str,
         child: &str,
     ) -> Result<tracetrack_proto::scan::v1::ScanChildResponse, AppError> {
-        self.scan_client()
-            .scan_child(authed(
-                tracetrack_proto::scan::v1::ScanChildRequest {
-                    parent_qr: parent.into(),
-                    child_qr: child.into(),
-                },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| AppError::from_status(&s))
+        answer(self.scan_client().scan_child(authed(
+            tracetrack_proto::scan::v1::ScanChildRequest {
+                parent_qr: parent.into(),
+                child_qr: child.into(),
+            },
+            token,
+        )))
+        .await
     }
 
     pub async fn undo(
@@ -573,17 +542,14 @@ impl Stack {
         token: &str,
         parent: &str,
     ) -> Result<tracetrack_proto::scan::v1::UndoLastChildResponse, AppError> {
-        self.scan_client()
-            .undo_last_child(authed(
-                tracetrack_proto::scan::v1::UndoLastChildRequest {
-                    parent_qr: parent.into(),
-                    child_qr: String::new(),
-                },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| AppError::from_status(&s))
+        answer(self.scan_client().undo_last_child(authed(
+            tracetrack_proto::scan::v1::UndoLastChildRequest {
+                parent_qr: parent.into(),
+                child_qr: String::new(),
+            },
+            token,
+        )))
+        .await
     }
 
     pub async fn bag(
@@ -636,12 +602,7 @@ impl Gateway {
         s.redis_key_prefix = stack.prefix.clone();
         s.auth.url = stack.auth.url();
         s.auth.service_token = Some(SecretString::from(service_token("gateway")));
-        s.registry_url = stack
-            .registries
-            .iter()
-            .map(Running::url)
-            .collect::<Vec<_>>()
-            .join(",");
+        s.registry_url = stack.registry_urls();
         s.scan_url = stack.scan.url();
         s.sse_heartbeat_secs = 1;
         configure(&mut s);
@@ -702,51 +663,48 @@ pub fn stats_settings(
     auth: &AuthServer,
 ) -> tracetrack_stats::Settings {
     let mut s = tracetrack_stats::Settings::default();
-    s.common.database.url = SecretString::from(db_url.to_owned());
-    s.common.database.max_connections = 5;
-    s.common.database.migrate_on_start = true;
-    // Races put dozens of requests on a small pool: more patience than production's default.
-    s.common.database.acquire_timeout_ms = 3000;
-    s.common.redis.url = redis_url.to_owned();
-    s.common.events.key_prefix = prefix.to_owned();
-    s.common.auth.url = auth.url();
-    s.common.auth.service_token = Some(SecretString::from(service_token("stats")));
+    service_common(&mut s.common, db_url, redis_url, prefix, auth, "stats", 5);
     s.consumer_block_ms = 200;
     s.consumer_claim_idle_ms = 1000;
     s
 }
 
 pub async fn start_stats(settings: tracetrack_stats::Settings) -> Running {
-    let app = tracetrack_stats::Application::build(settings)
+    running!(tracetrack_stats::Application::build(settings)
         .await
-        .unwrap();
-    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    wait_serving(addr, "").await;
-    Running {
-        addr,
-        admin_addr,
-        pool,
-        stop: Some(tx),
-        task: Some(task),
-    }
+        .unwrap())
 }
 
 impl Stack {
     /// Like [`Stack::start`], with every service on the given Redis.
     pub async fn start_on(registry_replicas: usize, redis: &str) -> Self {
+        Self::start_with(registry_replicas, redis, |_| {}).await
+    }
+
+    /// auth, `registry_replicas` bag-registries (each adjusted by `configure_registry`) and scan
+    /// on a fresh database and key prefix, every service on `redis`.
+    pub async fn start_with(
+        registry_replicas: usize,
+        redis: &str,
+        configure_registry: impl Fn(&mut tracetrack_bag_registry::Settings),
+    ) -> Self {
         let db = fresh_database().await;
         let prefix = unique_prefix();
         let auth = AuthServer::start(auth_settings(&db, redis, &prefix)).await;
         let mut registries = Vec::new();
         for _ in 0..registry_replicas {
-            registries.push(start_registry(registry_settings(&db, redis, &prefix, &auth)).await);
+            let mut s = registry_settings(&db, redis, &prefix, &auth);
+            configure_registry(&mut s);
+            registries.push(start_registry(s).await);
         }
-        let urls: Vec<String> = registries.iter().map(Running::url).collect();
-        let scan = start_scan(scan_settings(&db, redis, &prefix, &auth, &urls.join(","))).await;
+        let scan = start_scan(scan_settings(
+            &db,
+            redis,
+            &prefix,
+            &auth,
+            &urls(&registries),
+        ))
+        .await;
         let admin = auth.admin_token().await;
         Self {
             auth,
@@ -758,14 +716,14 @@ impl Stack {
         }
     }
 
+    /// The registry replicas' URLs, comma-separated (the form services take them in).
+    pub fn registry_urls(&self) -> String {
+        urls(&self.registries)
+    }
+
     pub async fn start_stats(&self, redis: &str) -> Running {
         let mut s = stats_settings(&self.db, redis, &self.prefix, &self.auth);
-        s.registry_url = self
-            .registries
-            .iter()
-            .map(Running::url)
-            .collect::<Vec<_>>()
-            .join(",");
+        s.registry_url = self.registry_urls();
         start_stats(s).await
     }
 }
@@ -823,16 +781,15 @@ pub fn billing_settings(
     registry_urls: &str,
 ) -> tracetrack_billing::Settings {
     let mut s = tracetrack_billing::Settings::default();
-    s.common.database.url = SecretString::from(db_url.to_owned());
-    s.common.database.max_connections = 10;
-    s.common.database.migrate_on_start = true;
-    // Races put dozens of requests on a small pool: more patience than production's default.
-    s.common.database.acquire_timeout_ms = 3000;
-    s.common.redis.url = redis_url.to_owned();
-    s.common.events.key_prefix = prefix.to_owned();
-    s.common.events.poll_interval_ms = 20;
-    s.common.auth.url = auth.url();
-    s.common.auth.service_token = Some(SecretString::from(service_token("billing")));
+    service_common(
+        &mut s.common,
+        db_url,
+        redis_url,
+        prefix,
+        auth,
+        "billing",
+        10,
+    );
     s.registry_url = registry_urls.to_owned();
     s.sweeper_interval_ms = 100;
     s.sweeper_settle_after_ms = 1000;
@@ -840,22 +797,9 @@ pub fn billing_settings(
 }
 
 pub async fn start_billing(settings: tracetrack_billing::Settings) -> Running {
-    let app = tracetrack_billing::Application::build(settings)
+    running!(tracetrack_billing::Application::build(settings)
         .await
-        .unwrap();
-    let (addr, admin_addr, pool) = (app.grpc_addr(), app.admin_addr(), app.pool());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    wait_serving(addr, "").await;
-    Running {
-        addr,
-        admin_addr,
-        pool,
-        stop: Some(tx),
-        task: Some(task),
-    }
+        .unwrap())
 }
 
 /// A [`Stack`] plus N billing replicas (each calling every registry replica).
@@ -887,39 +831,20 @@ impl BillingStack {
         configure_registry: impl Fn(&mut tracetrack_bag_registry::Settings),
         configure_billing: impl Fn(&mut tracetrack_billing::Settings),
     ) -> Self {
-        let db = fresh_database().await;
-        let prefix = unique_prefix();
-        let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
-        let mut registries = Vec::new();
-        for _ in 0..registry_replicas {
-            let mut s = registry_settings(&db, &redis_url(), &prefix, &auth);
-            configure_registry(&mut s);
-            registries.push(start_registry(s).await);
-        }
-        let urls = registries
-            .iter()
-            .map(Running::url)
-            .collect::<Vec<_>>()
-            .join(",");
-        let scan = start_scan(scan_settings(&db, &redis_url(), &prefix, &auth, &urls)).await;
+        let stack = Stack::start_with(registry_replicas, &redis_url(), configure_registry).await;
         let mut billings = Vec::new();
         for _ in 0..billing_replicas {
-            let mut s = billing_settings(&db, &redis_url(), &prefix, &auth, &urls);
+            let mut s = billing_settings(
+                &stack.db,
+                &redis_url(),
+                &stack.prefix,
+                &stack.auth,
+                &stack.registry_urls(),
+            );
             configure_billing(&mut s);
             billings.push(start_billing(s).await);
         }
-        let admin = auth.admin_token().await;
-        Self {
-            stack: Stack {
-                auth,
-                registries,
-                scan,
-                admin,
-                db,
-                prefix,
-            },
-            billings,
-        }
+        Self { stack, billings }
     }
 
     /// A client of billing replica `i` (modulo the number of replicas).
@@ -945,7 +870,7 @@ impl BillingStack {
 
 // ---------------------------------------------------------------------------------- processes
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1031,12 +956,7 @@ impl Stack {
     /// scan as its own process on this stack's database, Redis prefix, auth and registries (the
     /// settings [`scan_settings`] gives the in-process one), for tests that kill it.
     pub async fn scan_process(&self) -> ServiceProcess {
-        let registries = self
-            .registries
-            .iter()
-            .map(Running::url)
-            .collect::<Vec<_>>()
-            .join(",");
+        let registries = self.registry_urls();
         let env = [
             ("TRACETRACK_DATABASE__URL", self.db.clone()),
             ("TRACETRACK_DATABASE__MAX_CONNECTIONS", "10".into()),
@@ -1088,6 +1008,28 @@ pub async fn http_token(
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// `GET url` as `token`; the JSON body.
+pub async fn get_json(
+    client: &reqwest::Client,
+    url: String,
+    token: impl std::fmt::Display,
+) -> serde_json::Value {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// `method url` as `token` with a JSON body; the response.
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: impl std::fmt::Display,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let r = client.request(method, url).bearer_auth(token).json(body);
+    r.send().await.unwrap()
 }
 
 /// Asserts an RFC 9457 problem document with `status` and `code` (and a request id); returns it.

@@ -12,18 +12,10 @@ pub struct RedisServer {
     dir: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
     pub fn start() -> Self {
         let mut s = Self {
-            port: free_port(),
+            port: crate::free_port(),
             child: None,
             dir: None,
         };
@@ -36,7 +28,7 @@ impl RedisServer {
     /// restored from a stale snapshot.
     pub fn start_persistent() -> Self {
         let mut s = Self {
-            port: free_port(),
+            port: crate::free_port(),
             child: None,
             dir: Some(tempfile::tempdir().unwrap()),
         };

@@ -56,21 +56,32 @@ async fn create(
     .map(|r| r.bill.unwrap())
 }
 
+/// Calls of one bill (`bill_id` only) as `token`, each mapped to what the tests look at.
+macro_rules! bill_calls {
+    ($($name:ident: $rpc:ident($req:ident) -> $out:ty = $map:expr;)*) => {$(
+        async fn $name(mut c: BillingClient, token: &str, bill: &str) -> Result<$out, AppError> {
+            let bill_id = bill.into();
+            res(c.$rpc(authed(pb::$req { bill_id }, token)).await).map($map)
+        }
+    )*};
+}
+
+bill_calls! {
+    complete: complete_bill(CompleteBillRequest) -> pb::Bill = |r| r.bill.unwrap();
+    reopen: reopen_bill(ReopenBillRequest) -> pb::Bill = |r| r.bill.unwrap();
+    delete: delete_bill(DeleteBillRequest) -> () = drop;
+    get: get_bill(GetBillRequest) -> pb::GetBillResponse = |r| r;
+}
+
 async fn attach(
     mut c: BillingClient,
     token: &str,
     bill: &str,
     parent: &str,
 ) -> Result<pb::AttachParentResponse, AppError> {
-    res(c
-        .attach_parent(authed(
-            pb::AttachParentRequest {
-                bill_id: bill.into(),
-                parent_qr: parent.into(),
-            },
-            token,
-        ))
-        .await)
+    let (bill_id, parent_qr) = (bill.into(), parent.into());
+    let req = pb::AttachParentRequest { bill_id, parent_qr };
+    res(c.attach_parent(authed(req, token)).await)
 }
 
 async fn detach(
@@ -79,67 +90,9 @@ async fn detach(
     bill: &str,
     parent: &str,
 ) -> Result<pb::Bill, AppError> {
-    res(c
-        .detach_parent(authed(
-            pb::DetachParentRequest {
-                bill_id: bill.into(),
-                parent_qr: parent.into(),
-            },
-            token,
-        ))
-        .await)
-    .map(|r| r.bill.unwrap())
-}
-
-async fn complete(mut c: BillingClient, token: &str, bill: &str) -> Result<pb::Bill, AppError> {
-    res(c
-        .complete_bill(authed(
-            pb::CompleteBillRequest {
-                bill_id: bill.into(),
-            },
-            token,
-        ))
-        .await)
-    .map(|r| r.bill.unwrap())
-}
-
-async fn reopen(mut c: BillingClient, token: &str, bill: &str) -> Result<pb::Bill, AppError> {
-    res(c
-        .reopen_bill(authed(
-            pb::ReopenBillRequest {
-                bill_id: bill.into(),
-            },
-            token,
-        ))
-        .await)
-    .map(|r| r.bill.unwrap())
-}
-
-async fn delete(mut c: BillingClient, token: &str, bill: &str) -> Result<(), AppError> {
-    res(c
-        .delete_bill(authed(
-            pb::DeleteBillRequest {
-                bill_id: bill.into(),
-            },
-            token,
-        ))
-        .await)
-    .map(drop)
-}
-
-async fn get(
-    mut c: BillingClient,
-    token: &str,
-    bill: &str,
-) -> Result<pb::GetBillResponse, AppError> {
-    res(c
-        .get_bill(authed(
-            pb::GetBillRequest {
-                bill_id: bill.into(),
-            },
-            token,
-        ))
-        .await)
+    let (bill_id, parent_qr) = (bill.into(), parent.into());
+    let req = pb::DetachParentRequest { bill_id, parent_qr };
+    res(c.detach_parent(authed(req, token)).await).map(|r| r.bill.unwrap())
 }
 
 async fn update(

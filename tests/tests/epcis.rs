@@ -69,13 +69,7 @@ fn validate_text(name: &str, body: &str) -> (i32, String) {
 }
 
 async fn post(c: &Client, gw: &Gateway, token: &str, path: &str, body: Value) -> Value {
-    let r = c
-        .post(gw.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(c, reqwest::Method::POST, gw.url(path), token, &body).await;
     let status = r.status();
     let v: Value = r.json().await.unwrap_or_default();
     assert!(status.is_success(), "POST {path}: {status} {v}");

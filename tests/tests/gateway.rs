@@ -74,13 +74,14 @@ async fn cookie_session_csrf_and_bearer() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // Scripts use the bearer token and need no CSRF header.
-    let r = client
-        .post(gw.url("/api/v1/scans/child"))
-        .bearer_auth(&token)
-        .json(&json!({"parent_qr": "SB80001", "child_qr": "CH0001"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &client,
+        reqwest::Method::POST,
+        gw.url("/api/v1/scans/child"),
+        &token,
+        &json!({"parent_qr": "SB80001", "child_qr": "CH0001"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["parent"]["child_count"], 1);
@@ -240,48 +241,21 @@ async fn error_codes_as_problem_documents() {
     .await;
 
     // Lists: keyset pages of bags.
-    let page: Value = c
-        .get(gw.url("/api/v1/bags?q=SB81&page_size=1"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&c, gw.url("/api/v1/bags?q=SB81&page_size=1"), &admin).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let next = page["next_page_token"].as_str().unwrap();
-    let page2: Value = c
-        .get(gw.url(&format!(
+    let page2: Value = get_json(
+        &c,
+        gw.url(&format!(
             "/api/v1/bags?q=SB81&page_size=1&page_token={next}"
-        )))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+        &admin,
+    )
+    .await;
     assert_eq!(page2["items"][0]["qr"], "SB81002");
-    let kids: Value = c
-        .get(gw.url("/api/v1/bags/SB81001/children"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let kids: Value = get_json(&c, gw.url("/api/v1/bags/SB81001/children"), &admin).await;
     assert_eq!(kids["items"][0]["qr"], "AB12");
-    let scans: Value = c
-        .get(gw.url("/api/v1/scans?qr=AB12"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let scans: Value = get_json(&c, gw.url("/api/v1/scans?qr=AB12"), &admin).await;
     let outcomes: Vec<&str> = scans["items"]
         .as_array()
         .unwrap()
@@ -330,13 +304,14 @@ async fn a_down_upstream_answers_503_on_its_routes_only() {
     let gw = Gateway::start(&stack, |s| s.scan_url = format!("http://{dead}")).await;
     let c = Client::new();
     let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
-    let r = c
-        .post(gw.url("/api/v1/scans/parent"))
-        .bearer_auth(&admin)
-        .json(&json!({"qr": "SB82001", "area": "hisar"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &c,
+        reqwest::Method::POST,
+        gw.url("/api/v1/scans/parent"),
+        &admin,
+        &json!({"qr": "SB82001", "area": "hisar"}),
+    )
+    .await;
     problem(r, 503, "unavailable").await;
     assert_eq!(
         c.get(gw.url("/readyz")).send().await.unwrap().status(),
@@ -554,15 +529,7 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
     // The dashboard converges (generous bound); a dispatcher's is their area's.
     let start = std::time::Instant::now();
     loop {
-        let d: Value = c
-            .get(gw.url("/api/v1/stats/dashboard"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: Value = get_json(&c, gw.url("/api/v1/stats/dashboard"), &admin).await;
         if d["children"] == 3 && d["parents"] == 2 {
             assert_eq!(d["scans_today"], 3, "{d}");
             break;
@@ -597,35 +564,21 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
         "permission_denied",
     )
     .await;
-    let audit: Value = c
-        .get(gw.url(&format!("/api/v1/audit?user_id={}&action=scan.", user.id)))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = get_json(
+        &c,
+        gw.url(&format!("/api/v1/audit?user_id={}&action=scan.", user.id)),
+        &admin,
+    )
+    .await;
     assert!(!audit["items"].as_array().unwrap().is_empty());
-    let history: Value = c
-        .get(gw.url("/api/v1/bags/DASH1/history"))
-        .bearer_auth(&gita)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&c, gw.url("/api/v1/bags/DASH1/history"), &gita).await;
     assert_eq!(history[0]["action"], "registry.child_linked");
-    let activity: Value = c
-        .get(gw.url(&format!("/api/v1/stats/users/{}/activity", user.id)))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let activity: Value = get_json(
+        &c,
+        gw.url(&format!("/api/v1/stats/users/{}/activity", user.id)),
+        &admin,
+    )
+    .await;
     assert_eq!(activity["total_scans"], 3);
 }
 

@@ -10,14 +10,6 @@ use std::time::Duration;
 
 use tracetrack_tests::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn make_run_serves_a_third_party_grpc_client() {
     let root = repo_root();

@@ -362,48 +362,33 @@ async fn bag_management_codes_and_search() {
         )
     };
 
-    assert_eq!(
-        code_of(
-            r.register_bag(register("SB50001", reg::BagType::Parent, "raipur", &dev))
-                .await
-        ),
-        ErrorCode::PermissionDenied
-    );
-    r.register_bag(register("SB50001", reg::BagType::Parent, "raipur", &admin))
-        .await
-        .unwrap();
-    assert_eq!(
-        code_of(
-            r.register_bag(register("sb50001", reg::BagType::Parent, "raipur", &admin))
-                .await
-        ),
-        ErrorCode::BagExists
-    );
-    r.register_bag(register("LOOSE1", reg::BagType::Child, "raipur", &admin))
-        .await
-        .unwrap();
-    assert_eq!(
-        code_of(
-            r.register_bag(register("SB50009", reg::BagType::Child, "raipur", &admin))
-                .await
-        ),
-        ErrorCode::QrIsParent
-    );
+    // Who may register, and what the registry refuses (None: registered).
+    use reg::BagType::{Child, Parent};
+    for (qr, kind, token, refused) in [
+        ("SB50001", Parent, &dev, Some(ErrorCode::PermissionDenied)),
+        ("SB50001", Parent, &admin, None),
+        ("sb50001", Parent, &admin, Some(ErrorCode::BagExists)),
+        ("LOOSE1", Child, &admin, None),
+        ("SB50009", Child, &admin, Some(ErrorCode::QrIsParent)),
+    ] {
+        let answer = r.register_bag(register(qr, kind, "raipur", token)).await;
+        let code = answer.err().map(|s| AppError::from_status(&s).code);
+        assert_eq!(code, refused, "registering {qr}");
+    }
 
     stack.scan_child(&dev, "SB50001", "KID1").await.unwrap();
     let del = |qr: &str| authed(reg::DeleteBagRequest { qr: qr.into() }, &admin);
-    assert_eq!(
-        code_of(r.delete_bag(del("SB50001")).await),
-        ErrorCode::BagHasChildren
-    );
-    assert_eq!(
-        code_of(r.delete_bag(del("KID1")).await),
-        ErrorCode::BagLinked
-    );
-    assert_eq!(
-        code_of(r.delete_bag(del("NOPE1")).await),
-        ErrorCode::BagNotFound
-    );
+    for (qr, refused) in [
+        ("SB50001", ErrorCode::BagHasChildren),
+        ("KID1", ErrorCode::BagLinked),
+        ("NOPE1", ErrorCode::BagNotFound),
+    ] {
+        assert_eq!(
+            code_of(r.delete_bag(del(qr)).await),
+            refused,
+            "deleting {qr}"
+        );
+    }
     r.delete_bag(del("LOOSE1")).await.unwrap();
     assert_eq!(
         stack.bag(&admin, "LOOSE1").await.unwrap_err().code,

@@ -37,21 +37,23 @@ async fn bag_history_is_scoped_to_the_area_and_hides_addresses_from_non_admins()
     let bina = http_token(&c, &gw, "bina", USER_PASSWORD).await;
     // The admin registers the parent over HTTP (so its event carries the address the gateway
     // saw); the lucknow dispatcher scans a child into it.
-    let r = c
-        .post(gw.url("/api/v1/bags"))
-        .bearer_auth(&admin)
-        .json(&json!({"qr": "SB71001", "type": "parent", "area": "lucknow"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &c,
+        reqwest::Method::POST,
+        gw.url("/api/v1/bags"),
+        &admin,
+        &json!({"qr": "SB71001", "type": "parent", "area": "lucknow"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .post(gw.url("/api/v1/scans/child"))
-        .bearer_auth(&lata)
-        .json(&json!({"parent_qr": "SB71001", "child_qr": "HIST0001"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &c,
+        reqwest::Method::POST,
+        gw.url("/api/v1/scans/child"),
+        &lata,
+        &json!({"parent_qr": "SB71001", "child_qr": "HIST0001"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // The admin sees the history with the address the gateway saw and the raw details.
@@ -240,13 +242,14 @@ async fn live_streams_follow_their_viewer_and_are_capped() {
     problem(third, 429, "overloaded").await;
 
     // The admin moves moti to another area: both streams end with `view changed`.
-    let r = c
-        .patch(gw.url(&format!("/api/v1/users/{}", user.id)))
-        .bearer_auth(&admin)
-        .json(&json!({"dispatch_area": "bathinda"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &c,
+        reqwest::Method::PATCH,
+        gw.url(&format!("/api/v1/users/{}", user.id)),
+        &admin,
+        &json!({"dispatch_area": "bathinda"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     for resp in [scans, dash] {
         let mut body = resp.bytes_stream();

@@ -6,14 +6,15 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as pb;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
-use crate::dto::{bag, timestamp, Bag, Page, Problem};
+use crate::dto::{bag, Bag, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::filters::{bag_type, BagFilter, PageParams};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -23,18 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(children))
         .routes(routes!(unlink_child))
         .routes(routes!(move_child))
-}
-
-fn bag_type(name: &str) -> Result<i32, ApiError> {
-    match name {
-        "parent" => Ok(pb::BagType::Parent as i32),
-        "child" => Ok(pb::BagType::Child as i32),
-        "" => Ok(0),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            "type must be parent or child",
-        )),
-    }
 }
 
 /// One bag by QR (a label text works too).
@@ -56,56 +45,20 @@ async fn get_bag(
         .ok_or_else(|| ApiError::new(ErrorCode::BagNotFound, "no bag with that code"))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct SearchParams {
-    /// parent or child.
-    #[serde(rename = "type")]
-    #[param(rename = "type", pattern = "^(parent|child)?$")]
-    pub kind: Option<String>,
-    pub area: Option<String>,
-    /// QR prefix.
-    pub q: Option<String>,
-    pub linked: Option<bool>,
-    pub billed: Option<bool>,
-    /// Created from (RFC 3339).
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
-}
-
 /// Search bags (newest first, or by QR with a prefix); dispatchers see their own area.
-#[utoipa::path(get, path = "/api/v1/bags", tag = "bags", params(SearchParams), responses((status = 200, body = Page<Bag>)))]
+#[utoipa::path(get, path = "/api/v1/bags", tag = "bags", params(BagFilter, PageParams), responses((status = 200, body = Page<Bag>)))]
 async fn search_bags(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(p): Query<SearchParams>,
+    Query(filter): Query<BagFilter>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<Bag>>> {
-    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
-    let req = pb::SearchBagsRequest {
-        r#type: bag_type(p.kind.as_deref().unwrap_or(""))?,
-        area: p.area.unwrap_or_default(),
-        qr_prefix: p.q.unwrap_or_default(),
-        linked: p.linked,
-        billed: p.billed,
-        created_from: timestamp(&p.from).map_err(bad)?,
-        created_to: timestamp(&p.to).map_err(bad)?,
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
-    };
+    let req = filter.search(page)?;
     let r = crate::read!(state.0.registry, search_bags, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(
         r.bags.into_iter().map(Bag::from).collect(),
         r.next_page_token,
     )))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageParams {
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
 }
 
 /// A parent's children, by QR.
@@ -118,10 +71,11 @@ async fn children(
     Path(qr): Path<String>,
     Query(p): Query<PageParams>,
 ) -> ApiResult<Json<Page<Bag>>> {
+    let (page_size, page_token) = p.parts();
     let req = pb::ListChildrenRequest {
         parent_qr: qr,
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
+        page_size,
+        page_token,
     };
     let r = crate::read!(state.0.registry, list_children, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(

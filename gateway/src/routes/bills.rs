@@ -13,9 +13,10 @@ use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
 use crate::document::{Document, Format, Lang, ReturnLine};
-use crate::dto::{rfc3339, timestamp, Page, Problem};
+use crate::dto::{rfc3339, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::filters::{BillFilter, PageParams};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,23 +40,6 @@ fn status_name(s: i32) -> String {
         _ => "",
     }
     .to_owned()
-}
-
-fn status_value(s: &str) -> Result<i32, ApiError> {
-    Ok(match s {
-        "" => 0,
-        "new" => pb::BillStatus::New as i32,
-        "processing" => pb::BillStatus::Processing as i32,
-        "completing" => pb::BillStatus::Completing as i32,
-        "completed" => pb::BillStatus::Completed as i32,
-        "reopening" => pb::BillStatus::Reopening as i32,
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                "status must be new, processing, completing or completed",
-            ))
-        }
-    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,39 +121,15 @@ fn one(b: Option<pb::Bill>) -> ApiResult<Json<Bill>> {
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no bill returned"))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// new, processing, completing, completed or reopening.
-    #[param(pattern = "^(new|processing|completing|completed|reopening)?$")]
-    pub status: Option<String>,
-    /// Bill id prefix.
-    pub q: Option<String>,
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    pub created_by: Option<String>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
-}
-
 /// Bills, newest first, with their figures.
-#[utoipa::path(get, path = "/api/v1/bills", tag = "bills", params(ListParams), responses((status = 200, body = Page<Bill>)))]
+#[utoipa::path(get, path = "/api/v1/bills", tag = "bills", params(BillFilter, PageParams), responses((status = 200, body = Page<Bill>)))]
 async fn list_bills(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(p): Query<ListParams>,
+    Query(filter): Query<BillFilter>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<Bill>>> {
-    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
-    let req = pb::ListBillsRequest {
-        status: status_value(p.status.as_deref().unwrap_or(""))?,
-        bill_id_prefix: p.q.unwrap_or_default(),
-        created_from: timestamp(&p.from).map_err(bad)?,
-        created_to: timestamp(&p.to).map_err(bad)?,
-        created_by: p.created_by.unwrap_or_default(),
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
-    };
+    let req = filter.list(page)?;
     let r = crate::read!(state.0.billing, list_bills, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(
         r.bills.into_iter().map(|b| bill(b, None)).collect(),

@@ -31,18 +31,19 @@ use chrono::{TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
-use serde::Deserialize;
 use tokio::io::AsyncSeekExt;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::billing::v1 as billing;
 use tracetrack_proto::registry::v1 as reg;
 use tracetrack_proto::scan::v1 as scan;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
+
+use crate::filters::{BagFilter, BillFilter, PageParams, ScanFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
-use crate::dto::{timestamp, Problem};
+use crate::dto::Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::state::AppState;
@@ -257,50 +258,9 @@ fn scan_row(e: &scan::ScanEvent) -> Vec<Cell> {
 /// Chunks of rows as they arrive from the owning service.
 type Rows = BoxStream<'static, Result<Vec<Vec<Cell>>, tonic::Status>>;
 
-fn bad(m: String) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, m)
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct BagParams {
-    /// parent or child.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub kind: Option<String>,
-    pub area: Option<String>,
-    /// QR prefix.
-    pub q: Option<String>,
-    /// Children: linked or not; parents: holding children or not.
-    pub linked: Option<bool>,
-    /// Parents on a bill or not.
-    pub billed: Option<bool>,
-    /// Created at or after (RFC 3339).
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    /// Created before (RFC 3339).
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-}
-
-async fn bags(state: &AppState, ctx: &Ctx, p: BagParams) -> ApiResult<Rows> {
-    let kind = match p.kind.as_deref().unwrap_or("") {
-        "" => 0,
-        "parent" => reg::BagType::Parent as i32,
-        "child" => reg::BagType::Child as i32,
-        _ => return Err(bad("type must be parent or child".into())),
-    };
+async fn bags(state: &AppState, ctx: &Ctx, p: BagFilter) -> ApiResult<Rows> {
     let req = reg::ExportBagsRequest {
-        filter: Some(reg::SearchBagsRequest {
-            r#type: kind,
-            area: p.area.unwrap_or_default(),
-            qr_prefix: p.q.unwrap_or_default(),
-            linked: p.linked,
-            billed: p.billed,
-            created_from: timestamp(&p.from).map_err(bad)?,
-            created_to: timestamp(&p.to).map_err(bad)?,
-            page_size: 0,
-            page_token: String::new(),
-        }),
+        filter: Some(p.search(PageParams::default())?),
         chunk_size: 0,
     };
     let stream = crate::read!(state.0.registry, export_bags, ctx.read(req.clone())).await?;
@@ -309,46 +269,9 @@ async fn bags(state: &AppState, ctx: &Ctx, p: BagParams) -> ApiResult<Rows> {
         .boxed())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct BillParams {
-    /// new, processing, completing, completed or reopening.
-    pub status: Option<String>,
-    /// Bill id prefix (case-insensitive).
-    pub q: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    /// Created before (RFC 3339).
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    /// The creator's user id.
-    pub created_by: Option<String>,
-}
-
-async fn bills(state: &AppState, ctx: &Ctx, p: BillParams) -> ApiResult<Rows> {
-    let status = match p.status.as_deref().unwrap_or("") {
-        "" => billing::BillStatus::Unspecified,
-        "new" => billing::BillStatus::New,
-        "processing" => billing::BillStatus::Processing,
-        "completing" => billing::BillStatus::Completing,
-        "completed" => billing::BillStatus::Completed,
-        "reopening" => billing::BillStatus::Reopening,
-        _ => {
-            return Err(bad(
-                "status must be new, processing, completing, completed or reopening".into(),
-            ))
-        }
-    };
+async fn bills(state: &AppState, ctx: &Ctx, p: BillFilter) -> ApiResult<Rows> {
     let req = billing::ExportBillsRequest {
-        filter: Some(billing::ListBillsRequest {
-            status: status as i32,
-            bill_id_prefix: p.q.unwrap_or_default(),
-            created_from: timestamp(&p.from).map_err(bad)?,
-            created_to: timestamp(&p.to).map_err(bad)?,
-            created_by: p.created_by.unwrap_or_default(),
-            page_size: 0,
-            page_token: String::new(),
-        }),
+        filter: Some(p.list(PageParams::default())?),
         chunk_size: 0,
     };
     let stream = crate::read!(state.0.billing, export_bills, ctx.read(req.clone())).await?;
@@ -357,30 +280,9 @@ async fn bills(state: &AppState, ctx: &Ctx, p: BillParams) -> ApiResult<Rows> {
         .boxed())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ScanParams {
-    /// The scanning user's id.
-    pub user_id: Option<String>,
-    /// Parent or child QR.
-    pub qr: Option<String>,
-    /// At or after (RFC 3339).
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    /// Before (RFC 3339).
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-}
-
-async fn scans(state: &AppState, ctx: &Ctx, p: ScanParams) -> ApiResult<Rows> {
+async fn scans(state: &AppState, ctx: &Ctx, p: ScanFilter) -> ApiResult<Rows> {
     let req = scan::ExportScansRequest {
-        filter: Some(scan::ListScansRequest {
-            user_id: p.user_id.unwrap_or_default(),
-            qr: p.qr.unwrap_or_default(),
-            from: timestamp(&p.from).map_err(bad)?,
-            to: timestamp(&p.to).map_err(bad)?,
-            page_size: 0,
-            page_token: String::new(),
-        }),
+        filter: Some(p.list(PageParams::default())?),
         chunk_size: 0,
     };
     let stream = crate::read!(state.0.scan, export_scans, ctx.read(req.clone())).await?;
@@ -557,92 +459,57 @@ async fn xlsx_file(
 
 // ------------------------------------------------------------------------------ routes
 
-/// Bags as CSV (admin; SearchBags' filters, QR order, streamed, no row cap).
-#[utoipa::path(get, path = "/api/v1/exports/bags.csv", tag = "exports", params(BagParams),
-    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per bag"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn bags_csv(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<BagParams>,
-) -> ApiResult<Response> {
-    Ok(csv_file("bags", BAG_COLUMNS, bags(&state, &ctx, p).await?))
+/// A table's two routes, `$csv` (streamed) and `$xlsx`, over the rows `$rows` selects with the
+/// table's filter: one place for what every export route does.
+macro_rules! export_routes {
+    ($table:tt, $columns:ident, $filter:ty, $rows:ident, $what:tt,
+     $csv:ident: $csv_path:tt, $csv_doc:tt,
+     $xlsx:ident: $xlsx_path:tt, $xlsx_doc:tt) => {
+        #[doc = $csv_doc]
+        #[utoipa::path(get, path = $csv_path, tag = "exports", params($filter),
+            responses((status = 200, content_type = "text/csv", body = String, description = $what),
+                (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+                (status = 403, body = Problem, description = "permission_denied: admins only")))]
+        async fn $csv(
+            State(state): State<AppState>,
+            ctx: Ctx,
+            Query(p): Query<$filter>,
+        ) -> ApiResult<Response> {
+            Ok(csv_file($table, $columns, $rows(&state, &ctx, p).await?))
+        }
+
+        #[doc = $xlsx_doc]
+        #[utoipa::path(get, path = $xlsx_path, tag = "exports", params($filter),
+            responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 rows"),
+                (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
+                (status = 403, body = Problem, description = "permission_denied: admins only")))]
+        async fn $xlsx(
+            State(state): State<AppState>,
+            ctx: Ctx,
+            Query(p): Query<$filter>,
+        ) -> ApiResult<Response> {
+            xlsx_file($table, $columns, $rows(&state, &ctx, p).await?).await
+        }
+    };
 }
 
-/// Bags as XLSX (admin; SearchBags' filters, QR order, no row cap).
-#[utoipa::path(get, path = "/api/v1/exports/bags.xlsx", tag = "exports", params(BagParams),
-    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 bags"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn bags_xlsx(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<BagParams>,
-) -> ApiResult<Response> {
-    xlsx_file("bags", BAG_COLUMNS, bags(&state, &ctx, p).await?).await
-}
+export_routes!("bags", BAG_COLUMNS, BagFilter, bags, "header row, then one record per bag",
+    bags_csv: "/api/v1/exports/bags.csv",
+    "Bags as CSV (admin; SearchBags' filters, QR order, streamed, no row cap).",
+    bags_xlsx: "/api/v1/exports/bags.xlsx",
+    "Bags as XLSX (admin; SearchBags' filters, QR order, no row cap).");
 
-/// Bills with their figures as CSV (admin; ListBills' filters, newest first, streamed).
-#[utoipa::path(get, path = "/api/v1/exports/bills.csv", tag = "exports", params(BillParams),
-    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per bill"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn bills_csv(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<BillParams>,
-) -> ApiResult<Response> {
-    Ok(csv_file(
-        "bills",
-        BILL_COLUMNS,
-        bills(&state, &ctx, p).await?,
-    ))
-}
+export_routes!("bills", BILL_COLUMNS, BillFilter, bills, "header row, then one record per bill",
+    bills_csv: "/api/v1/exports/bills.csv",
+    "Bills with their figures as CSV (admin; ListBills' filters, newest first, streamed).",
+    bills_xlsx: "/api/v1/exports/bills.xlsx",
+    "Bills with their figures as XLSX (admin; ListBills' filters, newest first).");
 
-/// Bills with their figures as XLSX (admin; ListBills' filters, newest first).
-#[utoipa::path(get, path = "/api/v1/exports/bills.xlsx", tag = "exports", params(BillParams),
-    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 bills"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn bills_xlsx(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<BillParams>,
-) -> ApiResult<Response> {
-    xlsx_file("bills", BILL_COLUMNS, bills(&state, &ctx, p).await?).await
-}
-
-/// Scan events (every attempt, with its outcome) as CSV (admin; ListScans' filters, newest
-/// first, streamed).
-#[utoipa::path(get, path = "/api/v1/exports/scans.csv", tag = "exports", params(ScanParams),
-    responses((status = 200, content_type = "text/csv", body = String, description = "header row, then one record per scan event"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn scans_csv(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<ScanParams>,
-) -> ApiResult<Response> {
-    Ok(csv_file(
-        "scans",
-        SCAN_COLUMNS,
-        scans(&state, &ctx, p).await?,
-    ))
-}
-
-/// Scan events as XLSX (admin; ListScans' filters, newest first).
-#[utoipa::path(get, path = "/api/v1/exports/scans.xlsx", tag = "exports", params(ScanParams),
-    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Binary, description = "one sheet per 1,048,575 scan events"),
-        (status = 400, body = Problem, description = "invalid_argument"), (status = 401, body = Problem, description = "unauthenticated"),
-        (status = 403, body = Problem, description = "permission_denied: admins only")))]
-async fn scans_xlsx(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(p): Query<ScanParams>,
-) -> ApiResult<Response> {
-    xlsx_file("scans", SCAN_COLUMNS, scans(&state, &ctx, p).await?).await
-}
+export_routes!("scans", SCAN_COLUMNS, ScanFilter, scans, "header row, then one record per scan event",
+    scans_csv: "/api/v1/exports/scans.csv",
+    "Scan events (every attempt, with its outcome) as CSV (admin; ListScans' filters, newest first, streamed).",
+    scans_xlsx: "/api/v1/exports/scans.xlsx",
+    "Scan events as XLSX (admin; ListScans' filters, newest first).");
 
 #[cfg(test)]
 mod tests {

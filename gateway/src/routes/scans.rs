@@ -9,16 +9,16 @@ use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tracetrack_domain::ErrorCode;
 use tracetrack_proto::scan::v1 as pb;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
-use crate::dto::{bag, timestamp, Bag, Page, Problem, ScanEvent};
-use crate::error::{ApiError, ApiResult};
+use crate::dto::{bag, Bag, Page, Problem, ScanEvent};
+use crate::error::ApiResult;
 use crate::extract::{Body, Query};
+use crate::filters::{PageParams, ScanFilter};
 use crate::live::View;
 use crate::state::AppState;
 
@@ -155,36 +155,15 @@ async fn undo(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ScanParams {
-    pub user_id: Option<String>,
-    /// Parent or child QR.
-    pub qr: Option<String>,
-    /// RFC 3339.
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
-}
-
 /// Scan events (every attempt, with its outcome), newest first.
-#[utoipa::path(get, path = "/api/v1/scans", tag = "scans", params(ScanParams), responses((status = 200, body = Page<ScanEvent>)))]
+#[utoipa::path(get, path = "/api/v1/scans", tag = "scans", params(ScanFilter, PageParams), responses((status = 200, body = Page<ScanEvent>)))]
 async fn list_scans(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(p): Query<ScanParams>,
+    Query(filter): Query<ScanFilter>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<ScanEvent>>> {
-    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
-    let req = pb::ListScansRequest {
-        user_id: p.user_id.unwrap_or_default(),
-        qr: p.qr.unwrap_or_default(),
-        from: timestamp(&p.from).map_err(bad)?,
-        to: timestamp(&p.to).map_err(bad)?,
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
-    };
+    let req = filter.list(page)?;
     let r = crate::read!(state.0.scan, list_scans, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(
         r.events.iter().map(ScanEvent::from).collect(),

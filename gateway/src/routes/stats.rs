@@ -9,16 +9,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use tracetrack_domain::ErrorCode;
 use tracetrack_proto::stats::v1 as pb;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
-use crate::dto::{rfc3339, timestamp, Page, Problem};
-use crate::error::{ApiError, ApiResult};
+use crate::dto::{rfc3339, Page, Problem};
+use crate::error::ApiResult;
 use crate::extract::Query;
+use crate::filters::{AuditFilter, PageParams};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -353,36 +353,16 @@ fn audit_event(e: pb::AuditEvent) -> AuditEvent {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct AuditParams {
-    pub user_id: Option<String>,
-    /// An event type, or a prefix ending in "." (e.g. `auth.`).
-    pub action: Option<String>,
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
-}
-
 /// The audit trail (admin), newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "stats", params(AuditParams),
+#[utoipa::path(get, path = "/api/v1/audit", tag = "stats", params(AuditFilter, PageParams),
     responses((status = 200, body = Page<AuditEvent>), (status = 403, body = Problem)))]
 async fn audit(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(p): Query<AuditParams>,
+    Query(filter): Query<AuditFilter>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
-    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
-    let req = pb::ListAuditEventsRequest {
-        user_id: p.user_id.unwrap_or_default(),
-        action: p.action.unwrap_or_default(),
-        from: timestamp(&p.from).map_err(bad)?,
-        to: timestamp(&p.to).map_err(bad)?,
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
-    };
+    let req = filter.list(page)?;
     let r = crate::read!(state.0.stats, list_audit_events, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(
         r.events.into_iter().map(audit_event).collect(),

@@ -14,6 +14,7 @@ use crate::ctx::Ctx;
 use crate::dto::{role_value, Page, Problem, User};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::filters::PageParams;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -45,25 +46,25 @@ pub struct ListParams {
     #[param(pattern = "^(admin|biller|dispatcher)?$")]
     pub role: Option<String>,
     pub include_inactive: Option<bool>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
 }
 
 /// Users, by username.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListParams, PageParams),
     responses((status = 200, body = Page<User>), (status = 403, body = Problem)))]
 async fn list_users(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(p): Query<ListParams>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<User>>> {
     let role = match p.role.as_deref() {
         Some(r) if !r.is_empty() => role(r)?,
         _ => 0,
     };
+    let (page_size, page_token) = page.parts();
     let req = pb::ListUsersRequest {
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
+        page_size,
+        page_token,
         query: p.q.unwrap_or_default(),
         role,
         include_inactive: p.include_inactive.unwrap_or(false),
@@ -121,13 +122,9 @@ async fn get_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    let r = crate::read!(
-        state.0.users,
-        get_user,
-        ctx.read(pb::GetUserRequest { id: id.clone() })
-    )
-    .await?;
-    Ok(Json(User::from(r.user.unwrap_or_default())))
+    let req = pb::GetUserRequest { id };
+    let r = crate::read!(state.0.users, get_user, ctx.read(req.clone())).await?;
+    Ok(user(r.user))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -156,10 +153,8 @@ async fn update_user(
         dispatch_area: b.dispatch_area,
         active: b.active,
     };
-    let r = crate::mutate!(state.0.users, update_user, ctx, req)
-        .await?
-        .into_inner();
-    Ok(Json(User::from(r.user.unwrap_or_default())))
+    let r = crate::mutate!(state.0.users, update_user, ctx, req).await?;
+    Ok(user(r.into_inner().user))
 }
 
 /// Deactivate a user (never deleted); their sessions end.
@@ -170,15 +165,9 @@ async fn deactivate_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    let r = crate::mutate!(
-        state.0.users,
-        deactivate_user,
-        ctx,
-        pb::DeactivateUserRequest { id }
-    )
-    .await?
-    .into_inner();
-    Ok(Json(User::from(r.user.unwrap_or_default())))
+    let req = pb::DeactivateUserRequest { id };
+    let r = crate::mutate!(state.0.users, deactivate_user, ctx, req).await?;
+    Ok(user(r.into_inner().user))
 }
 
 /// Unlock one user locked by failed logins.
@@ -189,15 +178,9 @@ async fn unlock_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    let r = crate::mutate!(
-        state.0.users,
-        unlock_user,
-        ctx,
-        pb::UnlockUserRequest { id }
-    )
-    .await?
-    .into_inner();
-    Ok(Json(User::from(r.user.unwrap_or_default())))
+    let req = pb::UnlockUserRequest { id };
+    let r = crate::mutate!(state.0.users, unlock_user, ctx, req).await?;
+    Ok(user(r.into_inner().user))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -237,16 +220,15 @@ async fn reset_password(
     Path(id): Path<String>,
     Body(b): Body<ResetBody>,
 ) -> ApiResult<Json<User>> {
-    let r = crate::mutate!(
-        state.0.users,
-        reset_password,
-        ctx,
-        pb::ResetPasswordRequest {
-            id,
-            temporary_password: b.password,
-        }
-    )
-    .await?
-    .into_inner();
-    Ok(Json(User::from(r.user.unwrap_or_default())))
+    let temporary_password = b.password;
+    let req = pb::ResetPasswordRequest {
+        id,
+        temporary_password,
+    };
+    let r = crate::mutate!(state.0.users, reset_password, ctx, req).await?;
+    Ok(user(r.into_inner().user))
+}
+
+fn user(u: Option<pb::User>) -> Json<User> {
+    Json(User::from(u.unwrap_or_default()))
 }

@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use tracetrack_auth::config::DEFAULTS;
-use tracetrack_auth::{startup, state::SCHEMA, Application, Settings};
+use tracetrack_auth::{startup, state::SCHEMA, Settings};
 use tracetrack_common::cli::{self, Binary, Standard};
 
 #[derive(Parser)]
@@ -37,18 +37,14 @@ async fn main() -> anyhow::Result<()> {
     };
     match command {
         Command::Standard(c) => {
-            binary
-                .run(
-                    c,
-                    &common,
-                    || async {
-                        let app = Application::build(settings).await?;
-                        app.run_until_stopped(tracetrack_common::shutdown::signal())
-                            .await
-                    },
-                    cli::nothing,
-                )
-                .await
+            tracetrack_common::run_standard!(
+                tracetrack_auth,
+                binary,
+                c,
+                &common,
+                settings,
+                cli::nothing
+            )
         }
         Command::CreateAdmin { username } => {
             let _telemetry = binary.telemetry(&common)?;

@@ -95,6 +95,23 @@ impl tonic::service::Interceptor for Outgoing {
 
 pub type Intercepted = InterceptedService<Channel, Outgoing>;
 
+/// The transport of a client of another of our services: a channel balanced over `urls`
+/// (comma-separated replicas) whose every call carries `timeout_ms` as its deadline, this
+/// service's token and the trace context. `XServiceClient::new(upstream(..)?)`.
+pub fn upstream(
+    urls: &str,
+    timeout_ms: u64,
+    auth: &crate::config::AuthClientSettings,
+) -> anyhow::Result<Intercepted> {
+    use secrecy::ExposeSecret;
+    let timeout = Duration::from_millis(timeout_ms);
+    let token = auth.service_token.as_ref().map(|t| t.expose_secret());
+    Ok(InterceptedService::new(
+        balanced_channel(urls, timeout)?,
+        Outgoing::new(token)?.with_deadline(timeout),
+    ))
+}
+
 /// Wraps a message with the end user's token and an idempotency key.
 pub fn request<T>(
     message: T,

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
-use tracetrack_common::client::{self, Outgoing};
+use tracetrack_common::client;
 use tracetrack_common::server::ServiceRuntime;
 use tracetrack_proto::billing::v1 as pb;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
@@ -37,22 +36,12 @@ impl Application {
         let runtime =
             ServiceRuntime::build(SERVICE, SCHEMA, settings.common.clone(), &MIGRATOR).await?;
         let callers = CallerResolver::new(Arc::new(RemoteVerifier::new(&settings.common.auth)?));
-        let token = settings
-            .common
-            .auth
-            .service_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned());
         // One shared channel; `registry_url` may list several replicas, comma-separated.
-        let channel = client::balanced_channel(
+        let registry = BagRegistryServiceClient::new(client::upstream(
             &settings.registry_url,
-            Duration::from_millis(settings.registry_timeout_ms),
-        )?;
-        let registry = BagRegistryServiceClient::with_interceptor(
-            channel,
-            Outgoing::new(token.as_deref())?
-                .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
-        );
+            settings.registry_timeout_ms,
+            &settings.common.auth,
+        )?);
         let (stop, stop_rx) = watch::channel(false);
         let every = Duration::from_millis(settings.sweeper_interval_ms.max(10));
         let sweeper_enabled = settings.sweeper_enabled;

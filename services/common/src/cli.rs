@@ -118,17 +118,26 @@ macro_rules! service_main {
                 schema: $schema,
                 migrator: &$krate::startup::MIGRATOR,
             };
-            binary
-                .run(
-                    command,
-                    &common,
-                    || async {
-                        let app = $krate::Application::build(settings).await?;
-                        app.run_until_stopped($crate::shutdown::signal()).await
-                    },
-                    $after_migrate,
-                )
-                .await
+            $crate::run_standard!($krate, binary, command, &common, settings, $after_migrate)
         }
+    };
+}
+
+/// Runs one of the [`Standard`] commands of service crate `$krate` (`serve`: its `Application`
+/// until SIGTERM or ctrl-c), for binaries that have commands of their own beside them.
+#[macro_export]
+macro_rules! run_standard {
+    ($krate:ident, $binary:expr, $command:expr, $common:expr, $settings:expr, $after_migrate:expr) => {
+        $binary
+            .run(
+                $command,
+                $common,
+                || async {
+                    let app = $krate::Application::build($settings).await?;
+                    app.run_until_stopped($crate::shutdown::signal()).await
+                },
+                $after_migrate,
+            )
+            .await
     };
 }

@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
-use tracetrack_common::client::{self, Outgoing};
+use tracetrack_common::client;
 use tracetrack_common::server::ServiceRuntime;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::scan::v1 as pb;
@@ -59,23 +58,13 @@ impl Application {
         )));
 
         let callers = CallerResolver::new(Arc::new(RemoteVerifier::new(&settings.common.auth)?));
-        let token = settings
-            .common
-            .auth
-            .service_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned());
         // One shared channel; `registry_url` may list several replicas, comma-separated, and
         // calls are then balanced across them.
-        let channel = client::balanced_channel(
+        let registry = BagRegistryServiceClient::new(client::upstream(
             &settings.registry_url,
-            Duration::from_millis(settings.registry_timeout_ms),
-        )?;
-        let registry = BagRegistryServiceClient::with_interceptor(
-            channel,
-            Outgoing::new(token.as_deref())?
-                .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
-        );
+            settings.registry_timeout_ms,
+            &settings.common.auth,
+        )?);
 
         let (feed_tx, _) = broadcast::channel(settings.watch_buffer.max(16));
         let stream =

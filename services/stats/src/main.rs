@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use tracetrack_common::cli::{Binary, Standard};
 use tracetrack_stats::config::DEFAULTS;
-use tracetrack_stats::{startup, state::SCHEMA, Application, Settings};
+use tracetrack_stats::{startup, state::SCHEMA, Settings};
 
 #[derive(Parser)]
 #[command(name = "tracetrack-stats", about = "TraceTrack stats service", version)]
@@ -39,19 +39,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let command = match command {
         Command::Standard(c) => {
-            return binary
-                .run(
-                    c,
-                    &common,
-                    || async {
-                        let app = Application::build(settings).await?;
-                        app.run_until_stopped(tracetrack_common::shutdown::signal())
-                            .await
-                    },
-                    // The audit trail's monthly partitions.
-                    |pool| async move { startup::ensure_partitions(&pool).await },
-                )
-                .await;
+            // After migrations: the audit trail's monthly partitions.
+            let partitions = |pool| async move { startup::ensure_partitions(&pool).await };
+            return tracetrack_common::run_standard!(
+                tracetrack_stats,
+                binary,
+                c,
+                &common,
+                settings,
+                partitions
+            );
         }
         own => own,
     };

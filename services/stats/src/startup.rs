@@ -58,21 +58,11 @@ impl Application {
         let (handler, changed) = handler(&settings);
         let (stop_tx, stop) = watch::channel(false);
         let verifier = RemoteVerifier::new(&settings.common.auth)?;
-        let registry = BagRegistryServiceClient::with_interceptor(
-            tracetrack_common::client::balanced_channel(
-                &settings.registry_url,
-                Duration::from_millis(settings.registry_timeout_ms),
-            )?,
-            tracetrack_common::client::Outgoing::new(
-                settings
-                    .common
-                    .auth
-                    .service_token
-                    .as_ref()
-                    .map(secrecy::ExposeSecret::expose_secret),
-            )?
-            .with_deadline(Duration::from_millis(settings.registry_timeout_ms)),
-        );
+        let registry = BagRegistryServiceClient::new(tracetrack_common::client::upstream(
+            &settings.registry_url,
+            settings.registry_timeout_ms,
+            &settings.common.auth,
+        )?);
         let stats = Stats(Arc::new(Inner {
             registry,
             exports: tracetrack_common::export::Limiter::new(
@@ -110,7 +100,10 @@ impl Application {
             tokio::spawn(c.run(self.handler.clone() as Arc<dyn Handler>, stop_rx.clone()))
         });
         let reports = self.settings.reports.enabled.then(|| {
-            tokio::spawn(crate::report::schedule::run(self.stats.clone(), stop_rx.clone()))
+            tokio::spawn(crate::report::schedule::run(
+                self.stats.clone(),
+                stop_rx.clone(),
+            ))
         });
         let maintenance = tokio::spawn(maintain(pool, self.settings.clone(), stop_rx));
         let routes = Routes::new(pb::stats_service_server::StatsServiceServer::new(
