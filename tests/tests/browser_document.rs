@@ -194,12 +194,7 @@ async fn dispatch_documents_print_in_chromium() {
     let root = repo_root();
     let artifacts = root.join("tests/browser/screenshots/document");
     let _ = std::fs::remove_dir_all(&artifacts);
-    let out = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-concurrency=1")
-        .arg(root.join("tests/browser/document.test.mjs"))
-        .current_dir(root.join("tests/browser"))
-        .env("TT_BASE_URL", &base)
+    tracetrack_tests::browser::NodeTests::new(&["document.test.mjs"], gw.addr)
         .env("TT_URL_GATEWAY", format!("http://{}", gw_url.addr))
         .env("TT_ARTIFACTS", &artifacts)
         .env("TT_LABEL_WORKBOOK", labels.path())
@@ -208,19 +203,8 @@ async fn dispatch_documents_print_in_chromium() {
         .env("TT_TICKET", &ticket)
         .env("TT_ORG_NAME", ORG)
         .env("TT_DEPOT", DEPOT)
-        .env("TT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node must be installed (scripts/browser-deps.sh)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "browser tests failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("# fail 0"), "{stdout}");
+        .run()
+        .await;
 
     // The result workbook the data page downloaded: its three sheets, the 16 rows done.
     let mut book: calamine::Xlsx<_> =

@@ -22,12 +22,7 @@ async fn a_biller_previews_and_sends_the_end_of_day_report_from_the_page() {
     let now = Utc::now();
     let cut = (now + chrono::Duration::minutes(5)).with_timezone(&ist);
     let mut s = stats_settings(&stack.db, &redis_url(), &stack.prefix, &stack.auth);
-    s.registry_url = stack
-        .registries
-        .iter()
-        .map(Running::url)
-        .collect::<Vec<_>>()
-        .join(",");
+    s.registry_url = stack.registry_urls();
     s.billing_url = stack.billings[0].url();
     s.business_time_zone = "Asia/Kolkata".into();
     s.smtp.host = "127.0.0.1".into();
@@ -90,27 +85,10 @@ async fn a_biller_previews_and_sends_the_end_of_day_report_from_the_page() {
         .await
         .unwrap();
 
-    let root = repo_root();
-    let out = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-concurrency=1")
-        .arg(root.join("tests/browser/reports.test.mjs"))
-        .current_dir(root.join("tests/browser"))
-        .env("TT_BASE_URL", format!("http://{}", gw.addr))
+    tracetrack_tests::browser::NodeTests::new(&["reports.test.mjs"], gw.addr)
         .env("TT_USER", "bina")
-        .env("TT_PASSWORD", USER_PASSWORD)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node must be installed (scripts/browser-deps.sh)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "browser tests failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("# fail 0"), "{stdout}");
+        .run()
+        .await;
 
     // "Send now" sent one mail, with the day's bills and the workbook.
     let got = smtp.wait_for(1, Duration::from_secs(30)).await;

@@ -27,15 +27,6 @@ fn ist() -> FixedOffset {
     FixedOffset::east_opt(5 * 3600 + 1800).unwrap()
 }
 
-fn registry_urls(stack: &BillingStack) -> String {
-    stack
-        .registries
-        .iter()
-        .map(Running::url)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A billing stack, an in-process stats that applies the events (its scheduler off), users.
 struct World {
     stack: BillingStack,
@@ -49,7 +40,7 @@ impl World {
     async fn start(send_at: &str) -> Self {
         let stack = BillingStack::start(1, 1).await;
         let mut s = stats_settings(&stack.db, &redis_url(), &stack.prefix, &stack.auth);
-        s.registry_url = registry_urls(&stack);
+        s.registry_url = stack.registry_urls();
         s.billing_url = stack.billings[0].url();
         s.business_time_zone = TZ.into();
         s.reports.enabled = false;
@@ -188,7 +179,7 @@ impl World {
                 "TRACETRACK_AUTH__SERVICE_TOKEN",
                 service_token("stats").into(),
             ),
-            ("TRACETRACK_REGISTRY_URL", registry_urls(s)),
+            ("TRACETRACK_REGISTRY_URL", s.registry_urls()),
             ("TRACETRACK_BILLING_URL", s.billings[0].url()),
             ("TRACETRACK_BUSINESS_TIME_ZONE", TZ.into()),
             ("TRACETRACK_CONSUMER_BLOCK_MS", "200".into()),

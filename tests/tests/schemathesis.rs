@@ -221,6 +221,30 @@ async fn run_st(
     report
 }
 
+/// Asserts that `answer`, a 200 of `POST path` made directly, matches the document's schema
+/// (tests/python/validate_response.py); the answer is kept in `dir` as an artifact.
+async fn check_answer(dir: &Path, document: &Path, path: &str, answer: &Value) {
+    let file = dir.join(format!(
+        "{}.json",
+        path.trim_start_matches('/').replace('/', "_")
+    ));
+    std::fs::write(&file, answer.to_string()).unwrap();
+    let out = tokio::process::Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/python/validate_response.py"))
+        .arg(document)
+        .args([path, "post", "200"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the answer of POST {path} breaks its schema: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Every operation's statuses in an NDJSON report, by "METHOD /path".
 fn statuses(report: &Path, seen: &mut BTreeMap<String, BTreeSet<u16>>) {
     let text = std::fs::read_to_string(report).unwrap();
@@ -252,12 +276,7 @@ async fn schemathesis_as_admin_and_dispatcher() {
     let smtp = tracetrack_tests::smtp::SmtpServer::start().await;
     let stats = {
         let mut s = stats_settings(&stack.db, &redis_url(), &stack.prefix, &stack.auth);
-        s.registry_url = stack
-            .registries
-            .iter()
-            .map(Running::url)
-            .collect::<Vec<_>>()
-            .join(",");
+        s.registry_url = stack.registry_urls();
         s.billing_url = stack.billings[0].url();
         s.smtp.host = "127.0.0.1".into();
         s.smtp.port = smtp.port;
@@ -385,22 +404,7 @@ async fn schemathesis_as_admin_and_dispatcher() {
         (Some(1), Some(15)),
         "{report}"
     );
-    let body = dir.join("import-report.json");
-    std::fs::write(&body, report.to_string()).unwrap();
-    let out = tokio::process::Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/python/validate_response.py"))
-        .arg(&document)
-        .args(["/api/v1/imports/labels", "post", "200"])
-        .arg(&body)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the import report breaks its schema: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_answer(&dir, &document, "/api/v1/imports/labels", &report).await;
     seen.entry("POST /api/v1/imports/labels".to_owned())
         .or_default()
         .insert(status);
@@ -431,22 +435,7 @@ async fn schemathesis_as_admin_and_dispatcher() {
         ),
     ] {
         let answer = api.post(&concrete, &admin, body).await;
-        let file = dir.join("direct-answer.json");
-        std::fs::write(&file, answer.to_string()).unwrap();
-        let out = tokio::process::Command::new(repo_root().join(".venv/bin/python"))
-            .arg(repo_root().join("tests/python/validate_response.py"))
-            .arg(&document)
-            .args([path, "post", "200"])
-            .arg(&file)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{path}'s answer breaks its schema: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        check_answer(&dir, &document, path, &answer).await;
         seen.entry(format!("POST {path}")).or_default().insert(200);
     }
 

@@ -229,15 +229,9 @@ async fn commit_ticket(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReturnTicket>> {
-    let r = crate::mutate!(
-        state.0.billing,
-        commit_return_ticket,
-        ctx,
-        pb::CommitReturnTicketRequest { ticket_id: id }
-    )
-    .await?
-    .into_inner();
-    Ok(Json(one(r.ticket)?))
+    let req = pb::CommitReturnTicketRequest { ticket_id: id };
+    let r = crate::mutate!(state.0.billing, commit_return_ticket, ctx, req).await?;
+    Ok(Json(one(r.into_inner().ticket)?))
 }
 
 /// Cancel a ticket; the parents already taken back stay free (admin, biller).
@@ -248,15 +242,9 @@ async fn cancel_ticket(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReturnTicket>> {
-    let r = crate::mutate!(
-        state.0.billing,
-        cancel_return_ticket,
-        ctx,
-        pb::CancelReturnTicketRequest { ticket_id: id }
-    )
-    .await?
-    .into_inner();
-    Ok(Json(one(r.ticket)?))
+    let req = pb::CancelReturnTicketRequest { ticket_id: id };
+    let r = crate::mutate!(state.0.billing, cancel_return_ticket, ctx, req).await?;
+    Ok(Json(one(r.into_inner().ticket)?))
 }
 
 /// A bill's history of returns (SPEC §1): dispatched = attached + returned; net = what is still
