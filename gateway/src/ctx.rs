@@ -238,6 +238,16 @@ impl Ctx {
         r
     }
 
+    /// A request for one of several mutations a request makes (an import's bills): carries a
+    /// key derived from the request's idempotency key and `purpose`, so the same request sent
+    /// again makes the same calls (each answered as the first time).
+    pub fn write_part<T>(&self, message: T, purpose: &str) -> tonic::Request<T> {
+        let key = derived_key(&self.idempotency_key, purpose);
+        let mut r = tracetrack_base::client::request(message, Some(&self.token), Some(&key));
+        self.stamp(&mut r);
+        r
+    }
+
     fn stamp<T>(&self, r: &mut tonic::Request<T>) {
         if let Ok(v) = MetadataValue::try_from(self.client_ip.as_str()) {
             r.metadata_mut().insert(CLIENT_IP, v);
@@ -250,6 +260,24 @@ impl Ctx {
     pub fn is_admin(&self) -> bool {
         self.user.role == tracetrack_domain::Role::Admin
     }
+}
+
+/// A key for a part of a request: 128 bits of two FNV-1a hashes of the key and the purpose
+/// (deterministic across processes and versions; the services scope keys by user).
+pub fn derived_key(key: &str, purpose: &str) -> String {
+    let fnv = |offset: u64| {
+        let mut h = offset;
+        for b in key.bytes().chain([0]).chain(purpose.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    format!(
+        "part-{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142)
+    )
 }
 
 #[cfg(test)]

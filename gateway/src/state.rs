@@ -31,6 +31,9 @@ pub struct Inner {
     pub scan: ScanServiceClient<Intercepted>,
     pub stats: StatsServiceClient<Intercepted>,
     pub billing: BillingServiceClient<Intercepted>,
+    /// billing for bill workbook imports (AttachParents of up to 500 parents): deadline
+    /// `import_timeout_secs`.
+    pub billing_import: BillingServiceClient<Intercepted>,
     pub verifier: RemoteVerifier,
     redis: OnceCell<redis::aio::ConnectionManager>,
     /// Every scan, from the one upstream WatchScans stream this gateway holds.
@@ -74,6 +77,10 @@ impl AppState {
         let scan = client::balanced_channel(&settings.scan_url, timeout)?;
         let stats = client::balanced_channel(&settings.stats_url, timeout)?;
         let billing = client::balanced_channel(&settings.billing_url, timeout)?;
+        let billing_import = client::balanced_channel(
+            &settings.billing_url,
+            Duration::from_secs(settings.import_timeout_secs.max(1)),
+        )?;
         let (scans_live, _) = broadcast::channel(4096);
         let proxies = crate::ctx::TrustedProxies::parse(
             settings.trust_forwarded_for,
@@ -92,6 +99,12 @@ impl AppState {
             ),
             scan: ScanServiceClient::with_interceptor(scan, outgoing.clone()),
             stats: StatsServiceClient::with_interceptor(stats, outgoing.clone()),
+            billing_import: BillingServiceClient::with_interceptor(
+                billing_import,
+                outgoing
+                    .clone()
+                    .with_deadline(Duration::from_secs(settings.import_timeout_secs.max(1))),
+            ),
             billing: BillingServiceClient::with_interceptor(billing, outgoing),
             verifier: RemoteVerifier::new(&settings.auth)?,
             redis: OnceCell::new(),

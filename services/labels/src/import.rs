@@ -234,6 +234,7 @@ pub async fn import_labels<T: Transport>(
             code: r.code,
             message: format!("refused by bag-registry: {}", r.message),
             value: r.qr,
+            other_bill_id: None,
         });
     }
     LabelImport::sort_problems(&mut problems, &parsed.sheets);

@@ -45,6 +45,7 @@
 //! all the gateway needs of data in: the legacy migration tool (`tracetrack-dataio`) builds on it
 //! without the gateway building on that.
 
+pub mod bills;
 pub mod import;
 pub mod report;
 
@@ -142,6 +143,9 @@ pub struct Problem {
     pub message: String,
     /// The text in column B (cut to 120 characters).
     pub value: String,
+    /// Bill workbooks, `on_other_bill`: the bill the parent is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_bill_id: Option<String>,
 }
 
 /// What a workbook holds.
@@ -190,6 +194,24 @@ fn parse_with_limit(
     lines: &[ProductLine],
     max_rows: u64,
 ) -> Result<LabelImport, WorkbookError> {
+    let mut parser = Parser::new(lines);
+    parser.max_rows = max_rows;
+    let sheets = each_sheet(bytes, 1, |name, rows| parser.sheet(name, rows))?;
+    parser.out.sheets = sheets;
+    Ok(parser.out)
+}
+
+/// Opens a workbook (after [`check_archive`]) and hands each worksheet's rows to `read`, in
+/// workbook order: columns A and B, and the columns after them up to `last_col` (0-based; at
+/// most [`EXTRA_COLUMNS`] past B). Every sheet's name, in workbook order (chart sheets too).
+pub(crate) fn each_sheet(
+    bytes: &[u8],
+    last_col: u32,
+    mut read: impl FnMut(
+        &str,
+        &mut dyn Iterator<Item = Result<SheetRow, WorkbookError>>,
+    ) -> Result<(), WorkbookError>,
+) -> Result<Vec<String>, WorkbookError> {
     let parts = check_archive(bytes)?;
     let (reader, over_budget) = Budgeted::new(bytes, parts);
     let too_much_read = || WorkbookError::TooLarge {
@@ -203,8 +225,7 @@ fn parse_with_limit(
             WorkbookError::Unreadable(e.to_string())
         }
     })?;
-    let mut parser = Parser::new(lines);
-    parser.max_rows = max_rows;
+    let mut sheets = Vec::new();
     for name in book.sheet_names() {
         let sheet_error = |e: XlsxError| {
             if over_budget.get() {
@@ -216,17 +237,17 @@ fn parse_with_limit(
                 }
             }
         };
-        parser.out.sheets.push(name.clone());
+        sheets.push(name.clone());
         let cells = match book.worksheet_cells_reader(&name) {
             Ok(cells) => cells,
             // A chart sheet: no cells (as calamine's own ranges treat it).
             Err(XlsxError::NotAWorksheet(_)) => continue,
             Err(e) => return Err(sheet_error(e)),
         };
-        let rows = SheetRows::new(cells).map(|r| r.map_err(&sheet_error));
-        parser.sheet(&name, rows)?;
+        let mut rows = SheetRows::new(cells, last_col).map(|r| r.map_err(&sheet_error));
+        read(&name, &mut rows)?;
     }
-    Ok(parser.out)
+    Ok(sheets)
 }
 
 /// What parts opened again may inflate, all together (declared sizes). calamine opens each part
@@ -458,12 +479,18 @@ fn unique_count(attrs: &[u8]) -> Result<u64, ()> {
     Ok(most)
 }
 
-/// One row's columns A and B, as read.
-struct SheetRow {
+/// Most columns read after column B (bill workbooks: capacity, destination, vehicle number,
+/// description).
+pub(crate) const EXTRA_COLUMNS: usize = 4;
+
+/// One row's columns A and B (and the ones after, when asked for), as read.
+pub(crate) struct SheetRow {
     /// 0-based.
-    index: u32,
-    a: ColumnA,
-    b: String,
+    pub(crate) index: u32,
+    pub(crate) a: ColumnA,
+    pub(crate) b: String,
+    /// Columns C, D, …: their text (a cell's first 4 KiB), trimmed.
+    pub(crate) extra: [String; EXTRA_COLUMNS],
 }
 
 /// A sheet's rows with something in column A or B, from calamine's cell stream (rows must come
@@ -472,14 +499,17 @@ struct SheetRows<'a, RS: Read + Seek> {
     cells: XlsxCellReader<'a, RS>,
     pending: Option<SheetRow>,
     done: bool,
+    /// The last column kept (0-based).
+    last_col: u32,
 }
 
 impl<'a, RS: Read + Seek> SheetRows<'a, RS> {
-    fn new(cells: XlsxCellReader<'a, RS>) -> Self {
+    fn new(cells: XlsxCellReader<'a, RS>, last_col: u32) -> Self {
         Self {
             cells,
             pending: None,
             done: false,
+            last_col: last_col.min(1 + EXTRA_COLUMNS as u32),
         }
     }
 }
@@ -502,7 +532,7 @@ impl<RS: Read + Seek> Iterator for SheetRows<'_, RS> {
             };
             let (row, col) = cell.get_position();
             let value = cell.get_value();
-            if col > 1 || matches!(value, DataRef::Empty) {
+            if col > self.last_col || matches!(value, DataRef::Empty) {
                 continue;
             }
             let flushed = match &self.pending {
@@ -517,13 +547,14 @@ impl<RS: Read + Seek> Iterator for SheetRows<'_, RS> {
                     index: row,
                     a: ColumnA::Empty,
                     b: String::new(),
+                    extra: Default::default(),
                 }),
             };
             if let Some(p) = self.pending.as_mut() {
-                if col == 0 {
-                    p.a = column_a(value);
-                } else {
-                    p.b = column_b(value);
+                match col {
+                    0 => p.a = column_a(value),
+                    1 => p.b = column_b(value),
+                    c => p.extra[c as usize - 2] = cell_text(value).trim().to_owned(),
                 }
             }
             if let Some(row) = flushed {
@@ -536,10 +567,12 @@ impl<RS: Read + Seek> Iterator for SheetRows<'_, RS> {
 
 /// What column A says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColumnA {
+pub(crate) enum ColumnA {
     Empty,
     Serial,
     ParentMarker,
+    /// "Bill" (any case or punctuation): a bill workbook's bill row.
+    BillMarker,
     Text,
 }
 
@@ -589,6 +622,8 @@ fn column_a(cell: &DataRef<'_>) -> ColumnA {
                     .collect();
                 if squashed == "parentcode" {
                     ColumnA::ParentMarker
+                } else if matches!(squashed.as_str(), "bill" | "billno" | "billid") {
+                    ColumnA::BillMarker
                 } else {
                     ColumnA::Text
                 }
@@ -617,7 +652,7 @@ fn column_b(cell: &DataRef<'_>) -> String {
     }
 }
 
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     value.trim().chars().take(120).collect()
 }
 
@@ -662,6 +697,7 @@ impl<'a> Parser<'a> {
             code: code.as_str().to_owned(),
             message,
             value: shown(value),
+            other_bill_id: None,
         });
     }
 
@@ -673,7 +709,7 @@ impl<'a> Parser<'a> {
     ) -> Result<(), WorkbookError> {
         let mut group: Vec<LabelRow> = Vec::new();
         for r in rows {
-            let SheetRow { index, a, b } = r?;
+            let SheetRow { index, a, b, .. } = r?;
             if a == ColumnA::Empty && b.trim().is_empty() {
                 continue;
             }
@@ -698,7 +734,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let id = qr::child_id(&b, self.lines);
-            if a == ColumnA::Text && id.is_err() {
+            if matches!(a, ColumnA::Text | ColumnA::BillMarker) && id.is_err() {
                 // A header (`Sr. No. | QR Code`) or a note: not a label.
                 continue;
             }

@@ -1,5 +1,7 @@
-//! A parent's bill, for billing alone: ClaimParent, ReleaseParent, FreezeParents,
+//! A parent's bill, for billing alone: ClaimParent, ClaimParents, ReleaseParent, FreezeParents,
 //! UnfreezeParents, GetBillFigures.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 use tonic::Request;
@@ -12,6 +14,9 @@ use tracetrack_proto::registry::v1 as pb;
 use crate::convert::qr_err;
 use crate::state::Registry;
 use crate::store;
+
+/// Most items in one ClaimParents call.
+pub const MAX_CLAIMS: usize = 1_000;
 
 impl Registry {
     pub(crate) async fn claim_parent(
@@ -74,6 +79,101 @@ impl Registry {
         Ok(pb::ClaimParentResponse {
             parent: Some(row.to_pb()),
             already_claimed: already,
+        })
+    }
+
+    /// ClaimParent for many items in one transaction: one result per item, each with its own
+    /// code, the same outcomes and events as ClaimParent gives one by one.
+    pub(crate) async fn claim_parents(
+        &self,
+        req: Request<pb::ClaimParentsRequest>,
+    ) -> AppResult<pb::ClaimParentsResponse> {
+        let caller = self.caller(&req).await?;
+        caller.require_service(&["billing"])?;
+        let items = req.into_inner().items;
+        if items.len() > MAX_CLAIMS {
+            return Err(AppError::invalid(format!(
+                "at most {MAX_CLAIMS} parents per call"
+            )));
+        }
+        let refused = |code: ErrorCode, message: &str| pb::ClaimParentResult {
+            code: code.as_str().to_owned(),
+            message: message.to_owned(),
+            ..Default::default()
+        };
+        // Each item's QR, or its refusal.
+        let mut results: Vec<Option<pb::ClaimParentResult>> = vec![None; items.len()];
+        let mut ids: Vec<Option<String>> = vec![None; items.len()];
+        let mut seen = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            if item.bill_id.is_empty() {
+                results[i] = Some(refused(ErrorCode::InvalidArgument, "bill_id is required"));
+                continue;
+            }
+            match qr::normalize(&item.parent_qr) {
+                Err(e) => results[i] = Some(refused(e.code, e.message)),
+                Ok(id) if !seen.insert(id.clone()) => {
+                    results[i] = Some(refused(
+                        ErrorCode::InvalidArgument,
+                        "this parent is listed twice in the request",
+                    ))
+                }
+                Ok(id) => ids[i] = Some(id),
+            }
+        }
+        let (qrs, bills): (Vec<String>, Vec<String>) = ids
+            .iter()
+            .zip(&items)
+            .filter_map(|(id, item)| id.clone().map(|id| (id, item.bill_id.clone())))
+            .unzip();
+        let mut tx = self.pool().begin().await?;
+        let claimed: HashSet<String> = store::claim_many(&mut tx, &qrs, &bills)
+            .await?
+            .into_iter()
+            .collect();
+        let now: HashMap<String, store::BagRow> = store::bags(&mut tx, &qrs)
+            .await?
+            .into_iter()
+            .map(|b| (b.qr.clone(), b))
+            .collect();
+        for (i, item) in items.iter().enumerate() {
+            let Some(id) = &ids[i] else { continue };
+            let result = match now.get(id) {
+                None => refused(ErrorCode::BagNotFound, "no bag with that code"),
+                Some(b) if !b.is_parent() => {
+                    refused(ErrorCode::NotAParent, "only parent bags go on bills")
+                }
+                Some(b) if b.bill_id.as_deref() == Some(item.bill_id.as_str()) => {
+                    let fresh = claimed.contains(id);
+                    if fresh {
+                        self.event(
+                            &mut tx,
+                            &caller,
+                            "registry.parent_claimed",
+                            id,
+                            json!({"parent_qr": id, "bill_id": item.bill_id}),
+                        )
+                        .await?;
+                    }
+                    pb::ClaimParentResult {
+                        parent: Some(b.to_pb()),
+                        already_claimed: !fresh,
+                        ..Default::default()
+                    }
+                }
+                Some(b) => match b.bill_id.as_deref() {
+                    Some(other) => pb::ClaimParentResult {
+                        other_bill_id: other.to_owned(),
+                        ..refused(ErrorCode::OnOtherBill, "this parent is on another bill")
+                    },
+                    None => refused(ErrorCode::Conflict, "the parent changed, retry"),
+                },
+            };
+            results[i] = Some(result);
+        }
+        tx.commit().await?;
+        Ok(pb::ClaimParentsResponse {
+            results: results.into_iter().map(Option::unwrap_or_default).collect(),
         })
     }
 

@@ -36,6 +36,7 @@ tracetrack_common::service! {
         fn link_child(pb::LinkChildRequest) -> pb::LinkChildResponse;
         fn undo_last_link(pb::UndoLastLinkRequest) -> pb::UndoLastLinkResponse;
         fn claim_parent(pb::ClaimParentRequest) -> pb::ClaimParentResponse;
+        fn claim_parents(pb::ClaimParentsRequest) -> pb::ClaimParentsResponse;
         fn release_parent(pb::ReleaseParentRequest) -> pb::ReleaseParentResponse;
         fn freeze_parents(pb::FreezeParentsRequest) -> pb::FreezeParentsResponse;
         fn unfreeze_parents(pb::UnfreezeParentsRequest) -> pb::UnfreezeParentsResponse;

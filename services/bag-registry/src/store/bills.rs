@@ -91,3 +91,27 @@ pub async fn bill_figures<'e>(
     .fetch_all(db)
     .await?)
 }
+
+/// ClaimParents' statement: puts each free parent of `qrs` on its bill of `bill_ids` (the same
+/// order), locking the rows in QR order first (as the link trigger locks parents), so two bulk
+/// claims cannot deadlock. The QRs newly claimed.
+pub async fn claim_many(
+    conn: &mut PgConnection,
+    qrs: &[String],
+    bill_ids: &[String],
+) -> AppResult<Vec<String>> {
+    sqlx::query("SELECT qr FROM registry.bags WHERE qr = ANY($1) ORDER BY qr FOR UPDATE")
+        .bind(qrs)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "UPDATE registry.bags b SET bill_id = r.bill_id \
+           FROM unnest($1::text[], $2::text[]) AS r(qr, bill_id) \
+          WHERE b.qr = r.qr AND b.kind = 'parent' AND b.bill_id IS NULL \
+         RETURNING b.qr",
+    )
+    .bind(qrs)
+    .bind(bill_ids)
+    .fetch_all(&mut *conn)
+    .await?)
+}

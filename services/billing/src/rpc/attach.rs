@@ -129,7 +129,7 @@ impl Billing {
 
     /// Waits until nobody holds the lease of the parent's row on this bill in `state`, then
     /// takes it over: its stamp, or None when the row left that state meanwhile (settled).
-    async fn take_over(
+    pub(super) async fn take_over(
         &self,
         bill_id: &str,
         parent: &str,

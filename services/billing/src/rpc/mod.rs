@@ -3,6 +3,7 @@
 //! answer.
 
 mod attach;
+mod attach_many;
 mod bills;
 mod export;
 mod returns;
@@ -61,6 +62,7 @@ tracetrack_common::service! {
         fn export_bills(pb::ExportBillsRequest) -> Self::ExportBillsStream;
         fn update_bill(pb::UpdateBillRequest) -> pb::UpdateBillResponse;
         fn attach_parent(pb::AttachParentRequest) -> pb::AttachParentResponse;
+        fn attach_parents(pb::AttachParentsRequest) -> pb::AttachParentsResponse;
         fn detach_parent(pb::DetachParentRequest) -> pb::DetachParentResponse;
         fn complete_bill(pb::CompleteBillRequest) -> pb::CompleteBillResponse;
         fn reopen_bill(pb::ReopenBillRequest) -> pb::ReopenBillResponse;

@@ -191,3 +191,41 @@ pub enum Unsettled {
     Pending,
     Detaching,
 }
+
+/// Step 1 of AttachParents, one statement: a pending row for each of `parent_qrs` that has no
+/// row yet (each with its own lease: `clock_timestamp()`), the trigger taking a place for each.
+/// All or nothing: when they do not all fit the statement fails (`bill_full`) and the caller
+/// reserves one by one. The parents reserved, with their stamps.
+pub async fn reserve_many<'e>(
+    db: impl PgExecutor<'e>,
+    bill_id: &str,
+    parent_qrs: &[String],
+    user: Option<Uuid>,
+) -> AppResult<Vec<(String, Stamp)>> {
+    sqlx::query_as(
+        "INSERT INTO billing.attachments (parent_qr, bill_id, state, attached_by, state_changed_at) \
+         SELECT q, $2, 'pending', $3, clock_timestamp() FROM unnest($1::text[]) WITH ORDINALITY AS r(q, n) \
+          ORDER BY n \
+         ON CONFLICT ON CONSTRAINT attachments_parent_on_one_bill DO NOTHING \
+         RETURNING parent_qr, state_changed_at",
+    )
+    .bind(parent_qrs)
+    .bind(bill_id)
+    .bind(user)
+    .fetch_all(db)
+    .await
+    .map_err(attachment_error)
+}
+
+/// The rows holding any of `parent_qrs`: parent → (bill, state).
+pub async fn holders<'e>(
+    db: impl PgExecutor<'e>,
+    parent_qrs: &[String],
+) -> AppResult<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT parent_qr, bill_id, state FROM billing.attachments WHERE parent_qr = ANY($1)",
+    )
+    .bind(parent_qrs)
+    .fetch_all(db)
+    .await?)
+}
