@@ -86,12 +86,14 @@ SET client_min_messages = log;"
 # Links made and rolled back first warm the session (plpgsql and foreign-key plans are cached
 # per connection, as they are on the services' pooled connections); auto_explain then shows the
 # statements the trigger and the foreign keys run (its last block repeats the EXPLAIN itself).
-section "LinkChild — the link statement, a new child (insert path); trigger statements via auto_explain" "$Q_LINK" "
-PREPARE q(text, text, text, uuid, text, float8) AS $Q_LINK;
+# Both LinkChild sections: the statement prepared, and two links made in an open transaction.
+LINK_WARM="PREPARE q(text, text, text, uuid, text, float8) AS $Q_LINK;
 BEGIN;
 \\o /dev/null
 EXECUTE q('BENCHWARM0001', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
-EXECUTE q('BENCHWARM0002', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
+EXECUTE q('BENCHWARM0002', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);"
+section "LinkChild — the link statement, a new child (insert path); trigger statements via auto_explain" "$Q_LINK" "
+$LINK_WARM
 EXECUTE q('BENCHWARM0003', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
 \\o
 ROLLBACK;
@@ -100,11 +102,7 @@ $AUTO_EXPLAIN
 EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('BENCHNEW0001', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
 ROLLBACK;"
 section "LinkChild — the same statement, an existing unlinked child (ON CONFLICT DO UPDATE path)" "(same statement)" "
-PREPARE q(text, text, text, uuid, text, float8) AS $Q_LINK;
-BEGIN;
-\\o /dev/null
-EXECUTE q('BENCHWARM0001', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
-EXECUTE q('BENCHWARM0002', '$PARENT', '$P_AREA', '$ADMIN', '$P_LINE', $P_WEIGHT);
+$LINK_WARM
 \\o
 ROLLBACK;
 BEGIN;

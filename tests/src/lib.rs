@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod model;
 pub mod proxy;
 pub mod redis_server;
 pub mod smtp;
@@ -21,6 +22,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1 as pb;
+use tracetrack_proto::registry::v1 as reg;
+use tracetrack_proto::scan::v1 as scan_pb;
 
 pub use tracetrack_common::AppError;
 
@@ -254,9 +257,21 @@ impl AuthServer {
 pub async fn answer<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, AppError> {
-    call.await
-        .map(tonic::Response::into_inner)
+    res(call.await)
+}
+
+/// [`answer`] of a call already awaited.
+pub fn res<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, AppError> {
+    r.map(tonic::Response::into_inner)
         .map_err(|s| AppError::from_status(&s))
+}
+
+/// The stable error code of a failed [`answer`].
+pub fn code<T: std::fmt::Debug>(r: Result<T, AppError>) -> ErrorCode {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code,
+    }
 }
 
 /// A request carrying a session token.
@@ -345,6 +360,31 @@ where
         assert!(start.elapsed() < limit, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A bag-registry client for `url` (connecting on first use).
+pub fn registry_at(url: &str) -> RegistryClient {
+    let channel = Channel::from_shared(url.to_owned()).unwrap().connect_lazy();
+    RegistryClient::new(channel)
+}
+
+pub type RegistryClient = reg::bag_registry_service_client::BagRegistryServiceClient<Channel>;
+
+/// `n` loose children straight into bag-registry's table (`{prefix}000001`, …; area lucknow):
+/// exports long enough to outlast the HTTP/2 flow-control windows while their reader waits.
+pub async fn bulk_children(db: &str, prefix: &str, n: u32) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO registry.bags (qr, kind, area) \
+         SELECT $1 || lpad(g::text, 6, '0'), 'child', 'lucknow' FROM generate_series(1, $2) g",
+    )
+    .bind(prefix)
+    .bind(i64::from(n))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 /// Path of a workspace binary built next to the test executable (`make test` builds them).
@@ -486,16 +526,8 @@ impl Stack {
         )
     }
 
-    pub fn registry_client(
-        &self,
-    ) -> tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient<
-        Channel,
-    > {
-        tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient::new(
-            Channel::from_shared(self.registries[0].url())
-                .unwrap()
-                .connect_lazy(),
-        )
+    pub fn registry_client(&self) -> RegistryClient {
+        registry_at(&self.registries[0].url())
     }
 
     /// A user of `role` (area for dispatchers) and their session token.
@@ -510,15 +542,10 @@ impl Stack {
         token: &str,
         qr: &str,
         area: &str,
-    ) -> Result<tracetrack_proto::scan::v1::ScanParentResponse, AppError> {
-        answer(self.scan_client().scan_parent(authed(
-            tracetrack_proto::scan::v1::ScanParentRequest {
-                qr: qr.into(),
-                area: area.into(),
-            },
-            token,
-        )))
-        .await
+    ) -> Result<scan_pb::ScanParentResponse, AppError> {
+        let (qr, area) = (qr.into(), area.into());
+        let req = scan_pb::ScanParentRequest { qr, area };
+        answer(self.scan_client().scan_parent(authed(req, token))).await
     }
 
     pub async fn scan_child(
@@ -526,45 +553,73 @@ impl Stack {
         token: &str,
         parent: &str,
         child: &str,
-    ) -> Result<tracetrack_proto::scan::v1::ScanChildResponse, AppError> {
-        answer(self.scan_client().scan_child(authed(
-            tracetrack_proto::scan::v1::ScanChildRequest {
-                parent_qr: parent.into(),
-                child_qr: child.into(),
-            },
-            token,
-        )))
-        .await
+    ) -> Result<scan_pb::ScanChildResponse, AppError> {
+        let (parent_qr, child_qr) = (parent.into(), child.into());
+        let req = scan_pb::ScanChildRequest {
+            parent_qr,
+            child_qr,
+        };
+        answer(self.scan_client().scan_child(authed(req, token))).await
     }
 
     pub async fn undo(
         &self,
         token: &str,
         parent: &str,
-    ) -> Result<tracetrack_proto::scan::v1::UndoLastChildResponse, AppError> {
-        answer(self.scan_client().undo_last_child(authed(
-            tracetrack_proto::scan::v1::UndoLastChildRequest {
-                parent_qr: parent.into(),
-                child_qr: String::new(),
-            },
-            token,
-        )))
-        .await
+    ) -> Result<scan_pb::UndoLastChildResponse, AppError> {
+        let (parent_qr, child_qr) = (parent.into(), String::new());
+        let req = scan_pb::UndoLastChildRequest {
+            parent_qr,
+            child_qr,
+        };
+        answer(self.scan_client().undo_last_child(authed(req, token))).await
     }
 
-    pub async fn bag(
+    pub async fn bag(&self, token: &str, qr: &str) -> Result<reg::Bag, AppError> {
+        let req = reg::GetBagRequest { qr: qr.into() };
+        let got = answer(self.registry_client().get_bag(authed(req, token))).await;
+        got.map(|r| r.bag.unwrap())
+    }
+
+    /// Registers a bag through bag-registry as `token`'s user.
+    pub async fn register(
         &self,
         token: &str,
         qr: &str,
-    ) -> Result<tracetrack_proto::registry::v1::Bag, AppError> {
-        self.registry_client()
-            .get_bag(authed(
-                tracetrack_proto::registry::v1::GetBagRequest { qr: qr.into() },
-                token,
-            ))
-            .await
-            .map(|r| r.into_inner().bag.unwrap())
-            .map_err(|s| AppError::from_status(&s))
+        kind: reg::BagType,
+        area: &str,
+    ) -> Result<reg::Bag, AppError> {
+        let (qr, r#type, area) = (qr.into(), kind as i32, area.into());
+        let req = reg::RegisterBagRequest { qr, r#type, area };
+        let got = answer(self.registry_client().register_bag(authed(req, token))).await;
+        got.map(|r| r.bag.unwrap())
+    }
+
+    /// Puts `parent` on `bill` in bag-registry, as billing does (no user behind the call).
+    pub async fn claim_for_bill(
+        &self,
+        parent: &str,
+        bill: &str,
+    ) -> Result<reg::ClaimParentResponse, AppError> {
+        let (parent_qr, bill_id) = (parent.into(), bill.into());
+        let req = self.as_service(
+            reg::ClaimParentRequest { parent_qr, bill_id },
+            None,
+            "billing",
+        );
+        answer(self.registry_client().claim_parent(req)).await
+    }
+
+    /// Takes `parent` off `bill` in bag-registry, as billing does.
+    pub async fn release_from_bill(
+        &self,
+        parent: &str,
+        bill: &str,
+    ) -> Result<reg::ReleaseParentResponse, AppError> {
+        let (parent_qr, bill_id) = (parent.into(), bill.into());
+        let req = reg::ReleaseParentRequest { parent_qr, bill_id };
+        let req = self.as_service(req, None, "billing");
+        answer(self.registry_client().release_parent(req)).await
     }
 
     /// A request to bag-registry as `service` (its service token) on behalf of `token`'s user.

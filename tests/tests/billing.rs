@@ -5,31 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::join_all;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use tracetrack_bag_registry::config::ProductLineSettings;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1::Role;
 use tracetrack_proto::billing::v1 as pb;
 use tracetrack_proto::registry::v1 as reg;
+use tracetrack_tests::model::run_sequences;
 use tracetrack_tests::*;
-
-fn res<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, AppError> {
-    r.map(tonic::Response::into_inner)
-        .map_err(|s| AppError::from_status(&s))
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, AppError>) -> ErrorCode {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code,
-    }
-}
 
 fn with_key<T>(mut req: tonic::Request<T>, key: &str) -> tonic::Request<T> {
     req.metadata_mut()
@@ -113,16 +100,9 @@ async fn list(
 
 /// Registers a parent bag through bag-registry (as the admin).
 async fn register(stack: &Stack, qr: &str, area: &str) {
+    let parent = reg::BagType::Parent;
     stack
-        .registry_client()
-        .register_bag(authed(
-            reg::RegisterBagRequest {
-                qr: qr.into(),
-                r#type: reg::BagType::Parent as i32,
-                area: area.into(),
-            },
-            &stack.admin,
-        ))
+        .register(&stack.admin, qr, parent, area)
         .await
         .unwrap();
 }
@@ -894,31 +874,11 @@ async fn bill_error_codes() {
     let e = attach(c(), &admin, "SECOND", "SB90001").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::OnOtherBill);
     assert_eq!(e.detail("other_bill_id"), Some("FULL-2"));
-    s.registry_client()
-        .claim_parent(s.as_service(
-            reg::ClaimParentRequest {
-                parent_qr: "SB90003".into(),
-                bill_id: "GHOST".into(),
-            },
-            None,
-            "billing",
-        ))
-        .await
-        .unwrap();
+    s.claim_for_bill("SB90003", "GHOST").await.unwrap();
     let e = attach(c(), &admin, "SECOND", "SB90003").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::OnOtherBill);
     assert_eq!(e.detail("other_bill_id"), Some("GHOST"));
-    s.registry_client()
-        .release_parent(s.as_service(
-            reg::ReleaseParentRequest {
-                parent_qr: "SB90003".into(),
-                bill_id: "GHOST".into(),
-            },
-            None,
-            "billing",
-        ))
-        .await
-        .unwrap();
+    s.release_from_bill("SB90003", "GHOST").await.unwrap();
     let second = get(c(), &admin, "SECOND").await.unwrap().bill.unwrap();
     assert_eq!(second.parent_count, 0);
 
@@ -1652,18 +1612,7 @@ fn random_bill_sequences_match_the_reference_model() {
         },
         |_| {},
     ));
-    let case = Cell::new(0usize);
-    let total = Cell::new(0usize);
-    let succeeded = Cell::new(0usize);
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let strategy = proptest::collection::vec(op(), 10..40);
-    let result = runner.run(&strategy, |ops| {
-        case.set(case.get() + 1);
-        let case = case.get();
+    let tally = run_sequences(op(), |case, ops, tally| {
         let mut model = Model::new();
         rt.block_on(async {
             for (b, capacity) in BILL_CAPACITY.iter().enumerate() {
@@ -1686,8 +1635,7 @@ fn random_bill_sequences_match_the_reference_model() {
                 let want = model.apply(op);
                 let got = run(&stack, case, i, op).await;
                 prop_assert_eq!(got, want, "case {} step {} {:?} in {:?}", case, i, op, ops);
-                total.set(total.get() + 1);
-                succeeded.set(succeeded.get() + usize::from(got.is_ok()));
+                tally.count(got.is_ok());
                 let figures = check_figures(&stack, case, &model).await;
                 prop_assert!(
                     figures.is_ok(),
@@ -1703,12 +1651,7 @@ fn random_bill_sequences_match_the_reference_model() {
             Ok(())
         })
     });
-    result.unwrap();
-    let (succeeded, total) = (succeeded.get(), total.get());
-    assert!(
-        succeeded * 3 >= total,
-        "only {succeeded} of {total} operations succeeded"
-    );
+    tally.assert_one_in(3);
 }
 
 // ---------------------------------------------------------------------------------- leases

@@ -130,23 +130,11 @@ async fn dispatch_documents_print_in_chromium() {
     // A 500-parent bill, registered and attached over gRPC (eight at a time).
     create(&stack, BIG, 500, "Indore").await;
     let big: Vec<String> = (1..=500).map(|i| format!("SB5{i:04}")).collect();
+    let (shared, parent) = (&stack, reg::BagType::Parent);
     stream::iter(&big)
-        .for_each_concurrent(8, |qr| {
-            let mut registry = stack.registry_client();
-            let admin = stack.admin.clone();
-            async move {
-                registry
-                    .register_bag(authed(
-                        reg::RegisterBagRequest {
-                            qr: qr.clone(),
-                            r#type: reg::BagType::Parent as i32,
-                            area: "lucknow".into(),
-                        },
-                        &admin,
-                    ))
-                    .await
-                    .unwrap();
-            }
+        .for_each_concurrent(8, |qr| async move {
+            let registered = shared.register(&shared.admin, qr, parent, "lucknow").await;
+            registered.unwrap();
         })
         .await;
     attach_all(&stack, BIG, &big).await;

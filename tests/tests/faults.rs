@@ -18,22 +18,9 @@ async fn a_connection_the_server_terminated_is_unavailable_not_internal() {
     let auth = AuthServer::start(auth_settings(&db, &redis_url(), &prefix)).await;
     let registry = start_registry(registry_settings(&db, &redis_url(), &prefix, &auth)).await;
     let admin = auth.admin_token().await;
-    let client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
-        tonic::transport::Channel::from_shared(registry.url())
-            .unwrap()
-            .connect_lazy(),
-    );
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
-        .await
-        .unwrap();
+    let client = registry_at(&registry.url());
     // More rows than the HTTP/2 windows hold, so the export waits for its reader mid-way.
-    sqlx::query(
-        "INSERT INTO registry.bags (qr, kind, area) \
-         SELECT 'FLT' || lpad(g::text, 6, '0'), 'child', 'lucknow' FROM generate_series(1, 60000) g",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    bulk_children(&db, "FLT", 60_000).await;
     let mut export = client
         .clone()
         .export_bags(authed(
@@ -48,6 +35,9 @@ async fn a_connection_the_server_terminated_is_unavailable_not_internal() {
         .into_inner();
     assert!(export.message().await.unwrap().is_some());
     // Every server process of the registry's pool is terminated under it.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid() \
@@ -179,11 +169,7 @@ async fn cancelled_requests_leave_no_connection_in_a_transaction() {
     s.common.database.max_connections = 20;
     let registry = start_registry(s).await;
     let admin = auth.admin_token().await;
-    let client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
-        tonic::transport::Channel::from_shared(registry.url())
-            .unwrap()
-            .connect_lazy(),
-    );
+    let client = registry_at(&registry.url());
     let register = |qr: String| {
         let mut c = client.clone();
         let req = authed(

@@ -283,6 +283,20 @@ fn sheets(bytes: &[u8]) -> BTreeMap<String, Sheet> {
         .collect()
 }
 
+/// The rows of `sql`, whose `$1` and `$2` are the window's ends.
+async fn in_window<R>(
+    pool: &sqlx::PgPool,
+    sql: impl sqlx::SqlSafeStr,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<R>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let q = sqlx::query_as(sql).bind(from).bind(to);
+    q.fetch_all(pool).await.unwrap()
+}
+
 /// The report's figures as the owning services' tables say, for bills created and scans made in
 /// [from, to): Bills rows (bill, biller, parents, capacity, children, status), Parents rows
 /// (bill, qr, children), scans per area and per dispatcher.
@@ -291,45 +305,34 @@ async fn truth(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> (Sheet, Sheet, Sheet, Sheet) {
-    let bills: Vec<(String, String, i32, i32, i64, String)> = sqlx::query_as(
+    let bills: Vec<(String, String, i32, i32, i64, String)> = in_window(
+        pool,
         r#"SELECT b.bill_id, b.created_by_username, b.parent_count, b.capacity,
                   (SELECT count(*) FROM registry.bags c JOIN registry.bags p ON c.parent_qr = p.qr
                    WHERE p.bill_id = b.bill_id), b.status
            FROM billing.bills b WHERE b.created_at >= $1 AND b.created_at < $2 ORDER BY 2, 1"#,
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let parents: Vec<(String, String, i64)> = sqlx::query_as(
+    .await;
+    let parents: Vec<(String, String, i64)> = in_window(
+        pool,
         r#"SELECT p.bill_id, p.qr, (SELECT count(*) FROM registry.bags c WHERE c.parent_qr = p.qr)
            FROM registry.bags p JOIN billing.bills b ON b.bill_id = p.bill_id
            WHERE b.created_at >= $1 AND b.created_at < $2 ORDER BY b.created_by_username, 1, 2"#,
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let by_area: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT area, count(*) FROM scan.scan_events WHERE kind = 'child' AND outcome = 'ok'
-         AND occurred_at >= $1 AND occurred_at < $2 GROUP BY 1 ORDER BY 2 DESC, 1",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let by_user: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT username, count(*) FROM scan.scan_events WHERE kind = 'child' AND outcome = 'ok'
-         AND occurred_at >= $1 AND occurred_at < $2 GROUP BY 1 ORDER BY 2 DESC, 1",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    .await;
+    // Successful child scans per `column` (area or username), most first.
+    let scans_by = |column: &str| {
+        let sql = format!(
+            "SELECT {column}, count(*) FROM scan.scan_events WHERE kind = 'child' AND outcome = 'ok'
+             AND occurred_at >= $1 AND occurred_at < $2 GROUP BY 1 ORDER BY 2 DESC, 1"
+        );
+        in_window::<(String, i64)>(pool, sqlx::AssertSqlSafe(sql), from, to)
+    };
+    let (by_area, by_user) = (scans_by("area").await, scans_by("username").await);
     let counts = |rows: Vec<(String, i64)>| -> Sheet {
         rows.into_iter()
             .map(|(n, c)| vec![n, c.to_string()])

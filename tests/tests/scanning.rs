@@ -10,10 +10,6 @@ use tracetrack_proto::auth::v1::Role;
 use tracetrack_proto::registry::v1 as reg;
 use tracetrack_tests::*;
 
-fn code<T: std::fmt::Debug>(r: Result<T, AppError>) -> ErrorCode {
-    r.unwrap_err().code
-}
-
 #[tokio::test]
 async fn sixty_four_children_race_into_a_thirty_child_parent() {
     let stack = Stack::start(2).await;
@@ -229,16 +225,7 @@ async fn scan_error_codes() {
 
     // A frozen parent (its bill completed) refuses any change to its children.
     let mut r = stack.registry_client();
-    r.claim_parent(stack.as_service(
-        reg::ClaimParentRequest {
-            parent_qr: "SB30002".into(),
-            bill_id: "B-1".into(),
-        },
-        None,
-        "billing",
-    ))
-    .await
-    .unwrap();
+    stack.claim_for_bill("SB30002", "B-1").await.unwrap();
     r.freeze_parents(stack.as_service(
         reg::FreezeParentsRequest {
             bill_id: "B-1".into(),
@@ -444,16 +431,7 @@ async fn bag_management_codes_and_search() {
     );
 
     // On a bill: delete refused.
-    r.claim_parent(stack.as_service(
-        reg::ClaimParentRequest {
-            parent_qr: "SB50002".into(),
-            bill_id: "B-9".into(),
-        },
-        None,
-        "billing",
-    ))
-    .await
-    .unwrap();
+    stack.claim_for_bill("SB50002", "B-9").await.unwrap();
     assert_eq!(
         code_of(r.delete_bag(del("SB50002")).await),
         ErrorCode::BagOnBill
@@ -610,29 +588,9 @@ async fn billing_only_and_scan_only_rpcs_refuse_other_callers() {
         ),
         (1, 1, 1.0, 30.0)
     );
-    let e = code_of(
-        r.claim_parent(stack.as_service(
-            reg::ClaimParentRequest {
-                parent_qr: "SB60001".into(),
-                bill_id: "B-2".into(),
-            },
-            None,
-            "billing",
-        ))
-        .await,
-    );
+    let e = code(stack.claim_for_bill("SB60001", "B-2").await);
     assert_eq!(e, ErrorCode::OnOtherBill);
-    let e = code_of(
-        r.claim_parent(stack.as_service(
-            reg::ClaimParentRequest {
-                parent_qr: "AB12".into(),
-                bill_id: "B-2".into(),
-            },
-            None,
-            "billing",
-        ))
-        .await,
-    );
+    let e = code(stack.claim_for_bill("AB12", "B-2").await);
     assert_eq!(e, ErrorCode::NotAParent);
 }
 

@@ -317,36 +317,18 @@ async fn exports_are_limited_and_a_busy_pool_is_overloaded_not_down() {
     s.common.database.acquire_timeout_ms = 300;
     let registry = start_registry(s).await;
     let admin = auth.admin_token().await;
-    let mut client = reg::bag_registry_service_client::BagRegistryServiceClient::new(
-        tonic::transport::Channel::from_shared(registry.url())
-            .unwrap()
-            .connect_lazy(),
-    );
+    let mut client = registry_at(&registry.url());
     for qr in ["SB73001", "SB73002", "SB73003"] {
-        client
-            .register_bag(authed(
-                reg::RegisterBagRequest {
-                    qr: qr.into(),
-                    r#type: reg::BagType::Parent as i32,
-                    area: "lucknow".into(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap();
+        let req = reg::RegisterBagRequest {
+            qr: qr.into(),
+            r#type: reg::BagType::Parent as i32,
+            area: "lucknow".into(),
+        };
+        client.register_bag(authed(req, &admin)).await.unwrap();
     }
     // Enough rows that an export cannot finish into the HTTP/2 flow-control windows while its
     // reader waits: it stays open, holding its place and its snapshot's connection.
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO registry.bags (qr, kind, area) \
-         SELECT 'EXP' || lpad(g::text, 6, '0'), 'child', 'lucknow' FROM generate_series(1, 60000) g",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    bulk_children(&db, "EXP", 60_000).await;
     let export_request = || {
         authed(
             reg::ExportBagsRequest {

@@ -16,24 +16,29 @@ use tracetrack_common::config::TelemetrySettings;
 
 type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<HealthCheckResponse, Status>>;
 
-/// The far end: records the traceparent it receives.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
+/// A hop: the far end records the traceparent it receives; the middle one answers by calling
+/// the far end through the kit's client.
+#[derive(Clone)]
+enum Hop {
+    Far(Arc<Mutex<Vec<String>>>),
+    Middle(Box<HealthClient<client::Intercepted>>),
+}
 
 #[tonic::async_trait]
-impl Health for Recorder {
+impl Health for Hop {
     async fn check(
         &self,
         req: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        let tp = req
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        self.0.lock().unwrap().push(tp);
-        Ok(Response::new(HealthCheckResponse { status: 1 }))
+        match self {
+            Hop::Far(seen) => {
+                let tp = req.metadata().get("traceparent");
+                let tp = tp.and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                seen.lock().unwrap().push(tp);
+                Ok(Response::new(HealthCheckResponse { status: 1 }))
+            }
+            Hop::Middle(far) => far.clone().check(HealthCheckRequest::default()).await,
+        }
     }
     type WatchStream = WatchStream;
     async fn watch(
@@ -44,28 +49,7 @@ impl Health for Recorder {
     }
 }
 
-/// The middle hop: answers by calling the far end through the kit's client.
-#[derive(Clone)]
-struct Forwarder(HealthClient<client::Intercepted>);
-
-#[tonic::async_trait]
-impl Health for Forwarder {
-    async fn check(
-        &self,
-        _: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
-        self.0.clone().check(HealthCheckRequest::default()).await
-    }
-    type WatchStream = WatchStream;
-    async fn watch(
-        &self,
-        _: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch"))
-    }
-}
-
-async fn serve<S: Health>(svc: S) -> std::net::SocketAddr {
+async fn serve(svc: Hop) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = tracetrack_common::server::grpc_server(&Default::default())
@@ -77,15 +61,13 @@ async fn serve<S: Health>(svc: S) -> std::net::SocketAddr {
 #[tokio::test]
 async fn a_traceparent_sent_in_crosses_to_the_outgoing_call() {
     tracetrack_common::telemetry::init("trace-test", &TelemetrySettings::default()).unwrap();
-    let recorder = Recorder::default();
-    let far = serve(recorder.clone()).await;
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let far = serve(Hop::Far(Arc::clone(&recorded))).await;
     let channel =
         client::channel(&format!("http://{far}"), std::time::Duration::from_secs(5)).unwrap();
-    let forwarder = Forwarder(HealthClient::with_interceptor(
-        channel,
-        Outgoing::new(None).unwrap(),
-    ));
-    let middle = serve(forwarder).await;
+    let outgoing = Outgoing::new(None).unwrap();
+    let forward = HealthClient::with_interceptor(channel, outgoing);
+    let middle = serve(Hop::Middle(Box::new(forward))).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_span = "00f067aa0ba902b7";
@@ -94,14 +76,14 @@ async fn a_traceparent_sent_in_crosses_to_the_outgoing_call() {
         "traceparent",
         format!("00-{trace_id}-{parent_span}-01").parse().unwrap(),
     );
-    let ch = tonic::transport::Channel::from_shared(format!("http://{middle}"))
+    let middle = tonic::transport::Channel::from_shared(format!("http://{middle}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    HealthClient::new(ch).check(req).await.unwrap();
+    HealthClient::new(middle.clone()).check(req).await.unwrap();
 
-    let seen = recorder.0.lock().unwrap().clone();
+    let seen = recorded.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let parts: Vec<&str> = seen[0].split('-').collect();
     assert_eq!(parts.len(), 4, "{seen:?}");
@@ -113,16 +95,11 @@ async fn a_traceparent_sent_in_crosses_to_the_outgoing_call() {
     assert_eq!(parts[3], "01");
 
     // Without a traceparent in, the middle hop starts a trace of its own and passes it on.
-    let ch = tonic::transport::Channel::from_shared(format!("http://{middle}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(ch)
+    HealthClient::new(middle)
         .check(HealthCheckRequest::default())
         .await
         .unwrap();
-    let seen = recorder.0.lock().unwrap().clone();
+    let seen = recorded.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     assert!(
         seen[1].starts_with("00-") && !seen[1].contains(trace_id),

@@ -196,6 +196,12 @@ impl Api {
         }
     }
 
+    /// A set-up `GET`: [`Api::send_patiently`] with a minute's patience.
+    pub async fn get_patiently(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send_patiently(Method::GET, path, token, None, Duration::from_secs(60))
+            .await
+    }
+
     /// Is the gateway answering at all?
     pub async fn healthy(&self) -> bool {
         self.send(Method::GET, "/healthz", None, None).await.ok()

@@ -352,6 +352,18 @@ impl Vu {
         Instant::now() < self.shared.end
     }
 
+    /// One bodiless request and the think time after it; false when the run is over (the call
+    /// found the run ended, or the think time ran past its end).
+    async fn step(
+        &mut self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        think_ms: f64,
+    ) -> anyhow::Result<bool> {
+        Ok(self.call(op, method, path, None).await?.is_some() && self.think(think_ms).await)
+    }
+
     /// Scans new parents and fills them, until the run ends.
     async fn dispatcher(mut self, think_ms: f64, hand_over: bool) -> anyhow::Result<Tally> {
         let shared = self.shared.clone();
@@ -488,19 +500,20 @@ impl Vu {
                 }
             }
             let path = format!("/api/v1/bills/{}/complete", enc(&bill_id));
-            if self
-                .call("bill_complete", Method::POST, &path, None)
+            if !self
+                .step("bill_complete", Method::POST, &path, think_ms)
                 .await?
-                .is_none()
-                || !self.think(think_ms).await
             {
                 break;
             }
-            if self
-                .call("bill_list", Method::GET, "/api/v1/bills?page_size=20", None)
+            if !self
+                .step(
+                    "bill_list",
+                    Method::GET,
+                    "/api/v1/bills?page_size=20",
+                    think_ms,
+                )
                 .await?
-                .is_none()
-                || !self.think(think_ms).await
             {
                 break;
             }
@@ -531,29 +544,22 @@ impl Vu {
                 format!("M444-{:03}", self.rng.gen_range(0..800))
             };
             let path = format!("/api/v1/bags?q={}&page_size=50", enc(&prefix));
-            if self
-                .call("search", Method::GET, &path, None)
-                .await?
-                .is_none()
-                || !self.think(think_ms).await
-            {
+            if !self.step("search", Method::GET, &path, think_ms).await? {
                 break;
             }
             let area = DEFAULT_AREAS[self.rng.gen_range(0..DEFAULT_AREAS.len())];
             let path = format!("/api/v1/bags?type=parent&area={area}&page_size=50");
-            if self
-                .call("search", Method::GET, &path, None)
-                .await?
-                .is_none()
-                || !self.think(think_ms).await
-            {
+            if !self.step("search", Method::GET, &path, think_ms).await? {
                 break;
             }
-            if self
-                .call("bill_list", Method::GET, "/api/v1/bills?page_size=50", None)
+            if !self
+                .step(
+                    "bill_list",
+                    Method::GET,
+                    "/api/v1/bills?page_size=50",
+                    think_ms,
+                )
                 .await?
-                .is_none()
-                || !self.think(think_ms).await
             {
                 break;
             }
@@ -630,13 +636,7 @@ async fn registered_numbers(
                 enc(&page_token)
             );
             let a = api
-                .send_patiently(
-                    Method::GET,
-                    &path,
-                    Some(token),
-                    None,
-                    Duration::from_secs(60),
-                )
+                .get_patiently(&path, Some(token))
                 .await
                 .check("searching registered parents")?;
             let v = a.value();
@@ -682,13 +682,7 @@ async fn parent_pool(api: &Api, token: &str) -> anyhow::Result<ParentPool> {
 
 async fn exists(api: &Api, token: &str, qr: &str) -> anyhow::Result<bool> {
     let a = api
-        .send_patiently(
-            Method::GET,
-            &format!("/api/v1/bags/{}", enc(qr)),
-            Some(token),
-            None,
-            Duration::from_secs(60),
-        )
+        .get_patiently(&format!("/api/v1/bags/{}", enc(qr)), Some(token))
         .await;
     match a.status {
         200 => Ok(true),
@@ -752,13 +746,7 @@ async fn prefetch_full_parents(api: &Api, token: &str, want: usize) -> anyhow::R
             enc(&page_token)
         );
         let a = api
-            .send_patiently(
-                Method::GET,
-                &path,
-                Some(token),
-                None,
-                Duration::from_secs(60),
-            )
+            .get_patiently(&path, Some(token))
             .await
             .check("searching full parents")?;
         let v = a.value();

@@ -548,12 +548,9 @@ async fn seed_bills(
     }
     // Old builds have no billing: a missing route or a missing upstream.
     let probe = api
-        .send_patiently(
-            Method::GET,
+        .get_patiently(
             "/api/v1/bills?page_size=1",
             billers.first().map(String::as_str),
-            None,
-            Duration::from_secs(60),
         )
         .await;
     if matches!(probe.status, 404 | 405 | 501 | 503) {
@@ -694,13 +691,7 @@ async fn verify(
         let p = &plan.parents[i];
         let qr = plan.parent_qr(p);
         let a = api
-            .send_patiently(
-                Method::GET,
-                &format!("/api/v1/bags/{}", enc(&qr)),
-                Some(token),
-                None,
-                Duration::from_secs(60),
-            )
+            .get_patiently(&format!("/api/v1/bags/{}", enc(&qr)), Some(token))
             .await;
         let v = a.value();
         let got = (
@@ -722,13 +713,7 @@ async fn verify(
             continue;
         }
         let a = api
-            .send_patiently(
-                Method::GET,
-                &format!("/api/v1/bags/{}", enc(qr)),
-                Some(token),
-                None,
-                Duration::from_secs(60),
-            )
+            .get_patiently(&format!("/api/v1/bags/{}", enc(qr)), Some(token))
             .await;
         if !a.ok() {
             failures.push(format!("{qr}: HTTP {} {}", a.status, a.code()));
@@ -746,13 +731,7 @@ async fn verify(
     let deadline = Instant::now() + Duration::from_secs(args.verify_timeout_secs);
     loop {
         let a = api
-            .send_patiently(
-                Method::GET,
-                "/api/v1/stats/dashboard",
-                Some(token),
-                None,
-                Duration::from_secs(60),
-            )
+            .get_patiently("/api/v1/stats/dashboard", Some(token))
             .await;
         if matches!(a.status, 404 | 501 | 503) {
             println!(
