@@ -22,6 +22,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1 as pb;
+use tracetrack_proto::billing::v1 as billing_pb;
 use tracetrack_proto::registry::v1 as reg;
 use tracetrack_proto::scan::v1 as scan_pb;
 
@@ -920,6 +921,35 @@ impl BillingStack {
     /// bag-registry's pool.
     pub fn registry_pool(&self) -> &sqlx::PgPool {
         &self.registries[0].pool
+    }
+
+    /// Creates the bill `req` as `token` and attaches `parents` to it, in order (a refusal
+    /// panics).
+    pub async fn open_bill(
+        &self,
+        token: &str,
+        req: billing_pb::CreateBillRequest,
+        parents: &[String],
+    ) {
+        let mut billing = self.billing();
+        let bill_id = req.bill_id.clone();
+        billing.create_bill(authed(req, token)).await.unwrap();
+        for parent_qr in parents {
+            let (bill_id, parent_qr) = (bill_id.clone(), parent_qr.clone());
+            let req = billing_pb::AttachParentRequest { bill_id, parent_qr };
+            billing.attach_parent(authed(req, token)).await.unwrap();
+        }
+    }
+
+    /// Completes `bill` as `token` (a refusal panics).
+    pub async fn complete_bill(&self, token: &str, bill: &str) {
+        let req = billing_pb::CompleteBillRequest {
+            bill_id: bill.into(),
+        };
+        self.billing()
+            .complete_bill(authed(req, token))
+            .await
+            .unwrap();
     }
 }
 

@@ -30,17 +30,13 @@ async fn create(
     id: &str,
     capacity: i32,
 ) -> Result<pb::Bill, AppError> {
-    res(c
-        .create_bill(authed(
-            pb::CreateBillRequest {
-                bill_id: id.into(),
-                capacity,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await)
-    .map(|r| r.bill.unwrap())
+    let bill_id = id.into();
+    let req = pb::CreateBillRequest {
+        bill_id,
+        capacity,
+        ..Default::default()
+    };
+    res(c.create_bill(authed(req, token)).await).map(|r| r.bill.unwrap())
 }
 
 /// Calls of one bill (`bill_id` only) as `token`, each mapped to what the tests look at.
@@ -88,6 +84,22 @@ async fn update(
     req: pb::UpdateBillRequest,
 ) -> Result<pb::Bill, AppError> {
     res(c.update_bill(authed(req, token)).await).map(|r| r.bill.unwrap())
+}
+
+/// UpdateBill of the capacity alone.
+async fn set_capacity(
+    c: BillingClient,
+    token: &str,
+    bill: &str,
+    capacity: i32,
+) -> Result<pb::Bill, AppError> {
+    let (bill_id, capacity) = (bill.into(), Some(capacity));
+    let req = pb::UpdateBillRequest {
+        bill_id,
+        capacity,
+        ..Default::default()
+    };
+    update(c, token, req).await
 }
 
 async fn list(
@@ -883,32 +895,11 @@ async fn bill_error_codes() {
     assert_eq!(second.parent_count, 0);
 
     // capacity_below_attached
-    let e = update(
-        c(),
-        &admin,
-        pb::UpdateBillRequest {
-            bill_id: "FULL-2".into(),
-            capacity: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let e = set_capacity(c(), &admin, "FULL-2", 1).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::CapacityBelowAttached);
     assert_eq!(e.detail("attached"), Some("2"));
     assert_eq!(
-        code(
-            update(
-                c(),
-                &admin,
-                pb::UpdateBillRequest {
-                    bill_id: "FULL-2".into(),
-                    capacity: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await
-        ),
+        code(set_capacity(c(), &admin, "FULL-2", 0).await),
         ErrorCode::InvalidArgument
     );
 
@@ -925,18 +916,7 @@ async fn bill_error_codes() {
         ErrorCode::BillCompleted
     );
     assert_eq!(
-        code(
-            update(
-                c(),
-                &admin,
-                pb::UpdateBillRequest {
-                    bill_id: "FULL-2".into(),
-                    capacity: Some(3),
-                    ..Default::default()
-                },
-            )
-            .await
-        ),
+        code(set_capacity(c(), &admin, "FULL-2", 3).await),
         ErrorCode::BillCompleted
     );
     assert_eq!(

@@ -18,19 +18,13 @@ const ORG: &str = "Shree Agro Inputs Pvt. Ltd.";
 const DEPOT: &str = "Lucknow C&F depot";
 
 async fn create(stack: &BillingStack, id: &str, capacity: i32, destination: &str) {
-    stack
-        .billing()
-        .create_bill(authed(
-            pb::CreateBillRequest {
-                bill_id: id.into(),
-                capacity,
-                destination: destination.into(),
-                ..Default::default()
-            },
-            &stack.admin,
-        ))
-        .await
-        .unwrap();
+    let req = pb::CreateBillRequest {
+        bill_id: id.into(),
+        capacity,
+        destination: destination.into(),
+        ..Default::default()
+    };
+    stack.open_bill(&stack.admin, req, &[]).await;
 }
 
 async fn attach_all(stack: &BillingStack, bill: &str, parents: &[String]) {
@@ -52,16 +46,7 @@ async fn attach_all(stack: &BillingStack, bill: &str, parents: &[String]) {
 }
 
 async fn complete(stack: &BillingStack, bill: &str) {
-    stack
-        .billing()
-        .complete_bill(authed(
-            pb::CompleteBillRequest {
-                bill_id: bill.into(),
-            },
-            &stack.admin,
-        ))
-        .await
-        .unwrap();
+    stack.complete_bill(&stack.admin, bill).await;
 }
 
 #[tokio::test]

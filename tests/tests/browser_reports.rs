@@ -51,39 +51,15 @@ async fn a_biller_previews_and_sends_the_end_of_day_report_from_the_page() {
                 .unwrap();
         }
     }
-    let mut billing = stack.billing();
     for (token, id, parent) in [(&bina, "RB-1", "SB20001"), (&admin, "RB-2", "SB20002")] {
-        billing
-            .create_bill(authed(
-                bpb::CreateBillRequest {
-                    bill_id: id.into(),
-                    capacity: if id == "RB-1" { 1 } else { 2 },
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .unwrap();
-        billing
-            .attach_parent(authed(
-                bpb::AttachParentRequest {
-                    bill_id: id.into(),
-                    parent_qr: parent.into(),
-                },
-                token,
-            ))
-            .await
-            .unwrap();
+        let req = bpb::CreateBillRequest {
+            bill_id: id.into(),
+            capacity: if id == "RB-1" { 1 } else { 2 },
+            ..Default::default()
+        };
+        stack.open_bill(token, req, &[parent.to_owned()]).await;
     }
-    billing
-        .complete_bill(authed(
-            bpb::CompleteBillRequest {
-                bill_id: "RB-1".into(),
-            },
-            &bina,
-        ))
-        .await
-        .unwrap();
+    stack.complete_bill(&bina, "RB-1").await;
 
     tracetrack_tests::browser::NodeTests::new(&["reports.test.mjs"], gw.addr)
         .env("TT_USER", "bina")

@@ -78,7 +78,6 @@ impl World {
                     .unwrap();
             }
         }
-        let mut billing = s.billing();
         for (token, id, capacity, destination, parents) in [
             (
                 &self.bina,
@@ -95,41 +94,16 @@ impl World {
                 vec![format!("SB{tag}0003")],
             ),
         ] {
-            billing
-                .create_bill(authed(
-                    bpb::CreateBillRequest {
-                        bill_id: id.clone(),
-                        capacity,
-                        destination: destination.into(),
-                        vehicle_number: "UP32 AB 1234".into(),
-                        ..Default::default()
-                    },
-                    token,
-                ))
-                .await
-                .unwrap();
-            for p in parents {
-                billing
-                    .attach_parent(authed(
-                        bpb::AttachParentRequest {
-                            bill_id: id.clone(),
-                            parent_qr: p,
-                        },
-                        token,
-                    ))
-                    .await
-                    .unwrap();
-            }
+            let req = bpb::CreateBillRequest {
+                bill_id: id,
+                capacity,
+                destination: destination.into(),
+                vehicle_number: "UP32 AB 1234".into(),
+                ..Default::default()
+            };
+            s.open_bill(token, req, &parents).await;
         }
-        billing
-            .complete_bill(authed(
-                bpb::CompleteBillRequest {
-                    bill_id: format!("R-{tag}-1"),
-                },
-                &self.bina,
-            ))
-            .await
-            .unwrap();
+        s.complete_bill(&self.bina, &format!("R-{tag}-1")).await;
         self.applied().await;
     }
 

@@ -131,43 +131,43 @@ async fn one_child_raced_into_thirty_two_parents_has_one_winner() {
     assert_eq!(child.area, "indore");
 }
 
+/// Asserts that each ScanParent (as token, qr, area) is refused with its code.
+async fn refused_parents(stack: &Stack, cases: &[(&str, &str, &str, ErrorCode)]) {
+    for &(token, qr, area, want) in cases {
+        let got = code(stack.scan_parent(token, qr, area).await);
+        assert_eq!(got, want, "ScanParent {qr:?} in {area:?}");
+    }
+}
+
 #[tokio::test]
 async fn scan_error_codes() {
     let stack = Stack::start(1).await;
     let (_, dev) = stack.user("dev", Role::Dispatcher, "jaipur").await;
     let (_, bina) = stack.user("bina", Role::Biller, "").await;
 
-    // ScanParent
-    assert_eq!(
-        code(stack.scan_parent(&dev, "SB<1>", "").await),
-        ErrorCode::InvalidQr
-    );
-    assert_eq!(
-        code(stack.scan_parent(&dev, &"X".repeat(300), "").await),
-        ErrorCode::InvalidQr
-    );
-    assert_eq!(
-        code(stack.scan_parent(&bina, "SB30001", "").await),
-        ErrorCode::AreaRequired
-    );
-    assert_eq!(
-        code(stack.scan_parent(&bina, "SB30001", "atlantis").await),
-        ErrorCode::InvalidArgument
-    );
+    // ScanParent: (who, qr, area) and the refusal, before and after SB30001 exists (in hisar:
+    // dispatchers stay in their area).
+    let long = "X".repeat(300);
+    refused_parents(
+        &stack,
+        &[
+            (&dev, "SB<1>", "", ErrorCode::InvalidQr),
+            (&dev, &long, "", ErrorCode::InvalidQr),
+            (&bina, "SB30001", "", ErrorCode::AreaRequired),
+            (&bina, "SB30001", "atlantis", ErrorCode::InvalidArgument),
+        ],
+    )
+    .await;
     stack.scan_parent(&bina, "SB30001", "hisar").await.unwrap();
-    assert_eq!(
-        code(stack.scan_parent(&dev, "SB30001", "").await),
-        ErrorCode::WrongArea,
-        "dispatchers stay in their area"
-    );
-    assert_eq!(
-        code(
-            stack
-                .scan_parent(&dev, "LABEL NO.:0016586 LOT NO.:STAR44GG24611", "")
-                .await
-        ),
-        ErrorCode::QrIsChild
-    );
+    let label = "LABEL NO.:0016586 LOT NO.:STAR44GG24611";
+    refused_parents(
+        &stack,
+        &[
+            (&dev, "SB30001", "", ErrorCode::WrongArea),
+            (&dev, label, "", ErrorCode::QrIsChild),
+        ],
+    )
+    .await;
     let again = stack.scan_parent(&bina, "sb30001", "").await.unwrap();
     assert!(!again.created, "re-selecting an existing parent");
 
@@ -196,26 +196,17 @@ async fn scan_error_codes() {
     let twice = stack.scan_child(&dev, "SB30002", "0016586").await.unwrap();
     assert!(twice.already_linked, "a double-fired scan is a success");
     assert_eq!(twice.parent.unwrap().child_count, 1);
-    assert_eq!(
-        code(stack.scan_child(&dev, "SB39999", "AB12").await),
-        ErrorCode::ParentNotFound
-    );
-    assert_eq!(
-        code(stack.scan_child(&dev, "SB30002", "SB30001").await),
-        ErrorCode::QrIsParent
-    );
-    assert_eq!(
-        code(stack.scan_child(&dev, "SB30002", "SB30002").await),
-        ErrorCode::SameAsParent
-    );
-    assert_eq!(
-        code(stack.scan_child(&dev, "SB30002", "A&B1").await),
-        ErrorCode::InvalidQr
-    );
-    assert_eq!(
-        code(stack.scan_child(&dev, "SB30001", "AB12").await),
-        ErrorCode::WrongArea
-    );
+    // ScanChild refusals for the dispatcher: (parent, child) and the code.
+    for (parent, child, want) in [
+        ("SB39999", "AB12", ErrorCode::ParentNotFound),
+        ("SB30002", "SB30001", ErrorCode::QrIsParent),
+        ("SB30002", "SB30002", ErrorCode::SameAsParent),
+        ("SB30002", "A&B1", ErrorCode::InvalidQr),
+        ("SB30001", "AB12", ErrorCode::WrongArea),
+    ] {
+        let got = code(stack.scan_child(&dev, parent, child).await);
+        assert_eq!(got, want, "ScanChild {child:?} into {parent:?}");
+    }
     stack.scan_child(&bina, "SB30001", "AB12").await.unwrap();
     let e = stack.scan_child(&dev, "SB30002", "ab12").await.unwrap_err();
     assert_eq!(
