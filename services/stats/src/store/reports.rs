@@ -47,28 +47,27 @@ pub async fn scans_in(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> AppResult<(Vec<(String, i64)>, Vec<(String, i64)>)> {
-    let by_area = sqlx::query_as(
-        r#"SELECT coalesce(payload->>'area', '') AS name, count(*) AS n FROM stats.audit_events
-           WHERE event_type = 'scan.recorded' AND occurred_at >= $1 AND occurred_at < $2
-             AND payload->>'kind' = 'child' AND payload->>'outcome' = 'ok'
-           GROUP BY 1 ORDER BY 2 DESC, 1"#,
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    let by_user = sqlx::query_as(
-        r#"SELECT coalesce(nullif(payload->>'username', ''), actor_username) AS name, count(*) AS n
-           FROM stats.audit_events
-           WHERE event_type = 'scan.recorded' AND occurred_at >= $1 AND occurred_at < $2
-             AND payload->>'kind' = 'child' AND payload->>'outcome' = 'ok'
-           GROUP BY 1 ORDER BY 2 DESC, 1"#,
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    let by_area = scans_by(pool, "coalesce(payload->>'area', '')", from, to).await?;
+    let username = "coalesce(nullif(payload->>'username', ''), actor_username)";
+    let by_user = scans_by(pool, username, from, to).await?;
     Ok((by_area, by_user))
+}
+
+/// Successful child scans in [from, to) per `name` (an expression over the event), most first.
+async fn scans_by(
+    pool: &PgPool,
+    name: &'static str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<Vec<(String, i64)>> {
+    let sql = format!(
+        r#"SELECT {name} AS name, count(*) AS n FROM stats.audit_events
+           WHERE event_type = 'scan.recorded' AND occurred_at >= $1 AND occurred_at < $2
+             AND payload->>'kind' = 'child' AND payload->>'outcome' = 'ok'
+           GROUP BY 1 ORDER BY 2 DESC, 1"#
+    );
+    let q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
+    Ok(q.fetch_all(pool).await?)
 }
 
 /// One day's delivery record.
