@@ -31,9 +31,12 @@ before(async () => {
 });
 after(async () => { await browser?.close(); });
 
-/** A phone (360 × 740) or a desktop (1280 × 800) with its own storage, console errors collected. */
-export async function device(width = 360, height = 740) {
-  const context = await browser.newContext({ viewport: { width, height }, baseURL: BASE });
+/**
+ * A phone (360 × 740) or a desktop (1280 × 800) with its own storage, console errors collected;
+ * `options` go to the browser context (e.g. `{ bypassCSP: true }` for a test that injects axe-core).
+ */
+export async function device(width = 360, height = 740, options = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: BASE, ...options });
   await context.addInitScript(() => {
     window.__vib = [];
     Object.defineProperty(navigator, "vibrate", { configurable: true, value: (p) => { window.__vib.push(JSON.stringify(p)); return true; } });

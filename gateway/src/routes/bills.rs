@@ -60,6 +60,9 @@ pub struct Bill {
     pub status: String,
     pub capacity: i32,
     pub parent_count: i32,
+    /// Parents returned from it on return tickets (SPEC §1 Returns: dispatched = parent_count +
+    /// returned_count); a bill with returns can be neither reopened nor deleted.
+    pub returned_count: i32,
     pub child_count: i64,
     pub actual_weight_kg: f64,
     pub expected_weight_kg: f64,
@@ -91,6 +94,7 @@ fn bill(b: pb::Bill, parents: Option<Vec<pb::BillParent>>) -> Bill {
         bill_id: b.bill_id,
         capacity: b.capacity,
         parent_count: b.parent_count,
+        returned_count: b.returned_count,
         child_count: b.child_count,
         actual_weight_kg: b.actual_weight_kg,
         expected_weight_kg: b.expected_weight_kg,

@@ -56,7 +56,7 @@ function figures(b) {
       <td>${manage ? html`<button class="secondary detach" data-qr="${p.qr}">${t("detach")}</button>` : ""}</td></tr>`)}</table></div>
     <div class="row noprint mt">
       ${can.manage() && b.status === "processing" ? html`<button id="complete">${t("complete")}</button>` : ""}
-      ${can.manage() && b.status === "completed" ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
+      ${/* a bill with returns keeps its history: it is never reopened */ can.manage() && b.status === "completed" && !b.returned_count ? html`<button id="reopen" class="secondary">${t("reopen")}</button>` : ""}
       <a class="button secondary" id="doc" href="${doc}" target="_blank">${t("document")}</a>
       <a class="button secondary" id="label" href="${doc}&format=a6" target="_blank">${t("label")}</a></div>`;
 }

@@ -3,6 +3,7 @@ import { html, render } from "../html.js";
 import { t, num } from "../i18n.js";
 import { api } from "../api.js";
 import { $, main, errWords } from "../ui.js";
+import { can } from "../store.js";
 import { onLeave } from "../router.js";
 
 /** Horizontal bars (native <progress>, so no inline style under the CSP), biggest first. */
@@ -15,7 +16,8 @@ function figures(d) {
   const bills = Object.entries(d.bills_by_status || {});
   const areas = (d.areas || []).filter((a) => a.parents || a.children || a.scans_today);
   return html`<div class="figures">${f(t("parents"), d.parents)}${f(t("children"), d.children)}${f(t("unlinked"), d.unlinked_children)}
-    ${f(t("scans_today"), d.scans_today)}${f(t("scans_hour"), d.scans_last_hour)}</div>
+    ${f(t("scans_today"), d.scans_today)}${f(t("scans_hour"), d.scans_last_hour)}
+    ${/* sacks taken back on return tickets today: billing's work (a dispatcher's view has none) */ can.manage() ? html`<div class="figure" id="returns-today"><span>${t("returns_today")}</span><b>${num(d.returns_today || 0)}</b></div>` : ""}</div>
     <h2>${t("bills")}</h2>${bills.length ? bars(bills.map(([k, v]) => [t(`bill_${k}`), v]), t("bills")) : html`<p class="empty">${t("none")}</p>`}
     <h2>${t("per_area_title")}</h2>${areas.length ? bars(areas.map((a) => [a.area, a.scans_today]).sort((x, y) => y[1] - x[1]), t("per_area_title")) : html`<p class="empty">${t("none")}</p>`}
     <div class="scroll" tabindex="0" role="region" aria-label="${t("area")}"><table><tr><th>${t("area")}</th><th>${t("parents")}</th><th>${t("children")}</th><th>${t("unlinked")}</th><th>${t("scans_today")}</th></tr>
