@@ -143,6 +143,34 @@ impl BillFilter {
     }
 }
 
+/// Return tickets: by status and creation time.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReturnTicketFilter {
+    /// open, committed or cancelled.
+    #[param(pattern = "^(open|committed|cancelled)?$")]
+    pub status: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+}
+
+impl ReturnTicketFilter {
+    pub fn list(self, page: PageParams) -> ApiResult<billing::ListReturnTicketsRequest> {
+        let (created_from, created_to) = range(&self.from, &self.to)?;
+        let (page_size, page_token) = page.parts();
+        Ok(billing::ListReturnTicketsRequest {
+            status: self.status.unwrap_or_default(),
+            page_size,
+            page_token,
+            created_from,
+            created_to,
+        })
+    }
+}
+
 /// Scan events: by user, QR and time.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ScanFilter {

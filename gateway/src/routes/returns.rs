@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::billing::v1 as pb;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,6 +15,7 @@ use crate::ctx::Ctx;
 use crate::dto::{rfc3339, Page, Problem};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::filters::{PageParams, ReturnTicketFilter};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -97,27 +98,16 @@ fn one(t: Option<pb::ReturnTicket>) -> ApiResult<ReturnTicket> {
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no ticket returned"))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// open, committed or cancelled.
-    #[param(pattern = "^(open|committed|cancelled)?$")]
-    pub status: Option<String>,
-    pub page_size: Option<u32>,
-    pub page_token: Option<String>,
-}
-
-/// Return tickets, newest first (admin, biller).
-#[utoipa::path(get, path = "/api/v1/returns", tag = "returns", params(ListParams), responses((status = 200, body = Page<ReturnTicket>)))]
+/// Return tickets, newest first, by status and creation time (admin, biller).
+#[utoipa::path(get, path = "/api/v1/returns", tag = "returns", params(ReturnTicketFilter, PageParams),
+    responses((status = 200, body = Page<ReturnTicket>), (status = 400, body = Problem, description = "invalid_argument")))]
 async fn list_tickets(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(p): Query<ListParams>,
+    Query(filter): Query<ReturnTicketFilter>,
+    Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<ReturnTicket>>> {
-    let req = pb::ListReturnTicketsRequest {
-        status: p.status.unwrap_or_default(),
-        page_size: p.page_size.unwrap_or(0),
-        page_token: p.page_token.unwrap_or_default(),
-    };
+    let req = filter.list(page)?;
     let r = crate::read!(state.0.billing, list_return_tickets, ctx.read(req.clone())).await?;
     Ok(Json(Page::new(
         r.tickets.into_iter().map(ticket).collect(),

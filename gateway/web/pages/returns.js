@@ -1,11 +1,11 @@
-// Return tickets (admin, biller; SPEC §1 "Returns (IPT)"): the list with a status filter and a
+// Return tickets (admin, biller; SPEC §1 "Returns (IPT)"): the list with status and date filters and a
 // new-ticket form; a ticket's page is its scan station (each sack scanned comes off the completed
 // bill it left on), its returned sacks, and commit / cancel.
 import { html, render } from "../html.js";
 import { t, num, when } from "../i18n.js";
 import { api, uuid, query } from "../api.js";
 import { can, meta } from "../store.js";
-import { $, main, note, errView, pagedList, options } from "../ui.js";
+import { $, main, note, errView, pagedList, options, day } from "../ui.js";
 import { tone } from "../tones.js";
 import { go } from "../router.js";
 
@@ -22,6 +22,7 @@ export function returns(arg) {
       <label>${t("rtn_notes")}<input name="notes" maxlength="500"></label><button>${t("create")}</button></form></details>
     <form id="filters" class="filters card">
       <label>${t("status")}<select name="status"><option value="">${t("all")}</option>${options(STATUSES, "", (s) => t(`rtn_${s}`))}</select></label>
+      <label>${t("from")}<input name="from" type="date"></label><label>${t("to")}<input name="to" type="date"></label>
     </form>
     <div id="list" aria-live="polite"></div>`);
   $("#nt").addEventListener("submit", async (e) => {
@@ -33,7 +34,11 @@ export function returns(arg) {
   });
   const filters = $("#filters");
   const list = pagedList($("#list"), {
-    load: (token) => api("GET", `/returns${query({ ...Object.fromEntries(new FormData(filters)), page_size: 50, page_token: token })}`),
+    load: (token) => {
+      // Days on the phone's calendar: from the first one's midnight to the end of the last one.
+      const f = Object.fromEntries(new FormData(filters));
+      return api("GET", `/returns${query({ status: f.status, from: day(f.from, false), to: day(f.to, true), page_size: 50, page_token: token })}`);
+    },
     head: html`<tr><th>${t("rtn_ticket")}</th><th>${t("status")}</th><th>${t("rtn_sacks")}</th><th>${t("area")}</th><th>${t("rtn_notes")}</th></tr>`,
     row: (r) => html`<tr><td><a href="#/returns/${encodeURIComponent(r.ticket_id)}">${r.ticket_id}</a></td><td>${t(`rtn_${r.status}`)}</td>
       <td>${num(r.return_count)}</td><td>${r.area}</td><td>${r.notes}</td></tr>`,

@@ -165,7 +165,15 @@ impl Billing {
             "" => None,
             t => Some(page::decode_at(t)?),
         };
-        let mut rows = store::list_tickets(self.pool(), status, after, size + 1).await?;
+        let created = |t: &Option<prost_types::Timestamp>, name| {
+            t.as_ref()
+                .map(|t| crate::convert::from_ts(t, name))
+                .transpose()
+        };
+        let from = created(&req.created_from, "created_from")?;
+        let to = created(&req.created_to, "created_to")?;
+        let mut rows =
+            store::list_tickets(self.pool(), status, (from, to), after, size + 1).await?;
         let more = rows.len() as i64 > size;
         rows.truncate(size as usize);
         let next_page_token = match (more, rows.last()) {

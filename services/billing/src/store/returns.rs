@@ -88,10 +88,12 @@ pub async fn ticket<'e>(db: impl PgExecutor<'e>, id: &str) -> AppResult<Option<T
     .await?)
 }
 
-/// Tickets newest first, after the keyset cursor, optionally of one status.
+/// Tickets newest first, after the keyset cursor, optionally of one status and created in
+/// [from, to).
 pub async fn list_tickets<'e>(
     db: impl PgExecutor<'e>,
     status: Option<&str>,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     after: Option<(DateTime<Utc>, String)>,
     limit: i64,
 ) -> AppResult<Vec<TicketRow>> {
@@ -100,12 +102,16 @@ pub async fn list_tickets<'e>(
         "SELECT {TICKET_COLUMNS} FROM billing.return_tickets t \
           WHERE ($1::text IS NULL OR t.status = $1) \
             AND ($2::timestamptz IS NULL OR (t.created_at, t.ticket_id) < ($2, $3)) \
+            AND ($5::timestamptz IS NULL OR t.created_at >= $5) \
+            AND ($6::timestamptz IS NULL OR t.created_at < $6) \
           ORDER BY t.created_at DESC, t.ticket_id DESC LIMIT $4"
     )))
     .bind(status)
     .bind(at)
     .bind(id)
     .bind(limit)
+    .bind(from)
+    .bind(to)
     .fetch_all(db)
     .await?)
 }

@@ -242,8 +242,8 @@ pub async fn daily(
 
 /// The parents returned on return tickets in [from, to), from billing (read, not copied): the
 /// tickets that can hold such a return (created before `to`, not closed before `from`, not empty),
-/// then each one's returns. ListReturnTickets has no time filter, so every ticket is listed (a
-/// page of 200 per call); a time-filtered list would make this proportional to the day.
+/// then each one's returns. ListReturnTickets filters by creation time only, so every ticket
+/// opened before `to` is listed (a page of 200 per call).
 async fn returns_in(
     stats: &Stats,
     token: Option<&str>,
@@ -260,6 +260,9 @@ async fn returns_in(
             status: String::new(),
             page_size: 200,
             page_token: page_token.clone(),
+            // A ticket opened at or after `to` holds no return before it.
+            created_to: Some(time::ts(to)),
+            ..Default::default()
         };
         let page = client::retry_transport(|| {
             let (mut billing, req) = (billing.clone(), req.clone());
