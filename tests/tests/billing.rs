@@ -1764,3 +1764,51 @@ async fn no_row_lock_is_held_while_bag_registry_is_called() {
     proxy.restore();
     held_up.stop().await.unwrap();
 }
+
+/// The dispatch document is what the truck leaves with: every parent of the bill, whoever prints
+/// it. A dispatcher's bill page lists their own area's parents only (SPEC: one bill's `parents`),
+/// but their printed document lists them all, as its totals count them all.
+#[tokio::test]
+async fn a_dispatchers_dispatch_document_lists_every_parent_of_the_bill() {
+    let s = BillingStack::start(1, 1).await;
+    let admin = s.admin.clone();
+    let (_, dev) = s.user("dev", Role::Dispatcher, "lucknow").await;
+    register(&s, "SB83001", "lucknow").await;
+    register(&s, "SB83002", "indore").await;
+    create(s.billing(), &admin, "DOC-AREAS", 2).await.unwrap();
+    attach(s.billing(), &admin, "DOC-AREAS", "SB83001")
+        .await
+        .unwrap();
+    attach(s.billing(), &admin, "DOC-AREAS", "SB83002")
+        .await
+        .unwrap();
+    complete(s.billing(), &admin, "DOC-AREAS").await.unwrap();
+    let billing = s.billings[0].url();
+    let gw = Gateway::start(&s, |g| g.billing_url = billing.clone()).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| http.get(gw.url(path)).bearer_auth(&dev).send();
+    // The page's view: their own area's parent.
+    let page: serde_json::Value = get("/api/v1/bills/DOC-AREAS")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let qrs: Vec<&str> = page["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["qr"].as_str().unwrap())
+        .collect();
+    assert_eq!(qrs, vec!["SB83001"]);
+    // The document: both.
+    let r = get("/api/v1/bills/DOC-AREAS/document?lang=en")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc = r.text().await.unwrap();
+    assert!(
+        doc.contains("SB83001") && doc.contains("SB83002"),
+        "a dispatcher's document lists every parent: {doc}"
+    );
+}

@@ -405,7 +405,7 @@ async fn document(
     };
     let r = crate::read!(
         state.0.billing,
-        get_bill,
+        get_bill_document,
         ctx.read(pb::GetBillRequest {
             bill_id: id.clone()
         })

@@ -58,6 +58,7 @@ tracetrack_common::service! {
         type ExportBillsStream = ExportStream<pb::ExportBillsChunk>;
         fn create_bill(pb::CreateBillRequest) -> pb::CreateBillResponse;
         fn get_bill(pb::GetBillRequest) -> pb::GetBillResponse;
+        fn get_bill_document(pb::GetBillRequest) -> pb::GetBillResponse;
         fn list_bills(pb::ListBillsRequest) -> pb::ListBillsResponse;
         fn export_bills(pb::ExportBillsRequest) -> Self::ExportBillsStream;
         fn update_bill(pb::UpdateBillRequest) -> pb::UpdateBillResponse;
