@@ -165,6 +165,17 @@ fn label_workbook() -> Vec<u8> {
     wb.save_to_buffer().unwrap()
 }
 
+/// A bill workbook: the label workbook's parent, then its Bill row.
+fn bill_workbook() -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_number(0, 0, 1.0).unwrap();
+    ws.write_string(0, 1, "M444-10001").unwrap();
+    ws.write_string(1, 0, "Bill").unwrap();
+    ws.write_string(1, 1, "BILL-IMPORT-9001").unwrap();
+    wb.save_to_buffer().unwrap()
+}
+
 fn venv_st() -> PathBuf {
     let st = repo_root().join(".venv/bin/st");
     assert!(
@@ -406,6 +417,34 @@ async fn schemathesis_as_admin_and_dispatcher() {
     );
     check_answer(&dir, &document, "/api/v1/imports/labels", &report).await;
     seen.entry("POST /api/v1/imports/labels".to_owned())
+        .or_default()
+        .insert(status);
+    // The same for the bill workbook upload: the parent just imported onto a new bill.
+    let r = api
+        .client
+        .post(gw.url("/api/v1/imports/bills"))
+        .bearer_auth(&api.login("admin", ADMIN_PASSWORD).await)
+        .header(
+            "content-type",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+        .body(bill_workbook())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["bills_created"].as_u64(),
+            report["attached"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    check_answer(&dir, &document, "/api/v1/imports/bills", &report).await;
+    seen.entry("POST /api/v1/imports/bills".to_owned())
         .or_default()
         .insert(status);
 
