@@ -193,10 +193,10 @@ test("the data page's label import gives its result as a workbook", async () => 
   await page.waitForSelector("#imp");
   await page.setInputFiles("#imp input[name=file]", process.env.TT_LABEL_WORKBOOK);
   await page.selectOption("#imp select[name=area]", "lucknow");
-  await page.check("#imp input[name=result]");
-  await page.click("#imp button");
-  await page.waitForSelector("#result-xlsx");
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#result-xlsx")]);
+  await page.check("#imp input[name=as_xlsx]");
+  // The page downloads the workbook by itself once the server has answered (and keeps a link).
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#imp button")]);
+  await page.waitForSelector("#report-xlsx");
   const file = `${OUT}/label-import-result.xlsx`;
   await download.saveAs(file);
   // An .xlsx is a zip archive (its sheets are read back by browser_document.rs).

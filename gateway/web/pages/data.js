@@ -1,8 +1,8 @@
 // Exports (CSV, Excel, EPCIS) and the label import (admin).
 import { html, render } from "../html.js";
 import { t, num } from "../i18n.js";
-import { api, query, ApiError } from "../api.js";
-import { areaNames, session } from "../store.js";
+import { api, query } from "../api.js";
+import { areaNames } from "../store.js";
 import { $, main, note, errWords, options, day } from "../ui.js";
 
 const XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -18,7 +18,6 @@ export function data() {
       <label>${t("area")}<select name="area" required><option value="">—</option>${options(areas, "")}</select></label>
       <label class="row"><input type="checkbox" name="dry_run" class="check"> ${t("dry_run")}</label>
       <label class="row"><input type="checkbox" name="as_xlsx" class="check"> ${t("report_as_xlsx")}</label>
-      <label class="row"><input type="checkbox" name="result" class="check"> ${t("import_result_xlsx")}</label>
       <button>${t("import")}</button></form><div id="report"></div></section>`);
   const links = () => {
     const q = query({ from: day($("#xfrom").value, false), to: day($("#xto").value, true) });
@@ -47,7 +46,6 @@ export function data() {
       return;
     }
     try {
-      if (f.result.checked) return await resultWorkbook(file, f.area.value, f.dry_run.checked);
       const r = await api("POST", `/imports/labels${query({ area: f.area.value, dry_run: f.dry_run.checked ? "true" : "" })}`, undefined, { raw: file, headers: { "Content-Type": XLSX_TYPE } });
       const figures = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === "number" ? num(v) : v]));
       note(r.dry_run ? t("dry_run_done", figures) : r.nothing_changed ? t("nothing_changed", figures) : t("import_done", figures), r.rejected ? "info" : "ok");
@@ -55,19 +53,4 @@ export function data() {
         html`<tr><td>${p.sheet}</td><td>${p.row}</td><td><b>${p.code}</b> ${p.message}</td><td>${p.value}</td></tr>`)}</table></div>` : "");
     } catch (err) { render($("#report"), ""); note(errWords(err), "err"); }
   });
-}
-
-/** The import answered as its result workbook (sheets Summary, Done, Problems): a download link. */
-async function resultWorkbook(file, area, dryRun) {
-  const res = await fetch(`/api/v1/imports/labels${query({ area, dry_run: dryRun ? "true" : "", result: "xlsx" })}`, {
-    method: "POST", body: file, credentials: "same-origin",
-    headers: { "Content-Type": XLSX_TYPE, "X-CSRF-Token": session.me ? session.me.csrf_token : "" },
-  });
-  if (!res.ok) {
-    const p = await res.json().catch(() => null);
-    throw new ApiError(p && p.code ? p : { code: "internal", status: res.status }, res.status, null);
-  }
-  const url = URL.createObjectURL(await res.blob());
-  note(t("import_result_ready"), "ok");
-  render($("#report"), html`<p><a id="result-xlsx" class="button" download="label-import-result.xlsx" href="${url}">${t("import_result_download")}</a></p>`);
 }

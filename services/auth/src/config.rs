@@ -24,6 +24,10 @@ pub struct Settings {
     pub service_tokens: BTreeMap<String, SecretString>,
     /// Dispatch areas a dispatcher may belong to.
     pub areas: Vec<String>,
+    /// Admins must have a second factor: one without it may do nothing but enrol (on in the prod
+    /// overlay; off for `make run` and the tests).
+    pub require_2fa_for_admins: bool,
+    pub second_factor: SecondFactorSettings,
 }
 
 impl Default for Settings {
@@ -37,6 +41,8 @@ impl Default for Settings {
             bootstrap_admin_password: None,
             service_tokens: BTreeMap::new(),
             areas: default_areas(),
+            require_2fa_for_admins: false,
+            second_factor: SecondFactorSettings::default(),
         }
     }
 }
@@ -122,6 +128,29 @@ impl Default for Argon2Settings {
             parallelism: 1,
             max_concurrent: 2,
             max_waiting: 64,
+        }
+    }
+}
+
+/// TOTP second factor (issue 17 §1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SecondFactorSettings {
+    /// 32 bytes, base64: encrypts the TOTP secrets at rest (a secret). Without it nobody can
+    /// enrol (`second_factor_unavailable`) and `require_2fa_for_admins` refuses to start.
+    pub encryption_key: Option<SecretString>,
+    /// The issuer authenticator apps show beside the account name.
+    pub issuer: String,
+    /// How long a password login's challenge waits for its code.
+    pub challenge_secs: u64,
+}
+
+impl Default for SecondFactorSettings {
+    fn default() -> Self {
+        Self {
+            encryption_key: None,
+            issuer: "TraceTrack".to_owned(),
+            challenge_secs: 5 * 60,
         }
     }
 }

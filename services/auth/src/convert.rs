@@ -29,7 +29,22 @@ pub(crate) fn role_from_pb(role: i32) -> AppResult<Role> {
     }
 }
 
+/// A user as admins see them: `restrictions` has the password change only (whether an admin
+/// must enrol depends on the configuration: [`user_to_pb`]).
 pub fn to_pb(u: &UserRow) -> pb::User {
+    user_to_pb(u, false)
+}
+
+/// A user with the restrictions in force, in the order they apply: the password change, then
+/// (admins, when `require_2fa_for_admins`) enrolment of a second factor.
+pub fn user_to_pb(u: &UserRow, require_2fa_for_admins: bool) -> pb::User {
+    let mut restrictions = Vec::new();
+    if u.must_change_password {
+        restrictions.push("change_password".to_owned());
+    }
+    if require_2fa_for_admins && u.role == "admin" && !u.two_factor_enabled {
+        restrictions.push("enrol_2fa".to_owned());
+    }
     pb::User {
         id: u.id.to_string(),
         username: u.username.clone(),
@@ -41,6 +56,8 @@ pub fn to_pb(u: &UserRow) -> pb::User {
         must_change_password: u.must_change_password,
         created_at: Some(ts(u.created_at)),
         last_login_at: u.last_login_at.map(ts),
+        two_factor_enabled: u.two_factor_enabled,
+        restrictions,
     }
 }
 
@@ -49,5 +66,6 @@ pub(crate) fn audit_view(u: &UserRow) -> serde_json::Value {
         "username": u.username, "email": u.email, "role": u.role,
         "dispatch_area": u.dispatch_area, "active": u.active,
         "must_change_password": u.must_change_password,
+        "two_factor_enabled": u.two_factor_enabled,
     })
 }

@@ -6,6 +6,7 @@ pub mod lockout;
 pub mod password;
 pub mod rpc;
 pub mod rules;
+pub mod second_factor;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -14,6 +14,7 @@ use tracetrack_proto::auth::v1 as pb;
 
 use crate::config::Settings;
 use crate::password::{self, Hasher};
+use crate::second_factor::SecretBox;
 use crate::state::{Auth, Inner, LocalVerifier, SCHEMA, SERVICE};
 use crate::store;
 
@@ -52,14 +53,21 @@ impl Application {
             });
         }
         let hasher = Hasher::new(&settings.argon2)?;
+        let secret_box = SecretBox::from_settings(&settings.second_factor)?;
+        anyhow::ensure!(
+            secret_box.is_some() || !settings.require_2fa_for_admins,
+            "require_2fa_for_admins needs second_factor.encryption_key"
+        );
         let verifier = LocalVerifier {
             pool: pool.clone(),
             idle_secs: settings.session.idle_timeout_secs,
+            require_2fa_for_admins: settings.require_2fa_for_admins,
         };
         let auth = Auth(Arc::new(Inner {
             pool,
             hasher,
             callers: CallerResolver::new(Arc::new(verifier)),
+            secret_box,
             settings,
         }));
         Ok(Self { runtime, auth })
@@ -130,6 +138,9 @@ async fn purge_loop(auth: Auth, mut stop: tokio::sync::watch::Receiver<bool>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "purge failed; retrying next round"),
+        }
+        if let Err(e) = store::purge_challenges(&auth.0.pool).await {
+            tracing::warn!(error = %e, "purge of login challenges failed; retrying next round");
         }
     }
 }

@@ -15,8 +15,9 @@ use tracetrack_domain::{ErrorCode, Role};
 use tracetrack_proto::events::v1::Actor;
 
 use crate::config::Settings;
-use crate::convert::to_pb;
+use crate::convert::user_to_pb;
 use crate::password::Hasher;
+use crate::second_factor::SecretBox;
 use crate::store;
 
 pub const SCHEMA: &str = "auth";
@@ -32,6 +33,8 @@ pub struct Inner {
     pub hasher: Hasher,
     pub settings: Settings,
     pub callers: CallerResolver,
+    /// Seals TOTP secrets; `None` without a configured key (nobody can enrol).
+    pub secret_box: Option<SecretBox>,
 }
 
 /// Both gRPC services share this state.
@@ -42,6 +45,7 @@ pub struct Auth(pub Arc<Inner>);
 pub struct LocalVerifier {
     pub pool: PgPool,
     pub idle_secs: u64,
+    pub require_2fa_for_admins: bool,
 }
 
 #[async_trait]
@@ -51,11 +55,13 @@ impl TokenVerifier for LocalVerifier {
             store::session_user(&self.pool, &store::token_hash(token), self.idle_secs).await?;
         found
             .map(|s| {
-                UserIdentity::from_proto(&to_pb(&s.user), &s.session_id.to_string()).map(|u| {
-                    UserIdentity {
-                        csrf_token: s.csrf_token.clone(),
-                        ..u
-                    }
+                UserIdentity::from_proto(
+                    &user_to_pb(&s.user, self.require_2fa_for_admins),
+                    &s.session_id.to_string(),
+                )
+                .map(|u| UserIdentity {
+                    csrf_token: s.csrf_token.clone(),
+                    ..u
                 })
             })
             .transpose()
@@ -69,6 +75,11 @@ impl TokenVerifier for LocalVerifier {
 impl Auth {
     pub(crate) fn pool(&self) -> &PgPool {
         &self.0.pool
+    }
+
+    /// A user as they see themselves: with the restrictions in force for them.
+    pub(crate) fn user_pb(&self, u: &store::UserRow) -> tracetrack_proto::auth::v1::User {
+        user_to_pb(u, self.0.settings.require_2fa_for_admins)
     }
 
     pub(crate) async fn caller<T>(&self, req: &Request<T>) -> AppResult<Caller> {

@@ -33,6 +33,9 @@ pub struct UserIdentity {
     /// A dispatcher's area.
     pub area: Option<String>,
     pub must_change_password: bool,
+    /// An admin without a second factor while `require_2fa_for_admins` is on: may only enrol
+    /// (the restriction after `must_change_password`).
+    pub must_enrol_2fa: bool,
     pub session_id: String,
     /// The session's CSRF token (the gateway checks it on cookie-authenticated unsafe requests).
     pub csrf_token: String,
@@ -52,6 +55,7 @@ impl UserIdentity {
             role,
             area: Some(user.dispatch_area.clone()).filter(|a| !a.is_empty()),
             must_change_password: user.must_change_password,
+            must_enrol_2fa: user.restrictions.iter().any(|r| r == "enrol_2fa"),
             session_id: session_id.to_owned(),
             csrf_token: String::new(),
         })
@@ -70,8 +74,22 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The logged-in user, refusing sessions whose password must be changed first.
+    /// The logged-in user, refusing sessions with a restriction in force: the password must be
+    /// changed first, then (admins, when required) a second factor enrolled.
     pub fn user(&self) -> AppResult<&UserIdentity> {
+        let user = self.user_pending_enrolment_ok()?;
+        if user.must_enrol_2fa {
+            return Err(AppError::new(
+                ErrorCode::TwoFactorRequired,
+                "set up two-factor sign-in before continuing",
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The logged-in user, even one who still has to enrol a second factor (the enrolment
+    /// RPCs), but not one who must change their password first.
+    pub fn user_pending_enrolment_ok(&self) -> AppResult<&UserIdentity> {
         let user = self.user_pending_password_ok()?;
         if user.must_change_password {
             return Err(AppError::new(
@@ -260,6 +278,12 @@ impl RemoteVerifier {
     /// Remembers a token just issued (a login), so it counts as seen valid.
     pub async fn issued(&self, token: &str) {
         self.seen.insert(token_key(token), ()).await;
+    }
+
+    /// Drops a token's cached user, so the next request asks auth again (the gateway, after a
+    /// change to the caller's own restrictions such as a second factor enrolled).
+    pub async fn forget(&self, token: &str) {
+        self.users.invalidate(&token_key(token)).await;
     }
 
     /// The user of a token verified in the last 30 s, without asking auth.

@@ -101,12 +101,17 @@ codes! {
     // 401: not logged in (retryable once the user has logged in again)
     Unauthenticated = "unauthenticated" => (Unauthenticated, 401, retryable),
     InvalidCredentials = "invalid_credentials" => (Unauthenticated, 401, definitive),
+    /// A login's second-factor challenge is unknown, used or past its time: log in again.
+    LoginChallengeExpired = "login_challenge_expired" => (Unauthenticated, 401, definitive),
     // 403: role, area or caller
     PermissionDenied = "permission_denied" => (PermissionDenied, 403, definitive),
     WrongArea = "wrong_area" => (PermissionDenied, 403, definitive),
     /// The session belongs to a user who must change their password first (retryable once they
     /// have: the request itself was fine).
     PasswordChangeRequired = "password_change_required" => (PermissionDenied, 403, retryable),
+    /// The session belongs to an admin who must enrol a second factor first
+    /// (`require_2fa_for_admins`); retryable once they have.
+    TwoFactorRequired = "two_factor_required" => (PermissionDenied, 403, retryable),
     /// An RPC that exists for one service was called by another caller.
     CallerNotAllowed = "caller_not_allowed" => (PermissionDenied, 403, definitive),
     // 404
@@ -152,6 +157,15 @@ codes! {
     TicketEmpty = "ticket_empty" => (FailedPrecondition, 409, definitive),
     /// A bill with returns can be neither reopened nor deleted.
     BillHasReturns = "bill_has_returns" => (FailedPrecondition, 409, definitive),
+    /// The user already has a confirmed second factor (disable or reset it first).
+    TwoFactorEnrolled = "two_factor_enrolled" => (FailedPrecondition, 409, definitive),
+    /// The user has no (pending, for a confirmation) second factor.
+    TwoFactorNotEnrolled = "two_factor_not_enrolled" => (FailedPrecondition, 409, definitive),
+    /// A feature its configuration leaves off (second factor without an encryption key,
+    /// password reset without SMTP).
+    FeatureDisabled = "feature_disabled" => (FailedPrecondition, 409, definitive),
+    /// A password-reset link that is unknown, used or past its hour.
+    ResetLinkInvalid = "reset_link_invalid" => (FailedPrecondition, 409, definitive),
     /// A concurrent change won; retrying the whole request is safe (retryable).
     Conflict = "conflict" => (Aborted, 409, retryable),
     // 413
@@ -241,7 +255,8 @@ mod tests {
             | Conflict
             | Internal
             | Unauthenticated
-            | PasswordChangeRequired => true,
+            | PasswordChangeRequired
+            | TwoFactorRequired => true,
             InvalidArgument
             | InvalidQr
             | AreaRequired
@@ -287,7 +302,12 @@ mod tests {
             | BillHasReturns
             | PayloadTooLarge
             | IdempotencyKeyReused
-            | AccountLocked => false,
+            | AccountLocked
+            | LoginChallengeExpired
+            | TwoFactorEnrolled
+            | TwoFactorNotEnrolled
+            | FeatureDisabled
+            | ResetLinkInvalid => false,
         }
     }
 

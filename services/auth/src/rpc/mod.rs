@@ -3,6 +3,8 @@
 //! `UserAdminService` for admins) only call it and wrap the answer.
 
 mod passwords;
+mod reset;
+mod second_factor;
 mod sessions;
 mod users;
 
@@ -17,6 +19,13 @@ tracetrack_common::service! {
         fn who_am_i(pb::WhoAmIRequest) -> pb::WhoAmIResponse;
         fn authenticate(pb::AuthenticateRequest) -> pb::AuthenticateResponse;
         fn change_password(pb::ChangePasswordRequest) -> pb::ChangePasswordResponse;
+        // Second factor and password reset by e-mail (issue 17 §1, §3).
+        fn complete_login(pb::CompleteLoginRequest) -> pb::LoginResponse;
+        fn begin_two_factor_enrolment(pb::BeginTwoFactorEnrolmentRequest) -> pb::BeginTwoFactorEnrolmentResponse;
+        fn confirm_two_factor_enrolment(pb::ConfirmTwoFactorEnrolmentRequest) -> pb::ConfirmTwoFactorEnrolmentResponse;
+        fn disable_two_factor(pb::DisableTwoFactorRequest) -> pb::DisableTwoFactorResponse;
+        fn request_password_reset(pb::RequestPasswordResetRequest) -> pb::RequestPasswordResetResponse;
+        fn complete_password_reset(pb::CompletePasswordResetRequest) -> pb::CompletePasswordResetResponse;
     }
 }
 
@@ -30,5 +39,6 @@ tracetrack_common::service! {
         fn unlock_user(pb::UnlockUserRequest) -> pb::UnlockUserResponse;
         fn unlock_all_users(pb::UnlockAllUsersRequest) -> pb::UnlockAllUsersResponse;
         fn reset_password(pb::ResetPasswordRequest) -> pb::ResetPasswordResponse;
+        fn reset_two_factor(pb::ResetTwoFactorRequest) -> pb::ResetTwoFactorResponse;
     }
 }

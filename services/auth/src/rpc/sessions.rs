@@ -11,7 +11,7 @@ use tracetrack_proto::auth::v1 as pb;
 use tracetrack_proto::events::v1::Actor;
 use uuid::Uuid;
 
-use crate::convert::{to_pb, ts};
+use crate::convert::ts;
 use crate::rules::{invalid_credentials, locked, random_token};
 use crate::state::Auth;
 use crate::store::{self, UserRow};
@@ -54,57 +54,13 @@ impl Auth {
         };
         let mut tx = self.pool().begin().await?;
         match user.filter(|u| verified && u.active) {
+            // A second factor: the attempt stays counted until the code completes the login.
+            Some(user) if user.two_factor_enabled => {
+                self.challenge(tx, &user, locked_until, actor, ip).await
+            }
             Some(user) => {
-                // The success breaks the run: this attempt and those admitted before it are
-                // taken back; failures admitted after it (concurrent attempts) stay counted.
-                store::refund_attempt(
-                    &mut tx,
-                    &account,
-                    failures,
-                    self.0.settings.lockout.max_failures,
-                )
-                .await?;
-                let token = format!("tt_{}", random_token(32));
-                let csrf = random_token(24);
-                let session_id = Uuid::now_v7();
-                let expires_at = store::insert_session(
-                    &mut tx,
-                    store::NewSession {
-                        id: session_id,
-                        user_id: user.id,
-                        token_hash: &store::token_hash(&token),
-                        csrf_token: &csrf,
-                        absolute_secs: self.0.settings.session.absolute_timeout_secs,
-                        client_ip: ip.as_deref(),
-                    },
-                )
-                .await?;
-                store::touch_last_login(&mut tx, user.id).await?;
-                let actor = Actor {
-                    user_id: user.id.to_string(),
-                    ..actor
-                };
-                self.audit(
-                    &mut tx,
-                    actor,
-                    "auth.login_succeeded",
-                    &user.id.to_string(),
-                    json!({"session_id": session_id}),
-                )
-                .await?;
-                tx.commit().await?;
-                let user = UserRow {
-                    last_login_at: Some(Utc::now()),
-                    locked_until: None,
-                    ..user
-                };
-                Ok(pb::LoginResponse {
-                    token,
-                    csrf_token: csrf,
-                    expires_at: Some(ts(expires_at)),
-                    must_change_password: user.must_change_password,
-                    user: Some(to_pb(&user)),
-                })
+                self.issue_session(tx, user, &account, failures, actor, ip)
+                    .await
             }
             None => {
                 // Already counted when admitted.
@@ -124,6 +80,70 @@ impl Auth {
                 Err(err)
             }
         }
+    }
+
+    /// Ends a successful login: refunds the attempts counted for it (this one and those admitted
+    /// before it, whose run the success broke; failures admitted after it by concurrent attempts
+    /// stay counted), opens the session and audits it. The password step of a user without a
+    /// second factor, or CompleteLogin's code.
+    pub(crate) async fn issue_session(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        user: UserRow,
+        account: &str,
+        failures: i32,
+        actor: Actor,
+        ip: Option<String>,
+    ) -> AppResult<pb::LoginResponse> {
+        store::refund_attempt(
+            &mut tx,
+            account,
+            failures,
+            self.0.settings.lockout.max_failures,
+        )
+        .await?;
+        let token = format!("tt_{}", random_token(32));
+        let csrf = random_token(24);
+        let session_id = Uuid::now_v7();
+        let expires_at = store::insert_session(
+            &mut tx,
+            store::NewSession {
+                id: session_id,
+                user_id: user.id,
+                token_hash: &store::token_hash(&token),
+                csrf_token: &csrf,
+                absolute_secs: self.0.settings.session.absolute_timeout_secs,
+                client_ip: ip.as_deref(),
+            },
+        )
+        .await?;
+        store::touch_last_login(&mut tx, user.id).await?;
+        let actor = Actor {
+            user_id: user.id.to_string(),
+            ..actor
+        };
+        self.audit(
+            &mut tx,
+            actor,
+            "auth.login_succeeded",
+            &user.id.to_string(),
+            json!({"session_id": session_id, "second_factor": user.two_factor_enabled}),
+        )
+        .await?;
+        tx.commit().await?;
+        let user = UserRow {
+            last_login_at: Some(Utc::now()),
+            locked_until: None,
+            ..user
+        };
+        Ok(pb::LoginResponse {
+            token,
+            csrf_token: csrf,
+            expires_at: Some(ts(expires_at)),
+            must_change_password: user.must_change_password,
+            user: Some(self.user_pb(&user)),
+            ..pb::LoginResponse::default()
+        })
     }
 
     pub(crate) async fn logout(
@@ -160,7 +180,7 @@ impl Auth {
         .await?
         .ok_or_else(AppError::unauthenticated)?;
         Ok(pb::WhoAmIResponse {
-            user: Some(to_pb(&s.user)),
+            user: Some(self.user_pb(&s.user)),
             csrf_token: s.csrf_token,
             expires_at: Some(ts(s.expires_at)),
             session_id: s.session_id.to_string(),
@@ -185,7 +205,7 @@ impl Auth {
             if let Some(s) =
                 store::session_user(self.pool(), &store::token_hash(&req.user_token), idle).await?
             {
-                resp.user = Some(to_pb(&s.user));
+                resp.user = Some(self.user_pb(&s.user));
                 resp.session_id = s.session_id.to_string();
                 resp.csrf_token = s.csrf_token;
                 resp.session_expires_at = Some(ts(s.expires_at));

@@ -2,10 +2,12 @@
 //! concurrency are single conditional statements or run under an advisory lock.
 
 mod lockout;
+mod second_factor;
 mod sessions;
 mod users;
 
 pub use lockout::*;
+pub use second_factor::*;
 pub use sessions::*;
 pub use users::*;
 
@@ -27,13 +29,17 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
     pub locked_until: Option<DateTime<Utc>>,
+    /// A confirmed second factor (issue 17 §1).
+    pub two_factor_enabled: bool,
 }
 
 pub const USER_COLUMNS: &str = r#"
     u.id, u.username, u.email, u.password_hash, u.role, u.dispatch_area, u.active,
     u.must_change_password, u.created_at, u.last_login_at,
     (SELECT f.locked_until FROM auth.login_failures f
-      WHERE f.account = lower(u.username) AND f.locked_until > now()) AS locked_until"#;
+      WHERE f.account = lower(u.username) AND f.locked_until > now()) AS locked_until,
+    EXISTS (SELECT 1 FROM auth.second_factors sf
+      WHERE sf.user_id = u.id AND sf.confirmed_at IS NOT NULL) AS two_factor_enabled"#;
 
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
