@@ -9,6 +9,13 @@
 #   scripts/stack.sh env     print the connection settings
 #   scripts/stack.sh install install what is missing, start nothing; print PGBIN= and PG_USER=
 #                            (for scripts that run private instances, such as scripts/chaos.sh)
+#   scripts/stack.sh tls-up DIR PG_PORT REDIS_PORT
+#                            a second, private Postgres (ssl=on, TLS connections only) and a
+#                            TLS-only Redis on loopback, serving DIR/server.crt and DIR/server.key
+#                            (for localhost, from a throw-away CA the caller made: DIR/ca.crt),
+#                            their state under DIR; prints TLS_PG_URL= and TLS_REDIS_URL=
+#                            (verify-full). The shared stack is not touched. tests/tests/tls.rs.
+#   scripts/stack.sh tls-down DIR   stop them
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -183,9 +190,67 @@ case ${1:-up} in
     echo "PGBIN=$PGBIN"
     echo "PG_USER=$(pg_user)"
     ;;
+  tls-up)
+    dir=$(cd "${2:?usage: $0 tls-up DIR PG_PORT REDIS_PORT}" && pwd)
+    tpg=${3:?PG_PORT}; tredis=${4:?REDIS_PORT}
+    for f in ca.crt server.crt server.key; do
+      [[ -f $dir/$f ]] || { log "$dir/$f is missing"; exit 1; }
+    done
+    ensure_pg_installed
+    ensure_redis_installed
+    mkdir -p "$dir/pg"
+    # Postgres wants its key readable by itself only.
+    install -m 600 "$dir/server.key" "$dir/pg/server.key"
+    install -m 644 "$dir/server.crt" "$dir/pg/server.crt"
+    if [[ $(id -u) -eq 0 ]]; then chmod 755 "$dir"; chown -R "$(pg_user)" "$dir/pg"; fi
+    as_pg "$PGBIN/initdb" -D "$dir/pg/data" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+    cat >> "$dir/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $tpg
+unix_socket_directories = '$dir/pg'
+ssl = on
+ssl_cert_file = '$dir/pg/server.crt'
+ssl_key_file = '$dir/pg/server.key'
+max_connections = 100
+fsync = off
+timezone = 'UTC'
+log_min_messages = warning
+CONF
+    # TLS or nothing: a client that does not ask for it is refused.
+    cat > "$dir/pg/data/pg_hba.conf" <<HBA
+local     all all              trust
+hostssl   all all 127.0.0.1/32 trust
+hostnossl all all 127.0.0.1/32 reject
+HBA
+    log "starting PostgreSQL with TLS on 127.0.0.1:$tpg"
+    as_pg "$PGBIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/postgres.log" -w -t 60 start >/dev/null
+    log "starting Redis with TLS only on 127.0.0.1:$tredis"
+    redis-server --port 0 --tls-port "$tredis" --bind 127.0.0.1 --daemonize yes \
+      --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key" \
+      --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no \
+      --pidfile "$dir/redis.pid" --dir "$dir" --logfile "$dir/redis.log" \
+      --save "" --appendonly no >/dev/null
+    for _ in $(seq 1 100); do
+      redis-cli --tls --cacert "$dir/ca.crt" -h localhost -p "$tredis" ping 2>/dev/null | grep -q PONG && break
+      sleep 0.1
+    done
+    as_pg "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$tpg" || { log "PostgreSQL with TLS not ready"; exit 1; }
+    echo "TLS_PG_URL=postgres://postgres@localhost:$tpg/postgres?sslmode=verify-full&sslrootcert=$dir/ca.crt"
+    echo "TLS_REDIS_URL=rediss://localhost:$tredis"
+    ;;
+  tls-down)
+    dir=$(cd "${2:?usage: $0 tls-down DIR}" && pwd)
+    PGBIN=$(pg_bindir || true)
+    if [[ -n ${PGBIN:-} && -f $dir/pg/data/postmaster.pid ]]; then
+      as_pg "$PGBIN/pg_ctl" -D "$dir/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    if [[ -f $dir/redis.pid ]] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
+      kill "$(cat "$dir/redis.pid")"
+    fi
+    ;;
   env)
     echo "TRACETRACK_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     echo "TRACETRACK_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT"
     ;;
-  *) echo "usage: $0 up|down|status|env|psql|install" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|psql|install|tls-up|tls-down" >&2; exit 2 ;;
 esac

@@ -96,6 +96,14 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
     /// Run migrations at start-up (local runs, tests); production runs the `migrate` subcommand.
     pub migrate_on_start: bool,
+    /// TLS: `disable`, `prefer` (TLS when the server offers it, unverified), `require`
+    /// (encrypted, unverified), `verify-ca` (the certificate chains to a trusted CA) or
+    /// `verify-full` (and names the URL's host). Unset: the URL's `sslmode`, default `prefer`.
+    pub ssl_mode: Option<String>,
+    /// A PEM file of CA certificates (RDS: the region's bundle) trusted besides the webpki
+    /// roots; read when the pool is built. Needs `require`, `verify-ca` or `verify-full`
+    /// (`require` then verifies the chain, as libpq does).
+    pub ca_file: Option<String>,
 }
 
 impl Default for DatabaseSettings {
@@ -111,6 +119,8 @@ impl Default for DatabaseSettings {
             acquire_timeout_ms: 1000,
             statement_timeout_ms: 10_000,
             migrate_on_start: false,
+            ssl_mode: None,
+            ca_file: None,
         }
     }
 }
@@ -118,9 +128,14 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {
+    /// `redis://…`, or `rediss://…` for TLS (the certificate is always verified, host name
+    /// included, against the webpki roots or `ca_file`).
     pub url: String,
     pub response_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// A PEM file of the CA certificates that sign the server's certificate, trusted instead
+    /// of the webpki roots; only with a `rediss://` URL.
+    pub ca_file: Option<String>,
 }
 
 impl Default for RedisSettings {
@@ -129,6 +144,7 @@ impl Default for RedisSettings {
             url: "redis://127.0.0.1:56379".into(),
             response_timeout_ms: 2000,
             connect_timeout_ms: 1000,
+            ca_file: None,
         }
     }
 }

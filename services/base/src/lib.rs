@@ -20,5 +20,6 @@ pub mod shutdown;
 pub mod sqlx_error;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use error::{AppError, AppResult};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
@@ -17,16 +17,19 @@ use tracetrack_domain::ErrorCode;
 /// Builds the pool without connecting: a service starts (NOT_SERVING) while its database is down
 /// and comes back by itself when it answers.
 pub fn pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())?
-        .application_name(&format!("tracetrack-{schema}"))
-        .options([
-            ("search_path", schema.to_owned()),
-            (
-                "statement_timeout",
-                settings.statement_timeout_ms.to_string(),
-            ),
-            ("idle_in_transaction_session_timeout", "60000".to_owned()),
-        ]);
+    let options = tls_options(
+        PgConnectOptions::from_str(settings.url.expose_secret())?,
+        settings,
+    )?
+    .application_name(&format!("tracetrack-{schema}"))
+    .options([
+        ("search_path", schema.to_owned()),
+        (
+            "statement_timeout",
+            settings.statement_timeout_ms.to_string(),
+        ),
+        ("idle_in_transaction_session_timeout", "60000".to_owned()),
+    ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
@@ -36,17 +39,65 @@ pub fn pool(settings: &DatabaseSettings, schema: &str) -> anyhow::Result<PgPool>
         .connect_lazy_with(options))
 }
 
-/// Waits (up to `deadline`) until the database answers.
+/// TLS (rustls; the webpki roots plus `ca_file`): `ssl_mode` from the settings overrides the
+/// URL's `sslmode`. A CA file needs a mode that uses it: with `require` it verifies the chain
+/// (`verify-ca`, as libpq does), and with `disable`, `allow` or `prefer` it is refused rather
+/// than silently ignored.
+fn tls_options(
+    mut options: PgConnectOptions,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<PgConnectOptions> {
+    if let Some(mode) = settings.ssl_mode.as_deref().filter(|m| !m.is_empty()) {
+        options = options.ssl_mode(PgSslMode::from_str(mode).map_err(|_| {
+            anyhow::anyhow!(
+                "database.ssl_mode {mode:?}: expected disable, prefer, require, verify-ca or verify-full"
+            )
+        })?);
+    }
+    if let Some(ca) = settings.ca_file.as_deref().filter(|f| !f.is_empty()) {
+        anyhow::ensure!(
+            std::path::Path::new(ca).is_file(),
+            "database.ca_file {ca}: no such file"
+        );
+        options = match options.get_ssl_mode() {
+            PgSslMode::Require => options.ssl_mode(PgSslMode::VerifyCa),
+            PgSslMode::VerifyCa | PgSslMode::VerifyFull => options,
+            other => anyhow::bail!(
+                "database.ca_file is set but sslmode is {other:?}, which does not verify: use \
+                 sslmode=verify-full (or verify-ca) in the URL or database.ssl_mode"
+            ),
+        }
+        .ssl_root_cert(ca);
+    }
+    Ok(options)
+}
+
+/// A database error in words an operator can act on: a refused TLS certificate says which check
+/// failed and what to look at; anything else as sqlx said it.
+pub fn explain(e: &sqlx::Error) -> String {
+    tracetrack_base::tls::refusal(e, "the database", "database.ca_file (or sslrootcert)")
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Whether `e` is our side refusing the server's TLS certificate: a configuration error that
+/// waiting does not cure.
+pub fn is_tls_refusal(e: &sqlx::Error) -> bool {
+    tracetrack_base::tls::refusal(e, "", "").is_some()
+}
+
+/// Waits (up to `deadline`) until the database answers. A refused TLS certificate fails at once,
+/// saying why: it is a configuration error that waiting does not cure.
 pub async fn wait_until_ready(pool: &PgPool, deadline: Duration) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     loop {
         match sqlx::query("SELECT 1").execute(pool).await {
             Ok(_) => return Ok(()),
+            Err(e) if is_tls_refusal(&e) => anyhow::bail!(explain(&e)),
             Err(e) if start.elapsed() < deadline => {
-                tracing::info!(error = %e, "waiting for the database");
+                tracing::info!(error = %explain(&e), "waiting for the database");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => anyhow::bail!(explain(&e)),
         }
     }
 }

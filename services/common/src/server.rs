@@ -222,10 +222,10 @@ async fn readiness_loop(
         // database answers, this replica is just loaded (requests get `overloaded`, 429) — not
         // an outage to take it out of rotation for.
         let busy = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
-        let ok = match answered {
-            Ok(Ok(_)) => true,
-            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => busy,
-            Ok(Err(_)) => false,
+        let (ok, why) = match &answered {
+            Ok(Ok(_)) => (true, None),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => (busy, None),
+            Ok(Err(e)) => (false, Some(crate::db::explain(e))),
         };
         if *stop.borrow() {
             return;
@@ -238,7 +238,12 @@ async fn readiness_loop(
                 ServingStatus::NotServing
             };
             if !ok {
-                tracing::warn!("database not answering: NOT_SERVING");
+                match why {
+                    Some(why) => {
+                        tracing::warn!(error = %why, "database not answering: NOT_SERVING")
+                    }
+                    None => tracing::warn!("database not answering: NOT_SERVING"),
+                }
             } else {
                 tracing::info!("database answering: SERVING");
             }
