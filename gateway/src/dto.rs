@@ -62,6 +62,10 @@ pub struct User {
     pub must_change_password: bool,
     pub created_at: Option<String>,
     pub last_login_at: Option<String>,
+    /// A confirmed second factor (TOTP).
+    pub two_factor_enabled: bool,
+    /// What the user must do before anything else, in order: `change_password`, `enrol_2fa`.
+    pub restrictions: Vec<String>,
 }
 
 pub fn role_name(r: i32) -> String {
@@ -96,6 +100,8 @@ impl From<auth::User> for User {
             email: u.email,
             active: u.active,
             must_change_password: u.must_change_password,
+            two_factor_enabled: u.two_factor_enabled,
+            restrictions: u.restrictions,
         }
     }
 }

@@ -30,6 +30,8 @@ pub use tracetrack_common::AppError;
 
 /// The bootstrap admin's password in tests.
 pub const ADMIN_PASSWORD: &str = "Kisan-Root-2024!";
+/// The second-factor encryption key of every test auth (32 bytes, base64; tests only).
+pub const TEST_2FA_KEY: &str = "dGVzdC1vbmx5LXNlY29uZC1mYWN0b3Ita2V5LTMyYiE=";
 /// The password `AuthServer::create_user` gives every user.
 pub const USER_PASSWORD: &str = "Green-Seed-42x";
 /// Service tokens every test auth knows.
@@ -127,6 +129,8 @@ pub fn auth_settings(db_url: &str, redis_url: &str, prefix: &str) -> tracetrack_
     common_settings(&mut s.common, db_url, redis_url, prefix, 5);
     s.common.shutdown.drain_timeout_ms = 5000;
     s.bootstrap_admin_password = Some(SecretString::from(ADMIN_PASSWORD));
+    // A dev key, so tests can enrol a second factor (require_2fa_for_admins stays off).
+    s.second_factor.encryption_key = Some(SecretString::from(TEST_2FA_KEY));
     s.service_tokens = SERVICE_TOKENS
         .iter()
         .map(|(n, t)| ((*n).to_owned(), SecretString::from(*t)))

@@ -11,13 +11,9 @@ use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1 as pb;
 use tracetrack_tests::*;
 
-/// The dev key of the tests (32 zero-padded bytes, base64).
-const KEY: &str = "dGVzdC1vbmx5LXNlY29uZC1mYWN0b3Ita2V5LTMyYiE=";
-
 async fn auth_with(require_2fa_for_admins: bool) -> AuthServer {
     let db = fresh_database().await;
     let mut s = auth_settings(&db, &redis_url(), &unique_prefix());
-    s.second_factor.encryption_key = Some(KEY.to_owned().into());
     s.require_2fa_for_admins = require_2fa_for_admins;
     AuthServer::start(s).await
 }
@@ -448,4 +444,145 @@ async fn an_admin_without_a_second_factor_is_sent_to_enrolment_first() {
     .await
     .unwrap();
     assert!(done.user.unwrap().restrictions.is_empty());
+}
+
+/// The same through the gateway, as a browser or a script does it: enrolment with the QR code
+/// drawn as SVG, the login's code step (no cookie before it, the session cookie after), a wrong
+/// code refused, an admin's reset, and the routes in the OpenAPI document.
+#[tokio::test]
+async fn over_http_enrol_log_in_with_the_code_and_an_admin_resets_it() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let http = reqwest::Client::new();
+    let (kavya, _) = stack
+        .auth
+        .create_user(&stack.admin, "kavya", pb::Role::Biller, "")
+        .await;
+    let token = http_token(&http, &gw, "kavya", USER_PASSWORD).await;
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        http.post(gw.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+
+    let r = post(
+        "/api/v1/auth/two-factor/enrolment",
+        &token,
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let begun: serde_json::Value = r.json().await.unwrap();
+    assert!(begun["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let secret = secret_from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let step = fresh_step().await;
+    let r = post(
+        "/api/v1/auth/two-factor/confirm",
+        &token,
+        serde_json::json!({"code": code_at_step(&secret, step).unwrap()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10);
+    assert_eq!(done["user"]["two_factor_enabled"], true);
+
+    // The password alone: a challenge, no session and no cookie.
+    let r = http_login(&http, &gw, "kavya", USER_PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    let first: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(first["token"], "");
+    let ch = first["challenge"].as_str().unwrap().to_owned();
+    let complete = |code: String| {
+        http.post(gw.url("/api/v1/auth/login/complete"))
+            .json(&serde_json::json!({"challenge": ch, "code": code}))
+            .send()
+    };
+    problem(
+        complete("000000".into()).await.unwrap(),
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    // The enrolment's code again: a replay.
+    problem(
+        complete(code_at_step(&secret, step).unwrap())
+            .await
+            .unwrap(),
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let r = complete(code_at_step(&secret, step + 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("tt_session=tt_"));
+    let session: serde_json::Value = r.json().await.unwrap();
+    let me = get_json(
+        &http,
+        gw.url("/api/v1/auth/me"),
+        session["token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(me["user"]["username"], "kavya");
+    assert_eq!(me["user"]["two_factor_enabled"], true);
+    problem(
+        complete(code_at_step(&secret, step + 1).unwrap())
+            .await
+            .unwrap(),
+        401,
+        "login_challenge_expired",
+    )
+    .await;
+
+    // A biller cannot reset anyone's; an admin can, and the next login is a session at once.
+    let path = format!("/api/v1/users/{}/reset-two-factor", kavya.id);
+    problem(
+        post(
+            &path,
+            session["token"].as_str().unwrap(),
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
+    let r = post(&path, &stack.admin, serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let user: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(user["two_factor_enabled"], false);
+    http_token(&http, &gw, "kavya", USER_PASSWORD).await;
+
+    let doc: serde_json::Value = http
+        .get(gw.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in [
+        "/api/v1/auth/login/complete",
+        "/api/v1/auth/two-factor/enrolment",
+        "/api/v1/auth/two-factor/confirm",
+        "/api/v1/auth/two-factor/disable",
+        "/api/v1/users/{id}/reset-two-factor",
+    ] {
+        assert!(
+            doc["paths"][p]["post"].is_object(),
+            "{p} in the OpenAPI document"
+        );
+    }
 }

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(me))
         .routes(routes!(change_password))
+        .merge(super::two_factor::router())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,13 +34,20 @@ pub struct LoginBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginAnswer {
-    /// For scripts: send as `Authorization: Bearer <token>`. Browsers use the cookie.
+    /// For scripts: send as `Authorization: Bearer <token>`. Browsers use the cookie. Empty when
+    /// a `challenge` is answered instead.
     pub token: String,
     /// Browsers send it back in `X-CSRF-Token` on unsafe requests.
     pub csrf_token: String,
     pub expires_at: Option<String>,
     pub user: Option<User>,
     pub must_change_password: bool,
+    /// The user has two-factor sign-in: no session yet; send this with a code to
+    /// `POST /api/v1/auth/login/complete` before `challenge_expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge_expires_at: Option<String>,
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
@@ -55,7 +63,8 @@ fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("tt_session=; Path=/; Max-Age=0"))
 }
 
-/// Log in: sets an HttpOnly, SameSite=Strict session cookie and returns the token and CSRF token.
+/// Log in: sets an HttpOnly, SameSite=Strict session cookie and returns the token and CSRF token;
+/// for a user with two-factor sign-in, answers a `challenge` instead (no cookie).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = LoginAnswer), (status = 401, body = Problem, description = "invalid_credentials"),
                (status = 423, body = Problem, description = "account_locked"), (status = 429, body = Problem, description = "rate_limited")))]
@@ -89,6 +98,24 @@ async fn login(
             .insert(tracetrack_base::metadata::CLIENT_IP, v);
     }
     let r = state.0.auth.clone().login(req).await?.into_inner();
+    Ok(login_answer(&state, r).await)
+}
+
+/// A login's answer: a session (and its cookie), or the challenge of a second factor (no
+/// cookie).
+pub(crate) async fn login_answer(state: &AppState, r: pb::LoginResponse) -> Response {
+    if !r.challenge.is_empty() {
+        return Json(LoginAnswer {
+            token: String::new(),
+            csrf_token: String::new(),
+            expires_at: None,
+            user: None,
+            must_change_password: false,
+            challenge_expires_at: rfc3339(&r.challenge_expires_at),
+            challenge: Some(r.challenge),
+        })
+        .into_response();
+    }
     let max_age = r
         .expires_at
         .as_ref()
@@ -96,17 +123,19 @@ async fn login(
         .unwrap_or(0)
         .max(0);
     state.0.verifier.issued(&r.token).await;
-    let cookie = session_cookie(&state, &r.token, max_age);
+    let cookie = session_cookie(state, &r.token, max_age);
     let answer = LoginAnswer {
         expires_at: rfc3339(&r.expires_at),
         user: r.user.map(User::from),
         token: r.token,
         csrf_token: r.csrf_token,
         must_change_password: r.must_change_password,
+        challenge: None,
+        challenge_expires_at: None,
     };
     let mut resp = Json(answer).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
-    Ok(resp)
+    resp
 }
 
 /// Log out: ends the session and clears the cookie.

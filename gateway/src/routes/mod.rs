@@ -11,4 +11,5 @@ pub mod reports;
 pub mod returns;
 pub mod scans;
 pub mod stats;
+pub mod two_factor;
 pub mod users;
