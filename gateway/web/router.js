@@ -51,6 +51,8 @@ export async function render() {
   }
   if (session.me && session.me.user.must_change_password && route !== "password" && route !== "logout") return go("#/password");
   if (session.me && !meta.value && route !== "login") await loadMeta();
+  // An admin who must have two-factor sign-in enrols before anything else (after the password).
+  if (session.me && (session.me.user.restrictions || []).includes("enrol_2fa") && route !== "two-factor" && route !== "logout") return go("#/two-factor");
   nav(route || "dashboard");
   const page = routes[route] || routes[""];
   const admin = ["users", "data", "audit"].includes(route);

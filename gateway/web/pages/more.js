@@ -9,7 +9,7 @@ export function more() {
   const links = [
     ...(can.admin() ? [["#/users", t("nav_users")], ["#/audit", t("nav_audit")], ["#/data", t("nav_data")]] : []),
     ...(can.manage() ? [["#/returns", t("nav_returns")], ["#/reports", t("nav_reports")]] : []),
-    ["#/dashboard", t("nav_dashboard")], ["#/password", t("change_title")], ["#/logout", t("nav_logout")],
+    ["#/dashboard", t("nav_dashboard")], ["#/password", t("change_title")], ["#/two-factor", t("tf_title")], ["#/logout", t("nav_logout")],
   ];
   render(main(), html`<h1>${t("nav_more")}</h1>
     <p class="muted">${me.user.username} · ${t(`role_${me.user.role}`)}${me.user.dispatch_area ? ` · ${me.user.dispatch_area}` : ""}</p>
