@@ -5,15 +5,21 @@
 //! and gets the view it now has).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use axum::response::sse::Event;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use tokio_stream::wrappers::ReceiverStream;
 use tracetrack_base::caller::{TokenVerifier, UserIdentity};
 use tracetrack_base::AppError;
 use tracetrack_domain::ErrorCode;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::ctx::Ctx;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Open streams, per user and in all.
@@ -112,4 +118,72 @@ pub async fn recheck(state: &AppState, token: &str, started: &View) -> Option<Ev
         }
         _ => None,
     }
+}
+
+/// What a live stream's source came to.
+pub enum Next {
+    /// An event for the viewer; waits for room in the stream.
+    Send(Event),
+    /// An event a slow viewer may miss: dropped when the stream is full.
+    Offer(Event),
+    /// Nothing for this viewer.
+    Skip,
+    /// The source is gone: the stream ends.
+    End,
+}
+
+/// Where one viewer's live stream takes its events from.
+pub trait Source: Send + 'static {
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Next> + Send + '_>>;
+}
+
+/// The live stream `name` for the viewer of `ctx`, holding at most `capacity` events: admitted
+/// (or refused), with heartbeats, events from `source` until the viewer leaves, the source ends,
+/// the gateway stops (the browser reconnects to another replica) or a re-check ends it.
+pub fn sse(
+    state: &AppState,
+    ctx: &Ctx,
+    name: &'static str,
+    capacity: usize,
+    mut source: impl Source,
+) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+    let admitted = state.0.streams.admit(state, ctx.user.id, name)?;
+    let settings = &state.0.settings;
+    let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
+    let every = Duration::from_secs(settings.sse_recheck_secs.max(1));
+    let (state, token, started) = (state.clone(), ctx.token.clone(), View::of(&ctx.user));
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(capacity);
+    tokio::spawn(async move {
+        let _admitted = admitted;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut stopping = state.0.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                () = crate::state::stopped(&mut stopping) => break,
+                _ = tick.tick() => {
+                    if let Some(last) = recheck(&state, &token, &started).await {
+                        let _ = tx.send(Ok(last)).await;
+                        break;
+                    }
+                }
+                next = source.next() => match next {
+                    Next::Send(event) => {
+                        if tx.send(Ok(event)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Next::Offer(event) => {
+                        if tx.try_send(Ok(event)).is_err() && tx.is_closed() {
+                            break;
+                        }
+                    }
+                    Next::Skip => {}
+                    Next::End => break,
+                },
+            }
+        }
+    });
+    let keep_alive = KeepAlive::new().interval(heartbeat).text("heartbeat");
+    Ok(Sse::new(ReceiverStream::new(out)).keep_alive(keep_alive))
 }

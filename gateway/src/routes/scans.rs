@@ -1,10 +1,13 @@
 //! /api/v1/scans: the scan station's calls, the scan log, and the live stream (SSE).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -19,7 +22,7 @@ use crate::dto::{bag, Bag, Page, Problem, ScanEvent};
 use crate::error::ApiResult;
 use crate::extract::{Body, Query};
 use crate::filters::{PageParams, ScanFilter};
-use crate::live::View;
+use crate::live::{Next, Source};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -180,26 +183,13 @@ async fn live(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let admitted = state.0.streams.admit(&state, ctx.user.id, "scans")?;
-    let settings = &state.0.settings;
-    let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
-    let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
-    let rx = state.0.scans_live.subscribe();
     let area = ctx
         .user
         .role
         .is_area_scoped()
         .then(|| ctx.user.area.clone().unwrap_or_default());
-    let stream = async_stream(
-        state.clone(),
-        admitted,
-        ctx.token.clone(),
-        View::of(&ctx.user),
-        recheck,
-        move |ev: &LiveScan| area.as_ref().is_none_or(|a| *a == ev.area),
-        rx,
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+    let rx = state.0.scans_live.subscribe();
+    crate::live::sse(&state, &ctx, "scans", 64, LiveScans { rx, area })
 }
 
 /// One scan as every viewer gets it: serialised once, by the pump, not once per viewer.
@@ -209,47 +199,25 @@ pub struct LiveScan {
     pub json: String,
 }
 
-fn async_stream(
-    state: AppState,
-    admitted: crate::live::Admitted,
-    token: String,
-    started: View,
-    recheck: Duration,
-    visible: impl Fn(&LiveScan) -> bool + Send + 'static,
-    mut rx: broadcast::Receiver<std::sync::Arc<LiveScan>>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
-    tokio::spawn(async move {
-        let _admitted = admitted;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
-        let mut stopping = state.0.stopping.subscribe();
-        loop {
-            tokio::select! {
-                _ = tx.closed() => break,
-                // Shutting down: end the stream; the browser reconnects to another replica.
-                () = crate::state::stopped(&mut stopping) => break,
-                _ = tick.tick() => {
-                    // Session ended, or the viewer's role or area changed: end the stream.
-                    if let Some(last) = crate::live::recheck(&state, &token, &started).await {
-                        let _ = tx.send(Ok(last)).await;
-                        break;
-                    }
+/// A viewer's scans: every one, or one area's (dispatchers).
+struct LiveScans {
+    rx: broadcast::Receiver<Arc<LiveScan>>,
+    area: Option<String>,
+}
+
+impl Source for LiveScans {
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Next> + Send + '_>> {
+        Box::pin(async move {
+            match self.rx.recv().await {
+                Ok(ev) if self.area.as_ref().is_none_or(|a| *a == ev.area) => {
+                    let event = Event::default().event("scan").id(ev.id.as_str());
+                    Next::Offer(event.data(ev.json.as_str()))
                 }
-                got = rx.recv() => match got {
-                    Ok(ev) if visible(&ev) => {
-                        let event = Event::default().event("scan").id(ev.id.as_str()).data(ev.json.as_str());
-                        if tx.try_send(Ok(event)).is_err() && tx.is_closed() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Next::Skip,
+                Err(broadcast::error::RecvError::Closed) => Next::End,
             }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(out)
+        })
+    }
 }
 
 /// Holds the gateway's one upstream WatchScans stream (with its service token alone), re-opening

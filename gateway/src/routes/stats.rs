@@ -1,11 +1,13 @@
 //! /api/v1/stats, /api/v1/audit and bag history: the read models of the stats service.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,7 @@ use crate::dto::{rfc3339, Page, Problem};
 use crate::error::ApiResult;
 use crate::extract::Query;
 use crate::filters::{AuditFilter, PageParams};
+use crate::live::{Next, Source};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -139,49 +142,42 @@ async fn live(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let admitted = state.0.streams.admit(&state, ctx.user.id, "dashboard")?;
-    let started = crate::live::View::of(&ctx.user);
-    let settings = &state.0.settings;
-    let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
-    let recheck = Duration::from_secs(settings.sse_recheck_secs.max(1));
-    let area = viewer_area(&ctx);
     let mut rx = state.0.dashboard_live.subscribe();
-    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(8);
-    let token = ctx.token.clone();
-    tokio::spawn(async move {
-        let _admitted = admitted;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
-        let mut last: Option<Dashboard> = None;
-        rx.mark_changed();
-        let mut stopping = state.0.stopping.subscribe();
-        loop {
-            tokio::select! {
-                _ = tx.closed() => break,
-                () = crate::state::stopped(&mut stopping) => break,
-                _ = tick.tick() => {
-                    // Session ended, or the viewer's role or area changed: end the stream.
-                    if let Some(end) = crate::live::recheck(&state, &token, &started).await {
-                        let _ = tx.send(Ok(end)).await;
-                        break;
-                    }
-                }
-                changed = rx.changed() => {
-                    if changed.is_err() { break; }
-                    let current = rx.borrow_and_update().clone();
-                    if let Some(d) = current {
-                        let v = view(&d, area.as_deref());
-                        if last.as_ref() != Some(&v) {
-                            let event = Event::default().event("dashboard").json_data(&v).unwrap_or_default();
-                            if tx.send(Ok(event)).await.is_err() { break; }
-                            last = Some(v);
-                        }
-                    }
-                }
+    rx.mark_changed();
+    let source = LiveDashboard {
+        rx,
+        area: viewer_area(&ctx),
+        last: None,
+    };
+    crate::live::sse(&state, &ctx, "dashboard", 8, source)
+}
+
+/// A viewer's dashboard (a dispatcher's is their area's), sent when what they see changes.
+struct LiveDashboard {
+    rx: tokio::sync::watch::Receiver<Option<Arc<pb::Dashboard>>>,
+    area: Option<String>,
+    last: Option<Dashboard>,
+}
+
+impl Source for LiveDashboard {
+    fn next(&mut self) -> Pin<Box<dyn Future<Output = Next> + Send + '_>> {
+        Box::pin(async move {
+            if self.rx.changed().await.is_err() {
+                return Next::End;
             }
-        }
-    });
-    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+            let current = self.rx.borrow_and_update().clone();
+            let Some(d) = current else {
+                return Next::Skip;
+            };
+            let v = view(&d, self.area.as_deref());
+            if self.last.as_ref() == Some(&v) {
+                return Next::Skip;
+            }
+            let event = Event::default().event("dashboard").json_data(&v);
+            self.last = Some(v);
+            Next::Send(event.unwrap_or_default())
+        })
+    }
 }
 
 /// Holds the gateway's one upstream WatchDashboard stream (service token alone: every area).
