@@ -27,7 +27,8 @@ function nav(route) {
   const me = session.me;
   const item = (name, label, wide) => html`<a href="#/${name}" class="${wide ? "wide-only " : ""}${route === name ? "active" : ""}" ${route === name ? html`aria-current="page"` : ""}>${t(label)}</a>`;
   put(document.getElementById("nav"), me ? html`${NAV.map(([n, l]) => item(n, l, false))}
-    ${can.admin() ? html`${item("users", "nav_users", true)}${item("audit", "nav_audit", true)}${item("data", "nav_data", true)}` : ""}
+    ${can.admin() ? html`${item("users", "nav_users", true)}${item("audit", "nav_audit", true)}` : ""}
+    ${can.manage() ? item("data", "nav_data", true) : ""}
     ${can.manage() ? html`${item("returns", "nav_returns", true)}${item("reports", "nav_reports", true)}` : ""}
     ${item("more", "nav_more", false)}` : "");
   document.getElementById("nav").hidden = !me;
@@ -55,7 +56,9 @@ export async function render() {
   if (session.me && (session.me.user.restrictions || []).includes("enrol_2fa") && route !== "two-factor" && route !== "logout") return go("#/two-factor");
   nav(route || "dashboard");
   const page = routes[route] || routes[""];
-  const admin = ["users", "data", "audit"].includes(route);
-  await (admin && !can.admin() ? routes.forbidden : page)(decodeURIComponent(rest.join("/")), new URLSearchParams(qs || ""));
+  const admin = ["users", "audit"].includes(route);
+  // The data page: exports and the label import for admins, the bill import for billers too.
+  const refused = (admin && !can.admin()) || (route === "data" && !can.manage());
+  await (refused ? routes.forbidden : page)(decodeURIComponent(rest.join("/")), new URLSearchParams(qs || ""));
   events.dispatchEvent(new CustomEvent("queue"));
 }

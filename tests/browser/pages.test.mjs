@@ -11,7 +11,7 @@ import {
 // The pages each role reaches, and what marks each one as there.
 const PAGES = {
   dispatcher: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more"],
-  biller: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more"],
+  biller: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more", "data"],
   admin: ["scan", "dashboard", "bags", "bags/SB70001", "bills", "more", "users", "audit", "data"],
 };
 
@@ -184,9 +184,28 @@ for (const role of ["dispatcher", "biller", "admin"]) {
       await page.goto("/#/more");
       await settled(page);
       const links = await page.$$eval("main a, #nav a", (as) => as.map((a) => a.getAttribute("href")));
-      const adminLinks = links.filter((h) => ["#/users", "#/audit", "#/data"].includes(h));
-      if (role === "admin") assert.equal(new Set(adminLinks).size, 3, links.join());
+      const adminLinks = links.filter((h) => ["#/users", "#/audit"].includes(h));
+      if (role === "admin") assert.equal(new Set(adminLinks).size, 2, links.join());
       else assert.deepEqual(adminLinks, [], `${role} sees ${adminLinks}`);
+      // The data page: billers get the bill import only (exports and labels are the admin's).
+      assert.equal(links.includes("#/data"), role !== "dispatcher", `${role}: #/data ${links.join()}`);
+      if (role === "biller" && w === 360) {
+        await page.goto("/#/data");
+        await settled(page);
+        assert.equal(await page.$("#imp"), null, "no label import for a biller");
+        assert.equal(await page.$("#xlinks"), null, "no exports for a biller");
+        // A bill workbook: SB79001 goes onto the new bill WB-7901, SB79999 is unknown.
+        await page.setInputFiles("#bimp input[name=file]", process.env.TT_BILLS_XLSX);
+        await page.click("#bimp button");
+        await page.waitForSelector("#bill-import-bills");
+        assert.match(await page.textContent("#bill-import-bills"), /WB-7901/);
+        assert.match(await page.textContent("#bill-import-problems"), /bag_not_found/);
+        assert.equal(await page.getAttribute('#bill-import-bills a[href="#/bills/WB-7901"]', "href"), "#/bills/WB-7901");
+        await shot(page, "biller-bill-import-360");
+      } else if (role === "dispatcher") {
+        await page.goto("/#/data");
+        await page.waitForFunction(() => /cannot open/.test(document.querySelector("h1").textContent));
+      }
       await page.goto("/#/bills");
       await settled(page);
       assert.equal(!!(await page.$("#nb")), role !== "dispatcher", `${role}: new-bill form`);

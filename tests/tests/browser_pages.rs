@@ -29,11 +29,20 @@ async fn every_page_in_chromium() {
     // The admin's day imports this labels workbook (5 labels, one torn, into parent SB72090).
     let labels = tempfile::Builder::new().suffix(".xlsx").tempfile().unwrap();
     std::fs::write(labels.path(), labels_workbook()).unwrap();
+    // A biller loads this bill workbook on the data page: SB79001 onto the new bill WB-7901,
+    // SB79999 refused (unknown).
+    stack
+        .scan_parent(&stack.admin, "SB79001", "lucknow")
+        .await
+        .unwrap();
+    let bills = tempfile::Builder::new().suffix(".xlsx").tempfile().unwrap();
+    std::fs::write(bills.path(), bills_workbook()).unwrap();
     let out = NodeTests::new(&["pages.test.mjs", "workflows.test.mjs"], gw.addr)
         .screenshots("screenshots/pages")
         .env("TT_DISPATCHER", "dora")
         .env("TT_BILLER", "bina")
         .env("TT_LABELS_XLSX", labels.path())
+        .env("TT_BILLS_XLSX", bills.path())
         .run()
         .await;
     for figure in out.lines().filter(|l| l.contains("@@")) {
@@ -66,6 +75,20 @@ async fn every_page_in_chromium() {
 
 /// A labels workbook as the floor makes them: a header, 5 label rows (the third torn), then the
 /// parent's code.
+fn bills_workbook() -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "Sr. No.").unwrap();
+    ws.write_string(0, 1, "QR Code").unwrap();
+    ws.write_number(1, 0, 1.0).unwrap();
+    ws.write_string(1, 1, "SB79001").unwrap();
+    ws.write_number(2, 0, 2.0).unwrap();
+    ws.write_string(2, 1, "SB79999").unwrap();
+    ws.write_string(3, 0, "Bill").unwrap();
+    ws.write_string(3, 1, "WB-7901").unwrap();
+    wb.save_to_buffer().unwrap()
+}
+
 fn labels_workbook() -> Vec<u8> {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet();
