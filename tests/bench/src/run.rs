@@ -627,25 +627,10 @@ async fn registered_numbers(
     let mut used = HashSet::new();
     let first_digit = SEED_PARENT_NUMBERS / 10_000;
     for digit in first_digit..=9 {
-        let prefix = format!("{}{digit}", line.prefix);
-        let mut page_token = String::new();
-        loop {
-            let path = format!(
-                "/api/v1/bags?q={}&type=parent&page_size=200&page_token={}",
-                enc(&prefix),
-                enc(&page_token)
-            );
-            let a = api
-                .get_patiently(&path, Some(token))
-                .await
-                .check("searching registered parents")?;
-            let v = a.value();
-            for b in v
-                .get("items")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+        let query = format!("q={}&type=parent", enc(&format!("{}{digit}", line.prefix)));
+        let what = "searching registered parents";
+        search_pages(api, token, &query, what, usize::MAX, |bags| {
+            for b in bags {
                 if let Some(n) = b
                     .get("qr")
                     .and_then(Value::as_str)
@@ -655,13 +640,44 @@ async fn registered_numbers(
                     used.insert(n);
                 }
             }
-            match v.get("next_page_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => page_token = t.to_owned(),
-                _ => break,
-            }
-        }
+            true
+        })
+        .await?;
     }
     Ok(used)
+}
+
+/// Pages through the bag search `query` (200 bags a page, at most `max_pages` pages), giving
+/// each page's bags to `page` until it answers false (enough) or the pages end.
+async fn search_pages(
+    api: &Api,
+    token: &str,
+    query: &str,
+    what: &str,
+    max_pages: usize,
+    mut page: impl FnMut(&[Value]) -> bool,
+) -> anyhow::Result<()> {
+    let mut page_token = String::new();
+    for _ in 0..max_pages {
+        let path = format!(
+            "/api/v1/bags?{query}&page_size=200&page_token={}",
+            enc(&page_token)
+        );
+        let v = api
+            .get_patiently(&path, Some(token))
+            .await
+            .check(what)?
+            .value();
+        let bags = v.get("items").and_then(Value::as_array);
+        if !page(bags.map(Vec::as_slice).unwrap_or_default()) {
+            break;
+        }
+        match v.get("next_page_token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => page_token = t.to_owned(),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 async fn parent_pool(api: &Api, token: &str) -> anyhow::Result<ParentPool> {
@@ -739,23 +755,9 @@ async fn seeded_bags(api: &Api, token: &str) -> anyhow::Result<Seeded> {
 /// Full parents without a bill, newest first, for the billers.
 async fn prefetch_full_parents(api: &Api, token: &str, want: usize) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut page_token = String::new();
-    for _ in 0..60 {
-        let path = format!(
-            "/api/v1/bags?type=parent&billed=false&page_size=200&page_token={}",
-            enc(&page_token)
-        );
-        let a = api
-            .get_patiently(&path, Some(token))
-            .await
-            .check("searching full parents")?;
-        let v = a.value();
-        for b in v
-            .get("items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+    let query = "type=parent&billed=false";
+    search_pages(api, token, query, "searching full parents", 60, |bags| {
+        for b in bags {
             let full = b.get("status").and_then(Value::as_str) == Some("full");
             let billed = b.get("bill_id").is_some_and(|x| !x.is_null());
             let frozen = b.get("frozen").and_then(Value::as_bool) == Some(true);
@@ -765,14 +767,9 @@ async fn prefetch_full_parents(api: &Api, token: &str, want: usize) -> anyhow::R
                 }
             }
         }
-        if out.len() >= want {
-            break;
-        }
-        match v.get("next_page_token").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => page_token = t.to_owned(),
-            _ => break,
-        }
-    }
+        out.len() < want
+    })
+    .await?;
     out.truncate(want);
     Ok(out)
 }
