@@ -43,7 +43,7 @@ export async function api(method, path, body, opts = {}) {
     throw new NetworkError(String(e));
   } finally { clearTimeout(timer); }
   if (!res.ok) {
-    if (res.status === 401 && path !== "/auth/login") emit("unauthenticated");
+    if (res.status === 401 && !path.startsWith("/auth/login")) emit("unauthenticated");
     const problem = data && typeof data.code === "string" ? data : { code: res.status >= 500 ? "unavailable" : "internal", status: res.status };
     throw new ApiError(problem, res.status, retryAfterMs(res, data));
   }

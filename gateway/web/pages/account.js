@@ -54,7 +54,8 @@ function codeStep(challenge) {
       try {
         loggedIn(await api("POST", "/auth/login/complete", body));
       } catch (e) {
-        note(errText(e.problem), "err"); tone("err");
+        const wrong = e.problem && e.problem.code === "invalid_credentials";
+        note(wrong ? t("tf_wrong_code") : errText(e.problem), "err"); tone("err");
         // A spent or expired challenge, or a lock: back to the password.
         if (e.problem && ["login_challenge_expired", "account_locked"].includes(e.problem.code)) setTimeout(() => go("#/login"), 1500);
       }
