@@ -137,14 +137,8 @@ pub async fn check(
     limit: u64,
     window_secs: u64,
 ) -> Result<(), ApiError> {
-    if !state.0.settings.rate_limits.enabled || limit == 0 {
-        return Ok(());
-    }
-    let w = window(state, key, window_secs);
-    if add(state, &w, 1).await > limit {
-        return Err(limited("too many requests, slow down", w.retry_after));
-    }
-    Ok(())
+    let message = "too many requests, slow down";
+    refuse_at(state, key, limit, window_secs, 1, message).await
 }
 
 /// Refuses (429 `rate_limited`) while `key` has `limit` or more failures in the current window,
@@ -155,15 +149,26 @@ pub async fn refuse_over(
     limit: u64,
     window_secs: u64,
 ) -> Result<(), ApiError> {
+    let message = "too many failed attempts, slow down";
+    refuse_at(state, key, limit, window_secs, 0, message).await
+}
+
+/// Adds `by` to `key`'s count in the current window and refuses with `message` when the window
+/// held `limit` or more before this request (a `limit` of 0 never refuses).
+async fn refuse_at(
+    state: &AppState,
+    key: &str,
+    limit: u64,
+    window_secs: u64,
+    by: u64,
+    message: &str,
+) -> Result<(), ApiError> {
     if !state.0.settings.rate_limits.enabled || limit == 0 {
         return Ok(());
     }
     let w = window(state, key, window_secs);
-    if add(state, &w, 0).await >= limit {
-        return Err(limited(
-            "too many failed attempts, slow down",
-            w.retry_after,
-        ));
+    if add(state, &w, by).await.saturating_sub(by) >= limit {
+        return Err(limited(message, w.retry_after));
     }
     Ok(())
 }
