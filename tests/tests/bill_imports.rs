@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use calamine::{Data, Reader, Xlsx};
 use reqwest::{Client, Method, StatusCode};
@@ -603,4 +603,130 @@ async fn attach_parents_replays_under_its_key_and_keeps_the_role_rules() {
         .into_inner();
     assert_eq!(answer.results.len(), 1);
     assert!(answer.results[0].already_claimed && answer.results[0].code.is_empty());
+}
+
+#[tokio::test]
+async fn an_imports_attaches_reach_history_audit_and_dashboard_as_scans_do() {
+    let s = BillingStack::start(1, 1).await;
+    let stats = s.start_stats(&redis_url()).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let billing = s.billings[0].url();
+    let gw = Gateway::start(&s, |g| {
+        g.billing_url = billing.clone();
+        g.stats_url = stats.url();
+        g.rate_limits.enabled = false;
+    })
+    .await;
+    let c = Client::new();
+    let parents: Vec<String> = (1..=12).map(|i| format!("SB{:05}", 50000 + i)).collect();
+    seed(&s, &parents, &[]).await;
+    let mut rows: Vec<Row> = parents.iter().map(|p| Row::Parent(p)).collect();
+    rows.push(Row::Bill("EV-1", &[]));
+    let r = upload(&c, &gw, &bina, "", &book(&[("S", rows)])).await;
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["attached"], 12, "{report:#}");
+
+    // The bag's history, the audit trail and the dashboard, as after twelve attach scans.
+    eventually(
+        Duration::from_secs(30),
+        "the attach in the bag's history",
+        || async {
+            let h = get_json(&c, gw.url("/api/v1/bags/SB50007/history"), &bina).await;
+            let text = h.to_string();
+            text.contains("billing.parent_attached") && text.contains("EV-1")
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "twelve attaches in the audit trail",
+        || async {
+            let a = get_json(
+                &c,
+                gw.url("/api/v1/audit?action=billing.parent_attached&page_size=200"),
+                &s.admin,
+            )
+            .await;
+            a["items"].as_array().map_or(0, Vec::len) == 12
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the bill processing on the dashboard",
+        || async {
+            let d = get_json(&c, gw.url("/api/v1/stats/dashboard"), &bina).await;
+            d["bills_by_status"]["processing"].as_i64() == Some(1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_imports_of_one_bill_at_once_attach_each_parent_once() {
+    use tracetrack_proto::billing::v1 as pb;
+
+    let s = BillingStack::start(1, 2).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let parents: Vec<String> = (1..=300).map(|i| format!("SB{:05}", 60000 + i)).collect();
+    seed(&s, &parents, &[]).await;
+    s.billing()
+        .create_bill(authed(
+            pb::CreateBillRequest {
+                bill_id: "RACE-1".into(),
+                capacity: 300,
+                ..Default::default()
+            },
+            &bina,
+        ))
+        .await
+        .unwrap();
+    // Two replicas, two keys, the same parents (one list reversed): every parent ends on the
+    // bill once, each answered attached by exactly one of them.
+    let send = |i: usize, list: Vec<String>| {
+        let mut b = s.billing_at(i);
+        let token = bina.clone();
+        async move {
+            b.attach_parents(with_key(
+                authed(
+                    pb::AttachParentsRequest {
+                        bill_id: "RACE-1".into(),
+                        parent_qrs: list,
+                    },
+                    &token,
+                ),
+                &format!("race-{i}"),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let mut reversed = parents.clone();
+    reversed.reverse();
+    let (a, b) = tokio::join!(send(0, parents.clone()), send(1, reversed));
+    let mut attached = std::collections::BTreeMap::<String, usize>::new();
+    for r in a.results.iter().chain(&b.results) {
+        assert!(
+            r.code.is_empty(),
+            "{}: {} {}",
+            r.parent_qr,
+            r.code,
+            r.message
+        );
+        assert!(r.attached || r.already_attached);
+        if r.attached {
+            *attached.entry(r.parent_qr.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(attached.len(), 300);
+    assert!(attached.values().all(|n| *n == 1));
+    let (count, events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM billing.attachments WHERE bill_id = 'RACE-1' AND state = 'confirmed'), \
+                (SELECT count(*) FROM billing.outbox WHERE event_type = 'billing.parent_attached' AND aggregate_id = 'RACE-1')",
+    )
+    .fetch_one(s.billing_pool())
+    .await
+    .unwrap();
+    assert_eq!((count, events), (300, 300));
 }
