@@ -374,7 +374,8 @@ async fn bag_management_codes_and_search() {
     );
 
     // Move, unlink.
-    r.register_bag(register("SB50002", reg::BagType::Parent, "raipur", &admin))
+    stack
+        .register(&admin, "SB50002", Parent, "raipur")
         .await
         .unwrap();
     let m = r
@@ -395,29 +396,20 @@ async fn bag_management_codes_and_search() {
         ),
         (1, 0)
     );
-    let u = r
-        .unlink_child(authed(
+    let unlink = |token: &str| {
+        let (parent_qr, child_qr) = ("SB50002".into(), "KID1".into());
+        authed(
             reg::UnlinkChildRequest {
-                parent_qr: "SB50002".into(),
-                child_qr: "KID1".into(),
+                parent_qr,
+                child_qr,
             },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+            token,
+        )
+    };
+    let u = r.unlink_child(unlink(&admin)).await.unwrap().into_inner();
     assert_eq!(u.parent.unwrap().child_count, 0);
     assert_eq!(
-        code_of(
-            r.unlink_child(authed(
-                reg::UnlinkChildRequest {
-                    parent_qr: "SB50002".into(),
-                    child_qr: "KID1".into()
-                },
-                &dev
-            ))
-            .await
-        ),
+        code_of(r.unlink_child(unlink(&dev)).await),
         ErrorCode::PermissionDenied
     );
 
@@ -429,76 +421,41 @@ async fn bag_management_codes_and_search() {
     );
 
     // Search: prefix, type, paging; dispatchers only see their area.
-    r.register_bag(register("SB50003", reg::BagType::Parent, "ranchi", &admin))
+    stack
+        .register(&admin, "SB50003", Parent, "ranchi")
         .await
         .unwrap();
-    let all = r
-        .search_bags(authed(
-            reg::SearchBagsRequest {
-                qr_prefix: "sb500".into(),
-                page_size: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        all.bags.iter().map(|b| b.qr.as_str()).collect::<Vec<_>>(),
-        ["SB50001", "SB50002"]
-    );
-    let rest = r
-        .search_bags(authed(
-            reg::SearchBagsRequest {
-                qr_prefix: "sb500".into(),
-                page_size: 2,
-                page_token: all.next_page_token,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        rest.bags.iter().map(|b| b.qr.as_str()).collect::<Vec<_>>(),
-        ["SB50003"]
-    );
-    let mine = r
-        .search_bags(authed(
-            reg::SearchBagsRequest {
-                r#type: reg::BagType::Parent as i32,
-                ..Default::default()
-            },
-            &dev,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let search = |req: reg::SearchBagsRequest, token: &str| {
+        let (mut r, req) = (stack.registry_client(), authed(req, token));
+        async move { answer(r.search_bags(req)).await.unwrap() }
+    };
+    let qrs = |found: &reg::SearchBagsResponse| -> Vec<String> {
+        found.bags.iter().map(|b| b.qr.clone()).collect()
+    };
+    let by_prefix = |page_token: String| reg::SearchBagsRequest {
+        qr_prefix: "sb500".into(),
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    };
+    let all = search(by_prefix(String::new()), &admin).await;
+    assert_eq!(qrs(&all), ["SB50001", "SB50002"]);
+    let rest = search(by_prefix(all.next_page_token), &admin).await;
+    assert_eq!(qrs(&rest), ["SB50003"]);
+    let parents = reg::SearchBagsRequest {
+        r#type: Parent as i32,
+        ..Default::default()
+    };
+    let mine = search(parents, &dev).await;
     assert!(
         mine.bags.iter().all(|b| b.area == "raipur") && mine.bags.len() == 2,
         "{mine:?}"
     );
-    let billed = r
-        .search_bags(authed(
-            reg::SearchBagsRequest {
-                billed: Some(true),
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        billed
-            .bags
-            .iter()
-            .map(|b| b.qr.as_str())
-            .collect::<Vec<_>>(),
-        ["SB50002"]
-    );
+    let billed = reg::SearchBagsRequest {
+        billed: Some(true),
+        ..Default::default()
+    };
+    assert_eq!(qrs(&search(billed, &admin).await), ["SB50002"]);
 }
 
 #[tokio::test]
