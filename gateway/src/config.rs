@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use tracetrack_base::config::{
-    AuthClientSettings, RedisSettings, ShutdownSettings, TelemetrySettings,
+    AuthClientSettings, RedisSettings, ShutdownSettings, TelemetrySettings, UpstreamSettings,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +23,9 @@ pub struct Settings {
     pub billing_url: String,
     /// Deadline of every upstream call.
     pub upstream_timeout_ms: u64,
+    /// How often upstream names are resolved again (`TRACETRACK_UPSTREAMS__RESOLVE_INTERVAL_MS`,
+    /// as in the services; README § Deploy, "gRPC load balancing").
+    pub upstreams: UpstreamSettings,
     /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
     pub cookie_secure: bool,
     /// The gateway's immediate peer is a proxy that appends the address it saw to
@@ -157,6 +160,7 @@ impl Default for Settings {
             stats_url: "http://127.0.0.1:50055".into(),
             billing_url: "http://127.0.0.1:50054".into(),
             upstream_timeout_ms: 5000,
+            upstreams: UpstreamSettings::default(),
             cookie_secure: false,
             trust_forwarded_for: false,
             trusted_proxies: String::new(),

@@ -62,6 +62,9 @@ pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 impl AppState {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.upstream_timeout_ms);
+        client::set_resolve_interval(Duration::from_millis(
+            settings.upstreams.resolve_interval_ms,
+        ));
         let token = settings
             .auth
             .service_token

@@ -44,6 +44,26 @@ pub struct CommonSettings {
     pub shutdown: ShutdownSettings,
     pub events: EventSettings,
     pub limits: LimitSettings,
+    pub upstreams: UpstreamSettings,
+}
+
+/// How calls to our other services find their replicas (`tracetrack_base::client`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSettings {
+    /// An upstream URL whose host is a name (a headless Service's) is resolved again this often,
+    /// and after a call fails in transport, and calls are balanced over every address it
+    /// returns: a scale-out's new pods get calls within one period, removed ones are drained.
+    /// 0: resolved once per connection, as a plain channel does.
+    pub resolve_interval_ms: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            resolve_interval_ms: crate::client::DEFAULT_RESOLVE_INTERVAL_MS,
+        }
+    }
 }
 
 /// Overload protection (`tracetrack_common::shed`): calls beyond `max_concurrent_rpcs` are refused at once
@@ -81,6 +101,7 @@ impl Default for CommonSettings {
             shutdown: ShutdownSettings::default(),
             events: EventSettings::default(),
             limits: LimitSettings::default(),
+            upstreams: UpstreamSettings::default(),
         }
     }
 }

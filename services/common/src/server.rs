@@ -43,6 +43,9 @@ impl ServiceRuntime {
         migrator: &Migrator,
     ) -> anyhow::Result<Self> {
         crate::metrics::handle();
+        crate::client::set_resolve_interval(Duration::from_millis(
+            settings.upstreams.resolve_interval_ms,
+        ));
         let pool = crate::db::pool(&settings.database, schema)?;
         if settings.database.migrate_on_start {
             crate::db::wait_until_ready(&pool, Duration::from_secs(60)).await?;
