@@ -28,6 +28,12 @@ pub struct Settings {
     /// overlay; off for `make run` and the tests).
     pub require_2fa_for_admins: bool,
     pub second_factor: SecondFactorSettings,
+    /// Where links in mail point (the web client's address as users reach it).
+    pub public_base_url: String,
+    /// The shared SMTP settings (`TRACETRACK_SMTP__…`); without a host, password reset by e-mail
+    /// is off (`feature_disabled`).
+    pub smtp: tracetrack_common::mail::SmtpSettings,
+    pub password_reset: PasswordResetSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +49,9 @@ impl Default for Settings {
             areas: default_areas(),
             require_2fa_for_admins: false,
             second_factor: SecondFactorSettings::default(),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            smtp: tracetrack_common::mail::SmtpSettings::default(),
+            password_reset: PasswordResetSettings::default(),
         }
     }
 }
@@ -151,6 +160,32 @@ impl Default for SecondFactorSettings {
             encryption_key: None,
             issuer: "TraceTrack".to_owned(),
             challenge_secs: 5 * 60,
+        }
+    }
+}
+
+/// Password reset by e-mail (issue 17 §3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PasswordResetSettings {
+    /// How long a link works.
+    pub link_secs: u64,
+    /// How often the sender looks for mail to send.
+    pub poll_interval_ms: u64,
+    /// Tries per mail before it is given up (backing off 2^n seconds).
+    pub max_attempts: i32,
+    /// Every RequestPasswordReset answers this long after it came (known account or not), so
+    /// its time tells nothing; above the lookup and the queueing's usual time.
+    pub answer_ms: u64,
+}
+
+impl Default for PasswordResetSettings {
+    fn default() -> Self {
+        Self {
+            link_secs: 3600,
+            poll_interval_ms: 1000,
+            max_attempts: 5,
+            answer_ms: 300,
         }
     }
 }

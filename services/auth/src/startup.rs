@@ -68,6 +68,7 @@ impl Application {
             hasher,
             callers: CallerResolver::new(Arc::new(verifier)),
             secret_box,
+            mailer: tracetrack_common::mail::Mailer::new(&settings.smtp)?,
             settings,
         }));
         Ok(Self { runtime, auth })
@@ -78,7 +79,8 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let purge = tokio::spawn(purge_loop(self.auth.clone(), stop_rx));
+        let purge = tokio::spawn(purge_loop(self.auth.clone(), stop_rx.clone()));
+        let mails = tokio::spawn(reset_mail_loop(self.auth.clone(), stop_rx));
         let routes = Routes::new(pb::auth_service_server::AuthServiceServer::new(
             self.auth.clone(),
         ))
@@ -98,6 +100,7 @@ impl Application {
             .await;
         let _ = stop.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), purge).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), mails).await;
         result
     }
 }
@@ -141,6 +144,29 @@ async fn purge_loop(auth: Auth, mut stop: tokio::sync::watch::Receiver<bool>) {
         }
         if let Err(e) = store::purge_challenges(&auth.0.pool).await {
             tracing::warn!(error = %e, "purge of login challenges failed; retrying next round");
+        }
+    }
+}
+
+/// Sends the password-reset mails (issue 17 §3) from their table, every
+/// `password_reset.poll_interval_ms`, while SMTP is configured.
+async fn reset_mail_loop(auth: Auth, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if auth.0.mailer.is_none() {
+        return;
+    }
+    let every =
+        std::time::Duration::from_millis(auth.0.settings.password_reset.poll_interval_ms.max(50));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match crate::rpc::reset::send_reset_mails(&auth).await {
+            Ok(n) if n > 0 => {
+                metrics::counter!("auth_reset_mails_sent_total").increment(n as u64);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sending password-reset mail failed; retrying"),
         }
     }
 }

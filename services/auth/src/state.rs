@@ -35,6 +35,8 @@ pub struct Inner {
     pub callers: CallerResolver,
     /// Seals TOTP secrets; `None` without a configured key (nobody can enrol).
     pub secret_box: Option<SecretBox>,
+    /// Sends password-reset mail; `None` without SMTP (the feature is off).
+    pub mailer: Option<tracetrack_common::mail::Mailer>,
 }
 
 /// Both gRPC services share this state.

@@ -3,7 +3,7 @@
 //! `UserAdminService` for admins) only call it and wrap the answer.
 
 mod passwords;
-mod reset;
+pub(crate) mod reset;
 mod second_factor;
 mod sessions;
 mod users;

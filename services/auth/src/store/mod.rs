@@ -2,11 +2,13 @@
 //! concurrency are single conditional statements or run under an advisory lock.
 
 mod lockout;
+mod reset;
 mod second_factor;
 mod sessions;
 mod users;
 
 pub use lockout::*;
+pub use reset::*;
 pub use second_factor::*;
 pub use sessions::*;
 pub use users::*;
