@@ -627,6 +627,30 @@ impl Stack {
         answer(self.registry_client().release_parent(req)).await
     }
 
+    /// Freezes `bill`'s parents in bag-registry, as billing does when it completes the bill.
+    pub async fn freeze_for_bill(
+        &self,
+        bill: &str,
+    ) -> Result<reg::FreezeParentsResponse, AppError> {
+        let req = reg::FreezeParentsRequest {
+            bill_id: bill.into(),
+        };
+        let req = self.as_service(req, None, "billing");
+        answer(self.registry_client().freeze_parents(req)).await
+    }
+
+    /// Unfreezes them, as billing does when it reopens the bill.
+    pub async fn unfreeze_for_bill(
+        &self,
+        bill: &str,
+    ) -> Result<reg::UnfreezeParentsResponse, AppError> {
+        let req = reg::UnfreezeParentsRequest {
+            bill_id: bill.into(),
+        };
+        let req = self.as_service(req, None, "billing");
+        answer(self.registry_client().unfreeze_parents(req)).await
+    }
+
     /// A request to bag-registry as `service` (its service token) on behalf of `token`'s user.
     pub fn as_service<T>(
         &self,
@@ -1082,6 +1106,16 @@ pub async fn http_login(
         .send()
         .await
         .unwrap()
+}
+
+/// `GET /api/v1/auth/me` through a gateway as `token`.
+pub async fn http_me(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    token: impl std::fmt::Display,
+) -> reqwest::Response {
+    let r = client.get(gw.url("/api/v1/auth/me")).bearer_auth(token);
+    r.send().await.unwrap()
 }
 
 /// Logs in through a gateway; the session token.

@@ -109,22 +109,11 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
     // Requests are answered; the bogus-token limit still holds (counted in this replica).
     let mut statuses = Vec::new();
     for i in 0..5 {
-        let r = c
-            .get(gw.url("/api/v1/auth/me"))
-            .bearer_auth(format!("tt_bogus_{i}"))
-            .send()
-            .await
-            .unwrap();
+        let r = http_me(&c, &gw, format!("tt_bogus_{i}")).await;
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
-    let me = c
-        .get(gw.url("/api/v1/auth/me"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(http_me(&c, &gw, &admin).await.status(), StatusCode::OK);
     let r = ready(&c).await;
     assert_eq!(r["status"], "ready");
     assert_eq!(r["redis"], "down: rate limits are per replica");

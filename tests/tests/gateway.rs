@@ -616,13 +616,7 @@ async fn shutdown_stops_readiness_ends_live_streams_then_closes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Still serving during the grace period.
-    let me = c
-        .get(gw.url("/api/v1/auth/me"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(http_me(&c, &gw, &admin).await.status(), StatusCode::OK);
     // The live stream ends (heartbeats until then), so the browser reconnects elsewhere.
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(chunk) = live.next().await {

@@ -215,17 +215,8 @@ async fn scan_error_codes() {
     );
 
     // A frozen parent (its bill completed) refuses any change to its children.
-    let mut r = stack.registry_client();
     stack.claim_for_bill("SB30002", "B-1").await.unwrap();
-    r.freeze_parents(stack.as_service(
-        reg::FreezeParentsRequest {
-            bill_id: "B-1".into(),
-        },
-        None,
-        "billing",
-    ))
-    .await
-    .unwrap();
+    stack.freeze_for_bill("B-1").await.unwrap();
     assert_eq!(
         code(stack.scan_child(&dev, "SB30002", "CD34").await),
         ErrorCode::ParentFrozen
@@ -234,15 +225,7 @@ async fn scan_error_codes() {
         code(stack.undo(&dev, "SB30002").await),
         ErrorCode::ParentFrozen
     );
-    r.unfreeze_parents(stack.as_service(
-        reg::UnfreezeParentsRequest {
-            bill_id: "B-1".into(),
-        },
-        None,
-        "billing",
-    ))
-    .await
-    .unwrap();
+    stack.unfreeze_for_bill("B-1").await.unwrap();
     stack.scan_child(&dev, "SB30002", "CD34").await.unwrap();
 
     // Full.
