@@ -169,6 +169,10 @@ impl FromRequestParts<AppState> for Ctx {
         let (token, via_cookie) = match bearer {
             Some(t) => (t, false),
             None => match cookie(&parts.headers, SESSION_COOKIE) {
+                // API keys are for programs: never accepted from a cookie (issue 17 §2).
+                Some(t) if t.starts_with("tt_key_") => {
+                    return Err(AppError::unauthenticated().into())
+                }
                 Some(t) => (t, true),
                 None => return Err(AppError::unauthenticated().into()),
             },
@@ -192,7 +196,11 @@ impl FromRequestParts<AppState> for Ctx {
         }
         crate::ratelimit::check(
             state,
-            &format!("user:{}", user.id),
+            // Per principal: `key:<id>` for an API key, as idempotency keys are scoped.
+            &match user.kind {
+                tracetrack_base::caller::PrincipalKind::ApiKey => format!("key:{}", user.id),
+                tracetrack_base::caller::PrincipalKind::User => format!("user:{}", user.id),
+            },
             state.0.settings.rate_limits.user_per_second,
             1,
         )

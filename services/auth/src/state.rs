@@ -53,6 +53,9 @@ pub struct LocalVerifier {
 #[async_trait]
 impl TokenVerifier for LocalVerifier {
     async fn verify_user(&self, token: &str) -> AppResult<Option<UserIdentity>> {
+        if crate::rpc::api_keys::is_key_token(token) {
+            return crate::rpc::api_keys::key_identity(&self.pool, token).await;
+        }
         let found =
             store::session_user(&self.pool, &store::token_hash(token), self.idle_secs).await?;
         found
@@ -85,7 +88,10 @@ impl Auth {
     }
 
     pub(crate) async fn caller<T>(&self, req: &Request<T>) -> AppResult<Caller> {
-        self.0.callers.resolve(req.metadata()).await
+        let caller = self.0.callers.resolve(req.metadata()).await?;
+        // No auth RPC is for an API key: keys never manage users, keys or second factors.
+        caller.refuse_api_key()?;
+        Ok(caller)
     }
 
     /// The caller, who must be an admin (every UserAdminService RPC).

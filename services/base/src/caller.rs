@@ -25,10 +25,22 @@ pub const GATEWAY: &str = "gateway";
 /// Longest a verified token is trusted without asking auth again.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// What a user credential names (issue 17 §2): a person's session or an integration's API key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrincipalKind {
+    #[default]
+    User,
+    ApiKey,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserIdentity {
+    /// The user's id, or the API key's.
     pub id: Uuid,
+    /// The username; for an API key `key:<name>` (usernames have no `:`), so scans, bills and
+    /// audit rows name the key and never pass for a person.
     pub username: String,
+    pub kind: PrincipalKind,
     pub role: Role,
     /// A dispatcher's area.
     pub area: Option<String>,
@@ -52,6 +64,7 @@ impl UserIdentity {
         Ok(Self {
             id: user.id.parse().map_err(AppError::internal)?,
             username: user.username.clone(),
+            kind: PrincipalKind::User,
             role,
             area: Some(user.dispatch_area.clone()).filter(|a| !a.is_empty()),
             must_change_password: user.must_change_password,
@@ -59,6 +72,36 @@ impl UserIdentity {
             session_id: session_id.to_owned(),
             csrf_token: String::new(),
         })
+    }
+
+    /// An API key's identity from the principal `Authenticate` answers for it: its own role and
+    /// area, no session, no restrictions, no CSRF token (keys never travel in cookies).
+    pub fn from_api_key(p: &pb::Principal) -> AppResult<Self> {
+        let role = match pb::Role::try_from(p.role) {
+            Ok(pb::Role::Admin) => Role::Admin,
+            Ok(pb::Role::Biller) => Role::Biller,
+            Ok(pb::Role::Dispatcher) => Role::Dispatcher,
+            _ => {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "API key without a role"
+                )))
+            }
+        };
+        Ok(Self {
+            id: p.id.parse().map_err(AppError::internal)?,
+            username: format!("key:{}", p.name),
+            kind: PrincipalKind::ApiKey,
+            role,
+            area: Some(p.dispatch_area.clone()).filter(|a| !a.is_empty()),
+            must_change_password: false,
+            must_enrol_2fa: false,
+            session_id: String::new(),
+            csrf_token: String::new(),
+        })
+    }
+
+    pub fn is_api_key(&self) -> bool {
+        self.kind == PrincipalKind::ApiKey
     }
 }
 
@@ -105,6 +148,18 @@ impl Caller {
         self.user.as_ref().ok_or_else(AppError::unauthenticated)
     }
 
+    /// Refuses an API key (issue 17 §2): users, keys and second factors are managed by people
+    /// only. Passes a person, or no user at all (the caller's own checks follow).
+    pub fn refuse_api_key(&self) -> AppResult<()> {
+        match &self.user {
+            Some(u) if u.is_api_key() => Err(AppError::permission_denied(
+                "an API key cannot manage users, keys or second factors",
+            )
+            .with_detail("reason", "api_key")),
+            _ => Ok(()),
+        }
+    }
+
     pub fn require_role(&self, roles: &[Role]) -> AppResult<&UserIdentity> {
         let user = self.user()?;
         if roles.contains(&user.role) {
@@ -147,6 +202,7 @@ impl Caller {
     /// The scope idempotency keys are stored under: the same key from two users never collides.
     pub fn scope(&self) -> String {
         match (&self.user, &self.service) {
+            (Some(u), _) if u.is_api_key() => format!("key:{}", u.id),
             (Some(u), _) => format!("user:{}", u.id),
             (None, Some(s)) => format!("svc:{s}"),
             (None, None) => "anonymous".to_owned(),
@@ -331,13 +387,18 @@ impl TokenVerifier for RemoteVerifier {
                 service_token: String::new(),
             })
             .await?;
-        let Some(user) = resp.user else {
-            self.refused.insert(key, ()).await;
-            return Ok(None);
-        };
-        let identity = UserIdentity {
-            csrf_token: resp.csrf_token.clone(),
-            ..UserIdentity::from_proto(&user, &resp.session_id)?
+        let identity = match (&resp.user, &resp.principal) {
+            (Some(user), _) => UserIdentity {
+                csrf_token: resp.csrf_token.clone(),
+                ..UserIdentity::from_proto(user, &resp.session_id)?
+            },
+            (None, Some(p)) if p.kind == pb::PrincipalKind::ApiKey as i32 => {
+                UserIdentity::from_api_key(p)?
+            }
+            _ => {
+                self.refused.insert(key, ()).await;
+                return Ok(None);
+            }
         };
         self.users.insert(key, identity.clone()).await;
         self.seen.insert(key, ()).await;

@@ -2,6 +2,7 @@
 //! that answers `AppResult<T>`. The two tonic services below (`AuthService`, and
 //! `UserAdminService` for admins) only call it and wrap the answer.
 
+pub(crate) mod api_keys;
 mod passwords;
 pub(crate) mod reset;
 mod second_factor;
@@ -40,5 +41,9 @@ tracetrack_common::service! {
         fn unlock_all_users(pb::UnlockAllUsersRequest) -> pb::UnlockAllUsersResponse;
         fn reset_password(pb::ResetPasswordRequest) -> pb::ResetPasswordResponse;
         fn reset_two_factor(pb::ResetTwoFactorRequest) -> pb::ResetTwoFactorResponse;
+        // API keys for integrations (issue 17 §2).
+        fn create_api_key(pb::CreateApiKeyRequest) -> pb::CreateApiKeyResponse;
+        fn list_api_keys(pb::ListApiKeysRequest) -> pb::ListApiKeysResponse;
+        fn revoke_api_key(pb::RevokeApiKeyRequest) -> pb::RevokeApiKeyResponse;
     }
 }

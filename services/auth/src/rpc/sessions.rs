@@ -200,11 +200,21 @@ impl Auth {
             .ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "unknown service token"))?;
         let req = req.into_inner();
         let mut resp = pb::AuthenticateResponse::default();
-        if !req.user_token.is_empty() {
+        if crate::rpc::api_keys::is_key_token(&req.user_token) {
+            resp.principal =
+                crate::rpc::api_keys::key_principal(self.pool(), &req.user_token).await?;
+        } else if !req.user_token.is_empty() {
             let idle = self.0.settings.session.idle_timeout_secs;
             if let Some(s) =
                 store::session_user(self.pool(), &store::token_hash(&req.user_token), idle).await?
             {
+                resp.principal = Some(pb::Principal {
+                    kind: pb::PrincipalKind::User as i32,
+                    id: s.user.id.to_string(),
+                    name: s.user.username.clone(),
+                    role: crate::convert::role_to_pb(&s.user.role) as i32,
+                    dispatch_area: s.user.dispatch_area.clone().unwrap_or_default(),
+                });
                 resp.user = Some(self.user_pb(&s.user));
                 resp.session_id = s.session_id.to_string();
                 resp.csrf_token = s.csrf_token;

@@ -1,12 +1,14 @@
 //! auth's rows and SQL. Every statement is schema-qualified; state changes that must be exact under
 //! concurrency are single conditional statements or run under an advisory lock.
 
+mod api_keys;
 mod lockout;
 mod reset;
 mod second_factor;
 mod sessions;
 mod users;
 
+pub use api_keys::*;
 pub use lockout::*;
 pub use reset::*;
 pub use second_factor::*;
