@@ -1,0 +1,163 @@
+//! API keys for integrations (issue 17 §2), over gRPC against a real auth: created by an admin,
+//! resolved by another service's verifier as a principal of kind api_key with its own role and
+//! area, never able to manage users or keys, refused once revoked (within the cache window,
+//! polled) or expired.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tracetrack_common::caller::{PrincipalKind, RemoteVerifier, TokenVerifier};
+use tracetrack_common::config::AuthClientSettings;
+use tracetrack_domain::{ErrorCode, Role};
+use tracetrack_proto::auth::v1 as pb;
+use tracetrack_tests::*;
+
+fn verifier(auth: &AuthServer, ttl: u64) -> RemoteVerifier {
+    RemoteVerifier::new(&AuthClientSettings {
+        url: auth.url(),
+        service_token: Some(SecretString::from(service_token("scan"))),
+        cache_ttl_secs: ttl,
+        timeout_ms: 2000,
+    })
+    .unwrap()
+}
+
+async fn create_key(
+    auth: &AuthServer,
+    token: &str,
+    name: &str,
+    role: pb::Role,
+    area: &str,
+    expires_at: Option<prost_types::Timestamp>,
+) -> Result<pb::CreateApiKeyResponse, tracetrack_common::AppError> {
+    answer(auth.users().create_api_key(authed(
+        pb::CreateApiKeyRequest {
+            name: name.into(),
+            role: role as i32,
+            dispatch_area: area.into(),
+            expires_at,
+        },
+        token,
+    )))
+    .await
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_dispatcher_key_that_acts_in_its_area_until_revoked() {
+    let auth = AuthServer::fresh().await;
+    let admin = auth.admin_token().await;
+    let made = create_key(
+        &auth,
+        &admin,
+        "scale-1",
+        pb::Role::Dispatcher,
+        "indore",
+        None,
+    )
+    .await
+    .unwrap();
+    let key = made.key.unwrap();
+    assert!(made.token.starts_with(&format!("tt_key_{}_", key.prefix)));
+    assert_eq!(key.prefix.len(), 12);
+    assert_eq!(key.dispatch_area, "indore");
+    // A dispatcher key needs an area; a biller may not create keys.
+    assert_eq!(
+        code(create_key(&auth, &admin, "nowhere", pb::Role::Dispatcher, "", None).await),
+        ErrorCode::AreaRequired
+    );
+    let (_, biller) = auth.create_user(&admin, "bina", pb::Role::Biller, "").await;
+    assert_eq!(
+        code(create_key(&auth, &biller, "mine", pb::Role::Biller, "", None).await),
+        ErrorCode::PermissionDenied
+    );
+
+    // Another service resolves the key: its own id, name, role and area.
+    let v = verifier(&auth, 1);
+    let who = v.verify_user(&made.token).await.unwrap().unwrap();
+    assert_eq!(who.kind, PrincipalKind::ApiKey);
+    assert_eq!(who.id.to_string(), key.id);
+    assert_eq!(who.username, "key:scale-1");
+    assert_eq!(who.role, Role::Dispatcher);
+    assert_eq!(who.area.as_deref(), Some("indore"));
+    // A made-up key is refused.
+    assert!(v
+        .verify_user(&format!("tt_key_{}_nothing", key.prefix))
+        .await
+        .unwrap()
+        .is_none());
+
+    // The key cannot manage users or keys, nor list them.
+    assert_eq!(
+        code(
+            answer(
+                auth.users()
+                    .list_users(authed(pb::ListUsersRequest::default(), &made.token))
+            )
+            .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(create_key(&auth, &made.token, "child", pb::Role::Admin, "", None).await),
+        ErrorCode::PermissionDenied
+    );
+
+    // Listed with prefix, creator and (after the use above) last use.
+    let listed = answer(
+        auth.users()
+            .list_api_keys(authed(pb::ListApiKeysRequest::default(), &admin)),
+    )
+    .await
+    .unwrap();
+    let row = listed.keys.iter().find(|k| k.id == key.id).unwrap();
+    assert_eq!(row.created_by_username, "admin");
+    assert!(row.last_used_at.is_some());
+
+    // Revoked: refused once the verifier's cache forgets it (polled, not timed).
+    let revoked = answer(auth.users().revoke_api_key(authed(
+        pb::RevokeApiKeyRequest { id: key.id.clone() },
+        &admin,
+    )))
+    .await
+    .unwrap();
+    assert!(revoked.key.unwrap().revoked_at.is_some());
+    eventually(
+        Duration::from_secs(30),
+        "the revoked key refused",
+        || async { v.verify_user(&made.token).await.unwrap().is_none() },
+    )
+    .await;
+    auth.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused() {
+    let auth = AuthServer::fresh().await;
+    let admin = auth.admin_token().await;
+    let past = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() - 60,
+        nanos: 0,
+    };
+    assert_eq!(
+        code(create_key(&auth, &admin, "old", pb::Role::Biller, "", Some(past)).await),
+        ErrorCode::InvalidArgument
+    );
+    let soon = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 2,
+        nanos: 0,
+    };
+    let made = create_key(&auth, &admin, "brief", pb::Role::Biller, "", Some(soon))
+        .await
+        .unwrap();
+    // With a one-second cache: valid until the expiry passes, then refused.
+    let v = verifier(&auth, 1);
+    eventually(
+        Duration::from_secs(30),
+        "the expired key refused",
+        || async { v.verify_user(&made.token).await.unwrap().is_none() },
+    )
+    .await;
+    auth.stop().await.unwrap();
+}
