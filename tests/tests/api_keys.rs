@@ -161,3 +161,46 @@ async fn an_expired_key_is_refused() {
     .await;
     auth.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_key_scans_over_http_bearer_but_never_from_a_cookie_nor_on_user_admin() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let admin = stack.auth.admin_token().await;
+    let made = create_key(
+        &stack.auth,
+        &admin,
+        "gate-scanner",
+        pb::Role::Dispatcher,
+        "indore",
+        None,
+    )
+    .await
+    .unwrap();
+    let c = reqwest::Client::new();
+    // A program scans with the key as a bearer token, in its own area.
+    let r = c
+        .post(gw.url("/api/v1/scans/parent"))
+        .bearer_auth(&made.token)
+        .json(&serde_json::json!({"qr": "SB80002", "area": "indore"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "{:?}", r.text().await);
+    // User administration is refused to a key.
+    let r = c
+        .get(gw.url("/api/v1/users"))
+        .bearer_auth(&made.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    // The same key in the session cookie is refused before auth is asked.
+    let r = c
+        .get(gw.url("/api/v1/users"))
+        .header("cookie", format!("tt_session={}", made.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
