@@ -1654,6 +1654,37 @@ async fn lockable(pool: &sqlx::PgPool, sql: &str, id: &str) -> bool {
     }
 }
 
+const ATTACHMENT_ROW: &str =
+    "SELECT 1 FROM billing.attachments WHERE parent_qr = $1 FOR UPDATE NOWAIT";
+const BILL_ROW: &str = "SELECT 1 FROM billing.bills WHERE bill_id = $1 FOR UPDATE NOWAIT";
+
+/// Until `task` ends, asserts (at least once) that each of `rows` (a locking query and its id)
+/// can be locked at once: no transaction holds it while the task waits on bag-registry.
+async fn unlocked_while<T>(
+    task: &tokio::task::JoinHandle<T>,
+    pool: &sqlx::PgPool,
+    rows: &[(&str, &str)],
+    when: &str,
+) {
+    let mut probes = 0;
+    while !task.is_finished() {
+        for (sql, id) in rows {
+            assert!(lockable(pool, sql, id).await, "{id}'s row is locked {when}");
+        }
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(probes > 0);
+}
+
+/// Waits (up to 10 s) until the count `sql` selects is 1.
+async fn eventually_one(pool: &sqlx::PgPool, what: &str, sql: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        scalar(pool, sql).await == 1
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn no_row_lock_is_held_while_bag_registry_is_called() {
     // Leases far longer than the test, so no sweeper takes the held-up work over.
@@ -1692,38 +1723,10 @@ async fn no_row_lock_is_held_while_bag_registry_is_called() {
         async move { attach(c, &a, "HELD-1", "SB73001").await }
     });
     let pool = s.billing_pool();
-    eventually(Duration::from_secs(10), "the reservation", || async {
-        scalar(
-            pool,
-            "SELECT count(*) FROM billing.attachments WHERE parent_qr = 'SB73001' AND state = 'pending'",
-        )
-        .await
-            == 1
-    })
-    .await;
-    let mut probes = 0;
-    while !attaching.is_finished() {
-        assert!(
-            lockable(
-                pool,
-                "SELECT 1 FROM billing.attachments WHERE parent_qr = $1 FOR UPDATE NOWAIT",
-                "SB73001",
-            )
-            .await,
-            "the attachment row is locked while the claim is in flight"
-        );
-        assert!(
-            lockable(
-                pool,
-                "SELECT 1 FROM billing.bills WHERE bill_id = $1 FOR UPDATE NOWAIT",
-                "HELD-1",
-            )
-            .await
-        );
-        probes += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(probes > 0);
+    let pending = "SELECT count(*) FROM billing.attachments WHERE parent_qr = 'SB73001' AND state = 'pending'";
+    eventually_one(pool, "the reservation", pending).await;
+    let rows = [(ATTACHMENT_ROW, "SB73001"), (BILL_ROW, "HELD-1")];
+    unlocked_while(&attaching, pool, &rows, "while the claim is in flight").await;
     // No answer: the reservation stays for a retry or the sweeper.
     let e = attaching.await.unwrap().unwrap_err();
     assert!(
@@ -1736,30 +1739,11 @@ async fn no_row_lock_is_held_while_bag_registry_is_called() {
         let (c, a) = (via_proxy.clone(), admin.clone());
         async move { complete(c, &a, "HELD-2").await }
     });
-    eventually(Duration::from_secs(10), "the completing intent", || async {
-        scalar(
-            pool,
-            "SELECT count(*) FROM billing.bills WHERE bill_id = 'HELD-2' AND status = 'completing'",
-        )
-        .await
-            == 1
-    })
-    .await;
-    let mut probes = 0;
-    while !completing.is_finished() {
-        assert!(
-            lockable(
-                pool,
-                "SELECT 1 FROM billing.bills WHERE bill_id = $1 FOR UPDATE NOWAIT",
-                "HELD-2",
-            )
-            .await,
-            "the bill row is locked while the freeze is in flight"
-        );
-        probes += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(probes > 0);
+    let intent =
+        "SELECT count(*) FROM billing.bills WHERE bill_id = 'HELD-2' AND status = 'completing'";
+    eventually_one(pool, "the completing intent", intent).await;
+    let rows = [(BILL_ROW, "HELD-2")];
+    unlocked_while(&completing, pool, &rows, "while the freeze is in flight").await;
     completing.await.unwrap().unwrap_err();
     proxy.restore();
     held_up.stop().await.unwrap();

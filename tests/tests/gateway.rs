@@ -425,51 +425,25 @@ async fn an_sse_client_sees_a_scan_and_dispatchers_only_their_area() {
     };
     let mut all = open(admin.clone()).await;
     let mut mine = open(hari.clone()).await;
-    let post = |t: &str, path: &str, body: Value| {
-        c.post(gw.url(path))
-            .bearer_auth(t.to_owned())
-            .json(&body)
-            .send()
-    };
-    post(
-        &admin,
-        "/api/v1/scans/parent",
-        json!({"qr": "SB83001", "area": "indore"}),
-    )
-    .await
-    .unwrap();
-    post(
-        &admin,
-        "/api/v1/scans/child",
-        json!({"parent_qr": "SB83001", "child_qr": "OTHERAREA1"}),
-    )
-    .await
-    .unwrap();
-    post(&hari, "/api/v1/scans/parent", json!({"qr": "SB83002"}))
-        .await
-        .unwrap();
-    post(
-        &hari,
-        "/api/v1/scans/child",
-        json!({"parent_qr": "SB83002", "child_qr": "MYAREA1"}),
-    )
-    .await
-    .unwrap();
-
-    async fn read_until(
-        stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-        needle: &str,
-    ) -> String {
-        let mut seen = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !seen.contains(needle) {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-                other => panic!("stream ended or timed out before {needle}: {other:?}\n{seen}"),
-            }
-        }
-        seen
+    // One scan in indore (the admin's), one in the dispatcher's hisar.
+    for (token, path, body) in [
+        (&admin, "parent", json!({"qr": "SB83001", "area": "indore"})),
+        (
+            &admin,
+            "child",
+            json!({"parent_qr": "SB83001", "child_qr": "OTHERAREA1"}),
+        ),
+        (&hari, "parent", json!({"qr": "SB83002"})),
+        (
+            &hari,
+            "child",
+            json!({"parent_qr": "SB83002", "child_qr": "MYAREA1"}),
+        ),
+    ] {
+        let url = gw.url(&format!("/api/v1/scans/{path}"));
+        send_json(&c, reqwest::Method::POST, url, token, &body).await;
     }
+
     let seen_all = read_until(&mut all, "MYAREA1").await;
     assert!(
         seen_all.contains("event: scan") && seen_all.contains("OTHERAREA1"),
@@ -480,6 +454,22 @@ async fn an_sse_client_sees_a_scan_and_dispatchers_only_their_area() {
         !seen_mine.contains("OTHERAREA1"),
         "a dispatcher saw another area: {seen_mine}"
     );
+}
+
+/// Reads an SSE stream until `needle` shows; all it read.
+async fn read_until(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    needle: &str,
+) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("stream ended or timed out before {needle}: {other:?}\n{seen}"),
+        }
+    }
+    seen
 }
 
 #[tokio::test]
@@ -538,14 +528,7 @@ async fn dashboard_audit_and_history_over_http_and_a_live_dashboard() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The live stream pushed the dispatcher's figures (their area only: one parent).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = String::new();
-    while !seen.contains("\"children\":3") {
-        match tokio::time::timeout_at(deadline, live.next()).await {
-            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("live dashboard ended: {other:?}\n{seen}"),
-        }
-    }
+    let seen = read_until(&mut live, "\"children\":3").await;
     let last = seen.lines().rfind(|l| l.starts_with("data: {")).unwrap();
     let figures: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
     assert_eq!(

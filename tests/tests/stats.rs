@@ -91,26 +91,12 @@ async fn workload(stack: &Stack, tag: &str) {
     ))
     .await
     .unwrap();
-    r.register_bag(authed(
-        reg::RegisterBagRequest {
-            qr: format!("LOOSE{tag}"),
-            r#type: reg::BagType::Child as i32,
-            area: "hisar".into(),
-        },
-        admin,
-    ))
-    .await
-    .unwrap();
-    r.register_bag(authed(
-        reg::RegisterBagRequest {
-            qr: format!("SB{tag}03"),
-            r#type: reg::BagType::Parent as i32,
-            area: "hisar".into(),
-        },
-        admin,
-    ))
-    .await
-    .unwrap();
+    for (qr, kind) in [
+        (format!("LOOSE{tag}"), reg::BagType::Child),
+        (format!("SB{tag}03"), reg::BagType::Parent),
+    ] {
+        stack.register(admin, &qr, kind, "hisar").await.unwrap();
+    }
     r.delete_bag(authed(
         reg::DeleteBagRequest {
             qr: format!("SB{tag}03"),
