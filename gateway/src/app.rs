@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "TraceTrack API", version = "1", description = "Seed-bag tracking: scanning, bags, bills, users. Errors are RFC 9457 problem documents with a stable `code`."),
     components(schemas(crate::dto::Problem)),
-    tags((name = "auth"), (name = "users"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"), (name = "reports"), (name = "returns"))
+    tags((name = "auth"), (name = "users"), (name = "api-keys"), (name = "scans"), (name = "bags"), (name = "stats"), (name = "bills"), (name = "exports"), (name = "imports"), (name = "meta"), (name = "reports"), (name = "returns"))
 )]
 struct ApiDoc;
 
@@ -35,6 +35,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::api_keys::router())
         .merge(routes::scans::router())
         .merge(routes::bags::router())
         .merge(routes::stats::router())

@@ -204,3 +204,70 @@ async fn a_key_scans_over_http_bearer_but_never_from_a_cookie_nor_on_user_admin(
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn keys_are_made_listed_and_revoked_over_http_by_an_admin_only() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let admin = stack.auth.admin_token().await;
+    let c = reqwest::Client::new();
+    let r = c
+        .post(gw.url("/api/v1/api-keys"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "erp", "role": "biller"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let made: serde_json::Value = r.json().await.unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let id = made["key"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tt_key_"));
+    // The key itself may not list or revoke keys.
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/api-keys".to_owned()),
+        (reqwest::Method::DELETE, format!("/api/v1/api-keys/{id}")),
+    ] {
+        let r = c
+            .request(method, gw.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN, "{path}");
+    }
+    let list: serde_json::Value = c
+        .get(gw.url("/api/v1/api-keys"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["name"], "erp");
+    assert_eq!(list["items"][0]["created_by_username"], "admin");
+    assert!(list["items"][0].get("token").is_none());
+    let r = c
+        .delete(gw.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    // Refused over HTTP once the gateway's cache forgets it (polled).
+    eventually(
+        Duration::from_secs(40),
+        "the revoked key refused over HTTP",
+        || async {
+            c.get(gw.url("/api/v1/api-keys"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == reqwest::StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+}

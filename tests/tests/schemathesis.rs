@@ -235,6 +235,11 @@ async fn run_st(
 /// Asserts that `answer`, a 200 of `POST path` made directly, matches the document's schema
 /// (tests/python/validate_response.py); the answer is kept in `dir` as an artifact.
 async fn check_answer(dir: &Path, document: &Path, path: &str, answer: &Value) {
+    check_answer_of(dir, document, "post", path, answer).await
+}
+
+/// [`check_answer`] for another method's 200.
+async fn check_answer_of(dir: &Path, document: &Path, method: &str, path: &str, answer: &Value) {
     let file = dir.join(format!(
         "{}.json",
         path.trim_start_matches('/').replace('/', "_")
@@ -243,14 +248,15 @@ async fn check_answer(dir: &Path, document: &Path, path: &str, answer: &Value) {
     let out = tokio::process::Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/python/validate_response.py"))
         .arg(document)
-        .args([path, "post", "200"])
+        .args([path, method, "200"])
         .arg(&file)
         .output()
         .await
         .unwrap();
     assert!(
         out.status.success(),
-        "the answer of POST {path} breaks its schema: {}{}",
+        "the answer of {} {path} breaks its schema: {}{}",
+        method.to_uppercase(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -477,6 +483,30 @@ async fn schemathesis_as_admin_and_dispatcher() {
         check_answer(&dir, &document, path, &answer).await;
         seen.entry(format!("POST {path}")).or_default().insert(200);
     }
+
+    // Revoking an API key needs a key's id, which the runs' examples cannot know: a key made
+    // here and revoked directly, the answer validated against the document (issue 17 §2).
+    let made = api
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            json!({"name": "st-revoked", "role": "dispatcher", "dispatch_area": "lucknow"}),
+        )
+        .await;
+    let id = made["key"]["id"].as_str().unwrap().to_owned();
+    let revoked = api
+        .ok(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    check_answer_of(&dir, &document, "delete", "/api/v1/api-keys/{id}", &revoked).await;
+    seen.entry("DELETE /api/v1/api-keys/{id}".to_owned())
+        .or_default()
+        .insert(200);
 
     let missing: Vec<String> = operations
         .iter()

@@ -1,5 +1,6 @@
 //! The HTTP API of SPEC §3, one module per resource.
 
+pub mod api_keys;
 pub mod auth;
 pub mod bags;
 pub mod bills;
@@ -7,6 +8,7 @@ pub mod epcis;
 pub mod exports;
 pub mod imports;
 pub mod meta;
+pub mod password_reset;
 pub mod reports;
 pub mod returns;
 pub mod scans;
