@@ -8,7 +8,6 @@ pub mod epcis;
 pub mod exports;
 pub mod imports;
 pub mod meta;
-pub mod password_reset;
 pub mod reports;
 pub mod returns;
 pub mod scans;
