@@ -187,6 +187,24 @@ async fn a_key_scans_over_http_bearer_but_never_from_a_cookie_nor_on_user_admin(
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK, "{:?}", r.text().await);
+    // The scan is recorded as the key's: `key:<name>` (usernames have no ':').
+    let scans: serde_json::Value = c
+        .get(gw.url("/api/v1/scans"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        scans["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["username"] == "key:gate-scanner"),
+        "{scans}"
+    );
     // User administration is refused to a key.
     let r = c
         .get(gw.url("/api/v1/users"))
