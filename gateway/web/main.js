@@ -3,7 +3,7 @@ import { define, render, go } from "./router.js";
 import { events, session, prefs } from "./store.js";
 import { t } from "./i18n.js";
 import { waitingCount, refusedOf } from "./queue.js";
-import { login, logout, password, twoFactor } from "./pages/account.js";
+import { login, logout, password, twoFactor, forgot, reset } from "./pages/account.js";
 import { dashboard } from "./pages/dashboard.js";
 import { scan, showQueue } from "./pages/scan.js";
 import { bags } from "./pages/bags.js";
@@ -15,7 +15,7 @@ import { more, forbidden } from "./pages/more.js";
 import { reports } from "./pages/reports.js";
 import { returns } from "./pages/returns.js";
 
-define({ "": dashboard, dashboard, login, logout, password, "two-factor": twoFactor, scan, bags, bills, users, data, audit, more, forbidden });
+define({ "": dashboard, dashboard, login, logout, password, "two-factor": twoFactor, forgot, reset, scan, bags, bills, users, data, audit, more, forbidden });
 define({ reports });
 define({ returns });
 

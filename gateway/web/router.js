@@ -41,7 +41,8 @@ export async function render() {
   document.documentElement.lang = prefs.lang;
   const [path, qs] = location.hash.replace(/^#\/?/, "").split("?");
   const [route, ...rest] = path.split("/");
-  if (!session.me && route !== "login") {
+  // The login and the password-reset pages work without a session.
+  if (!session.me && !["login", "forgot", "reset"].includes(route)) {
     try { session.set(await api("GET", "/auth/me")); } catch (e) {
       // No network (a page opened offline from the service worker's copy): carry on as the user
       // this phone last saw, so the scan station opens and its queue sends once the network is back.
@@ -53,6 +54,7 @@ export async function render() {
   if (session.me && session.me.user.must_change_password && route !== "password" && route !== "logout") return go("#/password");
   if (session.me && !meta.value && route !== "login") await loadMeta();
   // An admin who must have two-factor sign-in enrols before anything else (after the password).
+  if (session.me && !meta.value && !["login", "forgot", "reset"].includes(route)) await loadMeta();
   if (session.me && (session.me.user.restrictions || []).includes("enrol_2fa") && route !== "two-factor" && route !== "logout") return go("#/two-factor");
   nav(route || "dashboard");
   const page = routes[route] || routes[""];

@@ -153,3 +153,81 @@ async fn a_link_expires_and_without_smtp_the_feature_is_off() {
     let e = ask(&plain, "admin").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::FeatureDisabled);
 }
+
+/// Over HTTP as the login page does it: `GET /api/v1/config` says the feature is on (off on a
+/// gateway whose auth has no SMTP), 202 for a known and an unknown account alike, the link's token
+/// sets the password once (then `reset_link_invalid`, 409), and the routes are in the document.
+#[tokio::test]
+async fn over_http_forgot_password_and_the_public_config() {
+    let smtp = SmtpServer::start().await;
+    let stack = Stack::start(1).await;
+    let plain = Gateway::start(&stack, |_| {}).await;
+    let auth = auth_with_smtp(&smtp).await;
+    let url = auth.url();
+    let gw = Gateway::start(&stack, |s| s.auth.url = url.clone()).await;
+    let http = reqwest::Client::new();
+    let admin = auth.admin_token().await;
+    auth.create_user(&admin, "lata", pb::Role::Biller, "").await;
+
+    let config = |g: &Gateway| {
+        let u = g.url("/api/v1/config");
+        let http = http.clone();
+        async move {
+            http.get(u)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(config(&gw).await["password_reset"], true);
+    assert_eq!(config(&plain).await["password_reset"], false);
+
+    let forgot = |login: &str| {
+        http.post(gw.url("/api/v1/auth/password-reset"))
+            .json(&serde_json::json!({"login": login}))
+            .send()
+    };
+    let known = forgot("lata").await.unwrap();
+    let unknown = forgot("nobody-at-all").await.unwrap();
+    assert_eq!(known.status(), 202);
+    assert_eq!(unknown.status(), 202);
+    assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap());
+    let got = smtp.wait_for(1, Duration::from_secs(30)).await;
+    let token = token_of(&got[0].text);
+    let set = |password: &str| {
+        http.post(gw.url("/api/v1/auth/password-reset/complete"))
+            .json(&serde_json::json!({"token": token, "new_password": password}))
+            .send()
+    };
+    problem(set("short").await.unwrap(), 400, "weak_password").await;
+    assert_eq!(set("Monsoon-Field-88").await.unwrap().status(), 204);
+    problem(
+        set("Monsoon-Field-99").await.unwrap(),
+        409,
+        "reset_link_invalid",
+    )
+    .await;
+    http_token(&http, &gw, "lata", "Monsoon-Field-88").await;
+
+    let doc: serde_json::Value = http
+        .get(gw.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (p, m) in [
+        ("/api/v1/auth/password-reset", "post"),
+        ("/api/v1/auth/password-reset/complete", "post"),
+        ("/api/v1/config", "get"),
+    ] {
+        assert!(
+            doc["paths"][p][m].is_object(),
+            "{p} in the OpenAPI document"
+        );
+    }
+}

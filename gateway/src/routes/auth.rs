@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(change_password))
         .merge(super::two_factor::router())
+        .merge(super::password_reset::router())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

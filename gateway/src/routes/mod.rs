@@ -8,6 +8,7 @@ pub mod epcis;
 pub mod exports;
 pub mod imports;
 pub mod meta;
+pub mod password_reset;
 pub mod reports;
 pub mod returns;
 pub mod scans;

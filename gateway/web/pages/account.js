@@ -17,8 +17,11 @@ export function login() {
     <form id="f" class="stack card narrow">
       <label for="u">${t("username")}</label><input id="u" name="username" autocomplete="username" autocapitalize="none" required>
       <label for="p">${t("password")}</label><input id="p" name="password" type="password" autocomplete="current-password" required>
-      <button type="submit">${t("login")}</button></form>`);
+      <button type="submit">${t("login")}</button></form>
+    <p id="forgot-link" hidden><a href="#/forgot">${t("pr_forgot")}</a></p>`);
   $("#u").focus();
+  // "Forgot password" only where auth can send mail.
+  api("GET", "/config").then((c) => { if (c.password_reset && $("#forgot-link")) $("#forgot-link").hidden = false; }).catch(() => {});
   $("#f").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
@@ -146,5 +149,39 @@ export function password() {
       signedIn();
       note(t("password_changed"), "ok"); setTimeout(() => go("#/scan"), 600);
     } catch (e) { note(`${errText(e.problem)} ${e.problem && e.problem.reason ? `(${e.problem.reason})` : ""}`, "err"); }
+  });
+}
+/** Forgot password: a username or e-mail; the same answer whether or not the account exists. */
+export function forgot() {
+  render(main(), html`<h1>${t("pr_forgot_title")}</h1><div id="msg" class="msg" hidden></div>
+    <form id="fp" class="stack card narrow"><p class="muted">${t("pr_forgot_intro")}</p>
+      <label for="login">${t("pr_login")}</label><input id="login" autocomplete="username" autocapitalize="none" required>
+      <button type="submit">${t("pr_send")}</button></form>
+    <p><a href="#/login">${t("pr_back")}</a></p>`);
+  $("#login").focus();
+  $("#fp").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/auth/password-reset", { login: $("#login").value.trim() });
+      $("#fp").hidden = true;
+      note(t("pr_sent"), "ok");
+    } catch (e) { note(errText(e.problem), "err"); tone("err"); }
+  });
+}
+/** The mailed link's page: a new password under the policy; then log in with it. */
+export function reset(_arg, params) {
+  const token = params.get("token") || "";
+  render(main(), html`<h1>${t("pr_reset_title")}</h1><div id="msg" class="msg" hidden></div>
+    <form id="rp" class="stack card narrow">
+      <label for="n">${t("new_password")}</label><input id="n" type="password" autocomplete="new-password" required>
+      <button type="submit">${t("save")}</button></form>
+    <p><a href="#/login">${t("pr_back")}</a></p>`);
+  $("#rp").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/auth/password-reset/complete", { token, new_password: $("#n").value });
+      $("#rp").hidden = true;
+      note(t("pr_done"), "ok");
+    } catch (e) { note(`${errText(e.problem)} ${e.problem && e.problem.reason ? `(${e.problem.reason})` : ""}`, "err"); tone("err"); }
   });
 }

@@ -49,12 +49,16 @@ impl Auth {
         let caller = self.caller(&req).await?;
         caller.require_service(&["gateway"])?;
         self.reset_on()?;
+        let login = req.into_inner().login.trim().to_lowercase();
+        if login.is_empty() {
+            // No account: how the gateway asks whether the feature is on.
+            return Ok(pb::RequestPasswordResetResponse {});
+        }
         // Every answer waits until the same moment after the request came, whether a mail
         // was queued or the account is unknown: the time says nothing either.
         let until = tokio::time::Instant::now()
             + std::time::Duration::from_millis(self.0.settings.password_reset.answer_ms);
         let ip = caller.client_ip.clone().unwrap_or_default();
-        let login = req.into_inner().login.trim().to_lowercase();
         let done = self.queue_reset(&login, ip).await;
         tokio::time::sleep_until(until).await;
         done.map(|()| pb::RequestPasswordResetResponse {})
