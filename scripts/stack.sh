@@ -67,6 +67,11 @@ ensure_pg_installed() {
   PGBIN=$(pg_bindir)
 }
 
+# The TLS tests (tests/tests/tls.rs) make their throw-away CA with the openssl CLI.
+ensure_openssl_installed() {
+  command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+}
+
 ensure_redis_installed() {
   if ! command -v redis-server >/dev/null; then
     log "installing Redis"
@@ -137,6 +142,7 @@ redis_running() {
 
 redis_up() {
   ensure_redis_installed
+  ensure_openssl_installed
   mkdir -p "$REDIS_DIR"
   if redis_running; then return 1; fi
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
@@ -187,6 +193,7 @@ case ${1:-up} in
   install)
     ensure_pg_installed
     ensure_redis_installed
+    ensure_openssl_installed
     echo "PGBIN=$PGBIN"
     echo "PG_USER=$(pg_user)"
     ;;

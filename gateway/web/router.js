@@ -52,10 +52,9 @@ export async function render() {
     signedIn();
   }
   if (session.me && session.me.user.must_change_password && route !== "password" && route !== "logout") return go("#/password");
-  if (session.me && !meta.value && route !== "login") await loadMeta();
   // An admin who must have two-factor sign-in enrols before anything else (after the password).
-  if (session.me && !meta.value && !["login", "forgot", "reset"].includes(route)) await loadMeta();
   if (session.me && (session.me.user.restrictions || []).includes("enrol_2fa") && route !== "two-factor" && route !== "logout") return go("#/two-factor");
+  if (session.me && !meta.value && !["login", "forgot", "reset"].includes(route)) await loadMeta();
   nav(route || "dashboard");
   const page = routes[route] || routes[""];
   const admin = ["users", "audit"].includes(route);
