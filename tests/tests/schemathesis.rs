@@ -508,8 +508,107 @@ async fn schemathesis_as_admin_and_dispatcher() {
         .or_default()
         .insert(200);
 
+    // Two-factor sign-in needs codes of a secret the runs never see: two users enrol here and
+    // the answers of confirm, the code step at login, disable and an admin's reset are direct
+    // calls validated against the document (issue 17 §1).
+    let step = {
+        use tracetrack_auth::second_factor::{step_of, STEP_SECS};
+        // On the clock, not on a service: at least 10 s of the step left for the calls below.
+        while chrono::Utc::now().timestamp().rem_euclid(STEP_SECS as i64) > 20 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        step_of(chrono::Utc::now().timestamp())
+    };
+    let mut enrolled = Vec::new();
+    for name in ["st_2fa_reset", "st_2fa_disable"] {
+        let id = api.user(&admin, name, "biller", USER_PASSWORD).await;
+        let token = api.login(name, USER_PASSWORD).await;
+        let begun = api
+            .post("/api/v1/auth/two-factor/enrolment", &token, json!({}))
+            .await;
+        let secret =
+            tracetrack_auth::second_factor::secret_from_base32(begun["secret"].as_str().unwrap())
+                .unwrap();
+        let code = |s: i64| tracetrack_auth::second_factor::code_at_step(&secret, s).unwrap();
+        let done = api
+            .post(
+                "/api/v1/auth/two-factor/confirm",
+                &token,
+                json!({"code": code(step)}),
+            )
+            .await;
+        check_answer(&dir, &document, "/api/v1/auth/two-factor/confirm", &done).await;
+        let recovery = done["recovery_codes"][0].as_str().unwrap().to_owned();
+        let challenge = api
+            .client
+            .post(api.gw.url("/api/v1/auth/login"))
+            .json(&json!({"username": name, "password": USER_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["challenge"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = api
+            .client
+            .post(api.gw.url("/api/v1/auth/login/complete"))
+            .json(&json!({"challenge": challenge, "code": code(step + 1)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let session: Value = r.json().await.unwrap();
+        check_answer(&dir, &document, "/api/v1/auth/login/complete", &session).await;
+        enrolled.push((id, session["token"].as_str().unwrap().to_owned(), recovery));
+    }
+    let (reset_id, _, _) = &enrolled[0];
+    let path = "/api/v1/users/{id}/reset-two-factor";
+    let reset = api
+        .post(
+            &format!("/api/v1/users/{reset_id}/reset-two-factor"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    check_answer(&dir, &document, path, &reset).await;
+    let (_, token, recovery) = &enrolled[1];
+    let off = api
+        .post(
+            "/api/v1/auth/two-factor/disable",
+            token,
+            json!({"password": USER_PASSWORD, "recovery_code": recovery}),
+        )
+        .await;
+    check_answer(&dir, &document, "/api/v1/auth/two-factor/disable", &off).await;
+    for op in [
+        "POST /api/v1/auth/two-factor/confirm",
+        "POST /api/v1/auth/login/complete",
+        "POST /api/v1/users/{id}/reset-two-factor",
+        "POST /api/v1/auth/two-factor/disable",
+    ] {
+        seen.entry(op.to_owned()).or_default().insert(200);
+    }
+    // Password reset by mail: this stack has no SMTP server, where both operations answer the
+    // documented 409 feature_disabled (the runs checked that); their 2xx, with the mail through
+    // a real SMTP server, are password_reset.rs's.
+    let without_smtp = [
+        "POST /api/v1/auth/password-reset",
+        "POST /api/v1/auth/password-reset/complete",
+    ];
+    for op in without_smtp {
+        assert!(
+            seen.get(op).is_some_and(|s| s.contains(&409)),
+            "{op}: {:?}",
+            seen.get(op)
+        );
+    }
+
     let missing: Vec<String> = operations
         .iter()
+        .filter(|op| !without_smtp.contains(&op.as_str()))
         .filter(|op| {
             !seen
                 .get(*op)
