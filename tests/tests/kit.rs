@@ -190,3 +190,53 @@ async fn sigterm_drains_in_flight_rpcs() {
     // And it is gone: new connections are refused.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A replica that starts with `migrate_on_start` beside live traffic runs `migrate` again. The
+/// kit's DDL used to run every time, and `ALTER TABLE … ADD COLUMN IF NOT EXISTS` (like `CREATE
+/// INDEX IF NOT EXISTS`) takes its table lock before it looks: the new replica queued behind every
+/// open write on the outbox, every later write queued behind it, and two kit tables locked in
+/// opposite orders could deadlock. Applied once, the kit is not run again.
+#[tokio::test]
+async fn migrating_again_beside_open_writes_takes_no_table_lock() {
+    let db = fresh_database().await;
+    // Waiting on a lock fails after 2 s instead of hanging: a guard, not a measurement.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET lock_timeout = '2s'").execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect(&db)
+        .await
+        .unwrap();
+    let migrator = &tracetrack_auth::startup::MIGRATOR;
+    tracetrack_common::db::migrate(&pool, "auth", migrator)
+        .await
+        .unwrap();
+
+    // Requests in flight: an open transaction holding writes on both kit tables.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO auth.outbox (event_id, event_type, aggregate_id, envelope) \
+         VALUES ($1, 'test.open_write', 'a', '')",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO auth.idempotency_keys (scope, key, request_hash) VALUES ('t', 'k', '')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    let again = tracetrack_common::db::migrate(&pool, "auth", migrator).await;
+    assert!(
+        again.is_ok(),
+        "a second migrate beside open writes must not wait for their locks: {again:?}"
+    );
+    tx.commit().await.unwrap();
+}

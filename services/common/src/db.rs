@@ -125,9 +125,27 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
                 .execute(&mut *conn)
                 .await?;
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(&*KIT_DDL.replace("{schema}", schema)))
+        // The kit's DDL runs only when it changed since it was last applied: `ALTER TABLE … IF NOT
+        // EXISTS` and `CREATE INDEX IF NOT EXISTS` take their table locks before they look, so
+        // running it on every start queued a new replica behind the live writes on the outbox
+        // (and every later write behind it), or deadlocked with them.
+        let ddl = KIT_DDL.replace("{schema}", schema);
+        if !kit_applied(&mut conn, schema, &ddl).await? {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "{ddl}\n\
+                 CREATE TABLE IF NOT EXISTS \"{schema}\".kit_applied (\
+                     one boolean PRIMARY KEY DEFAULT true CHECK (one), ddl_md5 text NOT NULL);"
+            )))
             .execute(&mut *conn)
             .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO \"{schema}\".kit_applied (ddl_md5) VALUES (md5($1)) \
+                 ON CONFLICT (one) DO UPDATE SET ddl_md5 = EXCLUDED.ddl_md5"
+            )))
+            .bind(&ddl)
+            .execute(&mut *conn)
+            .await?;
+        }
         migrator.run(&mut *conn).await?;
         anyhow::Ok(())
     }
@@ -136,6 +154,28 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
         .execute(&mut *conn)
         .await?;
     result
+}
+
+/// Whether the kit's tables are at `ddl` already (its md5 recorded by the last `migrate` that ran it).
+async fn kit_applied(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    schema: &str,
+    ddl: &str,
+) -> sqlx::Result<bool> {
+    let table = format!("\"{schema}\".kit_applied");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(&mut **conn)
+        .await?;
+    if !exists {
+        return Ok(false);
+    }
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE ddl_md5 = md5($1))"
+    )))
+    .bind(ddl)
+    .fetch_one(&mut **conn)
+    .await
 }
 
 /// Runs `op` again (up to 5 times, with a short jittered pause) while it fails with a
