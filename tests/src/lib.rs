@@ -724,6 +724,11 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The OpenAPI document it serves.
+    pub async fn openapi(&self) -> serde_json::Value {
+        public_json(&reqwest::Client::new(), self.url("/api/v1/openapi.json")).await
+    }
+
     /// Begins the gateway's shutdown, as SIGTERM does.
     pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -1140,6 +1145,18 @@ pub async fn get_json(
     token: impl std::fmt::Display,
 ) -> serde_json::Value {
     let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// One `bigint` a query answers (`SELECT count(*) …`), on a pool or a connection.
+pub async fn db_i64<'e>(db: impl sqlx::PgExecutor<'e>, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
+/// `GET url` with no credentials (health, readiness, the public config, the OpenAPI document);
+/// the JSON body.
+pub async fn public_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    let r = client.get(url).send().await.unwrap();
     r.json().await.unwrap()
 }
 

@@ -201,10 +201,7 @@ async fn two_admins_demoting_each_other_leave_one_admin() {
     eventually(Duration::from_secs(10), "both demotions wait on the admin lock", || {
         let pool = pool.clone();
         async move {
-            let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let waiting = db_i64(&pool, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await;
             waiting == 2
         }
     })
@@ -215,11 +212,11 @@ async fn two_admins_demoting_each_other_leave_one_admin() {
     assert_eq!(wins, 1, "{results:?}");
     let loser = results.into_iter().find(|r| r.is_err()).unwrap();
     assert_eq!(code_of(loser), ErrorCode::LastAdmin);
-    let admins: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM auth.users WHERE role = 'admin' AND active")
-            .fetch_one(&auth.pool)
-            .await
-            .unwrap();
+    let admins = db_i64(
+        &auth.pool,
+        "SELECT count(*) FROM auth.users WHERE role = 'admin' AND active",
+    )
+    .await;
     assert_eq!(admins, 1);
 }
 
@@ -514,10 +511,11 @@ async fn idempotent_replay_returns_the_first_answer_and_reuse_is_refused() {
         code_of(auth.users().create_user(authed(req, &admin)).await),
         ErrorCode::UsernameTaken
     );
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.users WHERE username = 'asha'")
-        .fetch_one(&auth.pool)
-        .await
-        .unwrap();
+    let n = db_i64(
+        &auth.pool,
+        "SELECT count(*) FROM auth.users WHERE username = 'asha'",
+    )
+    .await;
     assert_eq!(n, 1);
 }
 

@@ -225,29 +225,26 @@ async fn a_2000_parent_workbook_imports_and_a_rerun_changes_nothing() {
         ),
         (Some("Jaipur"), Some("RJ14 GA 1234"))
     );
-    let on: i64 = sqlx::query_scalar(
+    let on = db_i64(
+        s.registry_pool(),
         "SELECT count(*) FROM registry.bags WHERE qr LIKE 'SB2%' AND bill_id LIKE 'IMP-TRK-%'",
     )
-    .fetch_one(s.registry_pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(on, 2000);
     assert_eq!(s.bag(&bina, "SB21999").await.unwrap().bill_id, "IMP-TRK-4");
     // One attach event per parent, as scans write them (audit, history and dashboard read these).
-    let events: i64 = sqlx::query_scalar(
+    let events = db_i64(
+        s.billing_pool(),
         "SELECT count(*) FROM billing.outbox WHERE event_type = 'billing.parent_attached' \
            AND aggregate_id LIKE 'IMP-TRK-%'",
     )
-    .fetch_one(s.billing_pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(events, 2000);
-    let claimed: i64 = sqlx::query_scalar(
+    let claimed = db_i64(
+        s.registry_pool(),
         "SELECT count(*) FROM registry.outbox WHERE event_type = 'registry.parent_claimed'",
     )
-    .fetch_one(s.registry_pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(claimed, 2000);
 
     // Again: nothing changes, and the report says so.
@@ -264,13 +261,12 @@ async fn a_2000_parent_workbook_imports_and_a_rerun_changes_nothing() {
     assert_eq!(again["attached"], 0);
     assert_eq!(again["already_attached"], 2000);
     assert_eq!(again["rejected"], 0);
-    let events_after: i64 = sqlx::query_scalar(
+    let events_after = db_i64(
+        s.billing_pool(),
         "SELECT count(*) FROM billing.outbox WHERE event_type = 'billing.parent_attached' \
            AND aggregate_id LIKE 'IMP-TRK-%'",
     )
-    .fetch_one(s.billing_pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(events_after, 2000);
 
     // The result workbook of a re-run: every row already on its bill.

@@ -24,11 +24,10 @@ async fn enrolment_and_the_code_step_in_chromium() {
         .env("TT_USER_HI", "hema")
         .run()
         .await;
-    let enrolled: i64 = sqlx::query_scalar(
+    let enrolled = db_i64(
+        &stack.auth.pool,
         "SELECT count(*) FROM auth.second_factors WHERE confirmed_at IS NOT NULL",
     )
-    .fetch_one(&stack.auth.pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(enrolled, 2);
 }

@@ -138,10 +138,7 @@ async fn poison_events_are_parked_listed_and_replayed_after_a_fix() {
         (1, 0)
     );
     assert!(consumer::list_parked(&pool, "t").await.unwrap().is_empty());
-    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t.seen")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let seen = db_i64(&pool, "SELECT count(*) FROM t.seen").await;
     assert_eq!(seen, 3);
     let _ = stop_tx.send(true);
     let _ = task.await;

@@ -38,14 +38,13 @@ async fn a_connection_the_server_terminated_is_unavailable_not_internal() {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
         .await
         .unwrap();
-    let killed: i64 = sqlx::query_scalar(
+    let killed = db_i64(
+        &mut conn,
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid() \
            AND application_name = 'tracetrack-registry') t",
     )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    .await;
     assert!(killed >= 1);
     // The export meets its dead connection at its next page: unavailable, never internal.
     let err = loop {
@@ -90,20 +89,8 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
     .await;
     let c = Client::new();
     let admin = http_token(&c, &gw, "admin", ADMIN_PASSWORD).await;
-    let ready = |c: &Client| {
-        let url = gw.url("/readyz");
-        let c = c.clone();
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(ready(&c).await["redis"], "ok");
+    let ready = || public_json(&c, gw.url("/readyz"));
+    assert_eq!(ready().await["redis"], "ok");
 
     redis.kill();
     // Requests are answered; the bogus-token limit still holds (counted in this replica).
@@ -114,7 +101,7 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
     assert_eq!(http_me(&c, &gw, &admin).await.status(), StatusCode::OK);
-    let r = ready(&c).await;
+    let r = ready().await;
     assert_eq!(r["status"], "ready");
     assert_eq!(r["redis"], "down: rate limits are per replica");
     assert_eq!(
@@ -131,7 +118,7 @@ async fn with_redis_down_the_gateway_limits_locally_and_says_so() {
             let c = c.clone();
             let url = gw.url("/api/v1/auth/me");
             let admin = admin.clone();
-            let ready = ready(&c);
+            let ready = ready();
             async move {
                 let _ = c.get(url).bearer_auth(admin).send().await;
                 ready.await["redis"] == "ok"
@@ -200,13 +187,8 @@ async fn cancelled_requests_leave_no_connection_in_a_transaction() {
         || {
             let observer = observer.clone();
             async move {
-                let stuck: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                     AND application_name = 'tracetrack-registry' AND state LIKE 'idle in transaction%'",
-                )
-                .fetch_one(&observer)
-                .await
-                .unwrap();
+                let stuck = db_i64(&observer, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'tracetrack-registry' AND state LIKE 'idle in transaction%'").await;
                 stuck == 0
             }
         },
@@ -230,10 +212,7 @@ async fn settled_stream(
     use redis::AsyncCommands;
     let start = std::time::Instant::now();
     loop {
-        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM registry.outbox_sequence")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let last = db_i64(pool, "SELECT last_seq FROM registry.outbox_sequence").await;
         let entries: Option<redis::streams::StreamRangeReply> = async {
             let client = redis::Client::open(redis_url).ok()?;
             let mut r = client.get_multiplexed_async_connection().await.ok()?;

@@ -333,14 +333,7 @@ async fn openapi_lists_exactly_the_routes_served() {
     let stack = Stack::start(1).await;
     let gw = Gateway::start(&stack, |_| {}).await;
     let c = Client::new();
-    let doc: Value = c
-        .get(gw.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = gw.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = Vec::new();
@@ -398,6 +391,18 @@ async fn openapi_lists_exactly_the_routes_served() {
         ("GET", "/api/v1/exports/scans.csv"),
         ("GET", "/api/v1/exports/scans.xlsx"),
         ("POST", "/api/v1/imports/labels"),
+        // Issue 17: API keys, two-factor sign-in, password reset and the public configuration.
+        ("GET", "/api/v1/api-keys"),
+        ("POST", "/api/v1/api-keys"),
+        ("DELETE", "/api/v1/api-keys/{id}"),
+        ("POST", "/api/v1/auth/login/complete"),
+        ("POST", "/api/v1/auth/two-factor/enrolment"),
+        ("POST", "/api/v1/auth/two-factor/confirm"),
+        ("POST", "/api/v1/auth/two-factor/disable"),
+        ("POST", "/api/v1/users/{id}/reset-two-factor"),
+        ("POST", "/api/v1/auth/password-reset"),
+        ("POST", "/api/v1/auth/password-reset/complete"),
+        ("GET", "/api/v1/config"),
     ] {
         assert!(
             operations.contains(&(method.to_owned(), path.to_owned())),

@@ -91,11 +91,11 @@ async fn a_reset_mail_arrives_and_its_link_works_once() {
     let token = token_of(&got[0].text);
     assert!(got[0].html.contains(&token));
     // Only the token's hash is kept; the mail row let go of the link once sent.
-    let links: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM auth.reset_mails WHERE link IS NOT NULL")
-            .fetch_one(&auth.pool)
-            .await
-            .unwrap();
+    let links = db_i64(
+        &auth.pool,
+        "SELECT count(*) FROM auth.reset_mails WHERE link IS NOT NULL",
+    )
+    .await;
     assert_eq!(links, 0);
 
     // The policy holds.
@@ -169,21 +169,14 @@ async fn over_http_forgot_password_and_the_public_config() {
     let admin = auth.admin_token().await;
     auth.create_user(&admin, "lata", pb::Role::Biller, "").await;
 
-    let config = |g: &Gateway| {
-        let u = g.url("/api/v1/config");
-        let http = http.clone();
-        async move {
-            http.get(u)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(config(&gw).await["password_reset"], true);
-    assert_eq!(config(&plain).await["password_reset"], false);
+    assert_eq!(
+        public_json(&http, gw.url("/api/v1/config")).await["password_reset"],
+        true
+    );
+    assert_eq!(
+        public_json(&http, plain.url("/api/v1/config")).await["password_reset"],
+        false
+    );
 
     let forgot = |login: &str| {
         http.post(gw.url("/api/v1/auth/password-reset"))
@@ -212,14 +205,7 @@ async fn over_http_forgot_password_and_the_public_config() {
     .await;
     http_token(&http, &gw, "lata", "Monsoon-Field-88").await;
 
-    let doc: serde_json::Value = http
-        .get(gw.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = gw.openapi().await;
     for (p, m) in [
         ("/api/v1/auth/password-reset", "post"),
         ("/api/v1/auth/password-reset/complete", "post"),

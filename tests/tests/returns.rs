@@ -580,14 +580,7 @@ async fn the_http_api_serves_tickets_returns_and_a_bills_figures() {
         .await
         .unwrap();
     assert_eq!(detail["returns"][0]["parent_qr"], "SB84001");
-    let doc: serde_json::Value = http
-        .get(gw.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = gw.openapi().await;
     for path in [
         "/api/v1/returns",
         "/api/v1/returns/{ticket_id}/parents",

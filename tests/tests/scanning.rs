@@ -50,18 +50,18 @@ async fn sixty_four_children_race_into_a_thirty_child_parent() {
         ("full", 30, 30.0)
     );
     let pool = &stack.registries[0].pool;
-    let links: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB10001'")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let links = db_i64(
+        pool,
+        "SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB10001'",
+    )
+    .await;
     assert_eq!(links, 30);
     // Refused children were never registered: a failed scan leaves nothing behind.
-    let children: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE kind = 'child'")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let children = db_i64(
+        pool,
+        "SELECT count(*) FROM registry.bags WHERE kind = 'child'",
+    )
+    .await;
     assert_eq!(children, 30);
 
     // The database alone refuses a 31st link, whatever the code does.
@@ -593,11 +593,11 @@ async fn idempotent_scans_replay_even_after_a_restart_and_refuse_reuse() {
         .unwrap()
         .into_inner();
     assert_eq!(first, after);
-    let links: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB70001'")
-            .fetch_one(&registries[0].pool)
-            .await
-            .unwrap();
+    let links = db_i64(
+        &registries[0].pool,
+        "SELECT count(*) FROM registry.bags WHERE parent_qr = 'SB70001'",
+    )
+    .await;
     assert_eq!(links, 1);
 }
 

@@ -204,14 +204,8 @@ async fn a_crashed_consumer_loses_nothing_and_applies_nothing_twice() {
             .children,
         25
     );
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM stats.applied_events")
-        .fetch_one(&restarted.pool)
-        .await
-        .unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM stats.audit_events")
-        .fetch_one(&restarted.pool)
-        .await
-        .unwrap();
+    let applied = db_i64(&restarted.pool, "SELECT count(*) FROM stats.applied_events").await;
+    let stored = db_i64(&restarted.pool, "SELECT count(*) FROM stats.audit_events").await;
     assert_eq!(applied, stored, "each event applied exactly once");
 }
 
@@ -508,10 +502,7 @@ async fn a_poison_event_in_a_batch_is_parked_and_the_rest_applied() {
         .unwrap();
     // Written beside the last published event (entry ids are publish sequences: `<seq>-0`; a
     // foreign entry goes in as `<seq>-1`, so the relay's next `<seq + 1>-0` still follows it).
-    let last: i64 = sqlx::query_scalar("SELECT last_seq FROM registry.outbox_sequence")
-        .fetch_one(&stats.pool)
-        .await
-        .unwrap();
+    let last = db_i64(&stats.pool, "SELECT last_seq FROM registry.outbox_sequence").await;
     let _: String = redis::cmd("XADD")
         .arg(tracetrack_common::outbox::stream_key(
             &stack.prefix,

@@ -181,12 +181,11 @@ async fn a_recovery_code_works_once() {
     // Typed in capitals with spaces for dashes: the same code.
     let typed = codes[4].to_uppercase().replace('-', " ");
     complete(&auth, &ch, "", &typed).await.unwrap();
-    let used: i64 = sqlx::query_scalar(
+    let used = db_i64(
+        &auth.pool,
         "SELECT count(*) FROM auth.outbox WHERE event_type = 'auth.recovery_code_used'",
     )
-    .fetch_one(&auth.pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(used, 2);
 }
 
@@ -338,10 +337,7 @@ async fn disabling_needs_the_password_and_a_code_and_an_admin_reset_is_audited()
             .unwrap();
     assert_eq!(envelope.actor.unwrap().username, "admin");
     assert_eq!(target, asha.id);
-    let gone: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.recovery_codes")
-        .fetch_one(&auth.pool)
-        .await
-        .unwrap();
+    let gone = db_i64(&auth.pool, "SELECT count(*) FROM auth.recovery_codes").await;
     assert_eq!(gone, 0);
 }
 
@@ -565,14 +561,7 @@ async fn over_http_enrol_log_in_with_the_code_and_an_admin_resets_it() {
     assert_eq!(user["two_factor_enabled"], false);
     http_token(&http, &gw, "kavya", USER_PASSWORD).await;
 
-    let doc: serde_json::Value = http
-        .get(gw.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = gw.openapi().await;
     for p in [
         "/api/v1/auth/login/complete",
         "/api/v1/auth/two-factor/enrolment",
