@@ -20,6 +20,15 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         tracetrack_base::metrics::handle();
+        tracetrack_base::metrics::zero(&[
+            "gateway_shed_total",
+            "gateway_timed_out_total",
+            "gateway_rate_limited_total",
+            "gateway_rate_limit_local_total",
+            "gateway_bad_tokens_total",
+            "grpc_client_transport_retries_total",
+        ]);
+        metrics::gauge!("gateway_redis_circuit_open").set(0.0);
         let http = TcpListener::bind(&settings.http_addr).await?;
         let admin = TcpListener::bind(&settings.admin_addr).await?;
         Ok(Self {

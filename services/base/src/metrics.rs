@@ -31,6 +31,15 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Registers counters at 0 so they are on `/metrics` before their first increment: a rate over
+/// a series that does not exist yet is empty, not 0, and dashboards and alerts would miss it.
+/// For the counters of rare events (shedding, timeouts, circuit trips); once per process.
+pub fn zero(counters: &[&'static str]) {
+    for name in counters {
+        metrics::counter!(*name).increment(0);
+    }
+}
+
 /// Serves `/metrics` and `/healthz` on the admin listener until `stop` resolves.
 pub async fn serve_admin(
     listener: TcpListener,

@@ -17,6 +17,9 @@ pub fn is_retryable(err: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        if matches!(err, sqlx::Error::PoolTimedOut) {
+            metrics::counter!("db_pool_acquire_timeouts_total").increment(1);
+        }
         match &err {
             // No connection came free in time while the database answers health checks: every
             // connection is busy with live work, so this replica is overloaded (429, retry

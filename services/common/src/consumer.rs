@@ -227,6 +227,7 @@ fn bytes_field(entry: &StreamId, field: &str) -> Option<Vec<u8>> {
 impl Consumer {
     /// Runs until `stop` turns true, reconnecting to Redis and re-creating groups as needed.
     pub async fn run(self, handler: std::sync::Arc<dyn Handler>, mut stop: watch::Receiver<bool>) {
+        crate::metrics::zero(&["consumer_parked_total", "consumer_duplicates_total"]);
         while !*stop.borrow() {
             let Some(mut redis) = crate::redis::connect_retrying(&self.redis, &mut stop).await
             else {

@@ -135,6 +135,8 @@ pub struct Relay {
 impl Relay {
     /// Runs until `stop` turns true: competes for leadership, and publishes while leader.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        metrics::counter!("outbox_republished_total", "service" => self.service.clone())
+            .increment(0);
         while !*stop.borrow() {
             match self.lead(&mut stop).await {
                 Ok(()) => {}

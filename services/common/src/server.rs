@@ -43,6 +43,14 @@ impl ServiceRuntime {
         migrator: &Migrator,
     ) -> anyhow::Result<Self> {
         crate::metrics::handle();
+        crate::metrics::zero(&[
+            "grpc_server_shed_total",
+            "grpc_server_timed_out_total",
+            "grpc_server_database_down_total",
+            "grpc_client_transport_retries_total",
+            "db_circuit_trips_total",
+            "db_pool_acquire_timeouts_total",
+        ]);
         crate::client::set_resolve_interval(Duration::from_millis(
             settings.upstreams.resolve_interval_ms,
         ));
@@ -112,6 +120,7 @@ impl ServiceRuntime {
         }));
         let database = crate::db::Health::default();
         let readiness = tokio::spawn(readiness_loop(
+            self.service,
             self.pool.clone(),
             database.clone(),
             reporter.clone(),
@@ -203,8 +212,24 @@ async fn set_all(reporter: &HealthReporter, names: &[String], status: ServingSta
     }
 }
 
+/// The pool as `/metrics` shows it, per service (a test process holds several):
+/// `db_pool_connections{service,state="idle"|"in_use"}` and `db_pool_max_connections{service}`.
+/// Set by the readiness loop, so at most a second old. (A pool that could not hand out a
+/// connection in time counts in `db_pool_acquire_timeouts_total`.)
+fn record_pool(service: &'static str, pool: &PgPool) {
+    let size = pool.size();
+    let idle = pool.num_idle() as u32;
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle")
+        .set(f64::from(idle));
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_max_connections", "service" => service)
+        .set(f64::from(pool.options().get_max_connections()));
+}
+
 /// SERVING exactly while the database answers within a second.
 async fn readiness_loop(
+    service: &'static str,
     pool: PgPool,
     database: crate::db::Health,
     reporter: HealthReporter,
@@ -225,6 +250,7 @@ async fn readiness_loop(
         // database answers, this replica is just loaded (requests get `overloaded`, 429) — not
         // an outage to take it out of rotation for.
         let busy = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
+        record_pool(service, &pool);
         let (ok, why) = match &answered {
             Ok(Ok(_)) => (true, None),
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => (busy, None),
