@@ -48,6 +48,7 @@ assets! {
     "/assets/pages/more.js" => "pages/more.js", JS;
     "/assets/pages/scan.js" => "pages/scan.js", JS;
     "/assets/pages/users.js" => "pages/users.js", JS;
+    "/assets/pages/api_keys.js" => "pages/api_keys.js", JS;
     "/assets/pages/reports.js" => "pages/reports.js", JS;
     "/assets/pages/returns.js" => "pages/returns.js", JS;
     "/assets/pages/returns_bill.js" => "pages/returns_bill.js", JS;

@@ -9,6 +9,7 @@ import { scan, showQueue } from "./pages/scan.js";
 import { bags } from "./pages/bags.js";
 import { bills, billQueue } from "./pages/bills.js";
 import { users } from "./pages/users.js";
+import { apiKeys } from "./pages/api_keys.js";
 import { data } from "./pages/data.js";
 import { audit } from "./pages/audit.js";
 import { more, forbidden } from "./pages/more.js";
@@ -18,6 +19,7 @@ import { returns } from "./pages/returns.js";
 define({ "": dashboard, dashboard, login, logout, password, "two-factor": twoFactor, forgot, reset, scan, bags, bills, users, data, audit, more, forbidden });
 define({ reports });
 define({ returns });
+define({ "api-keys": apiKeys });
 
 /** The header's badge: offline, scans waiting, scans refused. */
 function badge() {

@@ -57,7 +57,7 @@ export async function render() {
   if (session.me && !meta.value && !["login", "forgot", "reset"].includes(route)) await loadMeta();
   nav(route || "dashboard");
   const page = routes[route] || routes[""];
-  const admin = ["users", "audit"].includes(route);
+  const admin = ["users", "audit", "api-keys"].includes(route);
   // The data page: exports and the label import for admins, the bill import for billers too.
   const refused = (admin && !can.admin()) || (route === "data" && !can.manage());
   await (refused ? routes.forbidden : page)(decodeURIComponent(rest.join("/")), new URLSearchParams(qs || ""));

@@ -2,7 +2,7 @@
 // its offline queue, kept in localStorage, still sends once the network is back). Network first
 // (a new gateway's files are picked up at once), the kept copy when the network fails or is slow.
 // The API is never touched: it goes to the network as if there were no service worker.
-const CACHE = "tt-shell-v4";
+const CACHE = "tt-shell-v5";
 const SHELL = [
   "/", "/manifest.webmanifest", "/assets/app.css", "/assets/icon.svg",
   "/assets/main.js", "/assets/router.js", "/assets/store.js", "/assets/api.js", "/assets/queue.js", "/assets/html.js",
@@ -10,6 +10,7 @@ const SHELL = [
   "/assets/pages/account.js", "/assets/pages/audit.js", "/assets/pages/bags.js", "/assets/pages/bills.js",
   "/assets/pages/dashboard.js", "/assets/pages/data.js", "/assets/pages/more.js", "/assets/pages/scan.js", "/assets/pages/users.js",
   "/assets/pages/reports.js", "/assets/pages/returns.js", "/assets/pages/returns_bill.js",
+  "/assets/pages/api_keys.js",
 ];
 const SLOW_MS = 4000;
 

@@ -289,3 +289,214 @@ async fn keys_are_made_listed_and_revoked_over_http_by_an_admin_only() {
     )
     .await;
 }
+
+/// The done-when of issue 17 §2 over HTTP, as a script would use keys: an ERP's admin key pulls
+/// the scans export and the EPCIS document; a gate scanner's key scans, and the audit trail (as an
+/// admin reads it) names the key, marked as one, apart from a person who has the same name.
+/// Reads are not events, so the ERP's pulls leave nothing in the trail.
+#[tokio::test]
+async fn a_keys_uses_are_audited_by_its_name_and_it_reads_exports_and_epcis() {
+    let stack = Stack::start(1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    let gw = Gateway::start(&stack, |s| s.stats_url = stats.url()).await;
+    let admin = stack.admin.clone();
+    let c = reqwest::Client::new();
+    let make = |name: &str, role: &str, area: Option<&str>| {
+        let mut body = serde_json::json!({"name": name, "role": role});
+        if let Some(a) = area {
+            body["dispatch_area"] = a.into();
+        }
+        let (c, url, admin) = (c.clone(), gw.url("/api/v1/api-keys"), admin.clone());
+        async move {
+            let r = send_json(&c, reqwest::Method::POST, url, admin, &body).await;
+            assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let scanner = make("gate-scanner", "dispatcher", Some("indore")).await;
+    let erp = make("erp", "admin", None).await;
+    let scanner_id = scanner["key"]["id"].as_str().unwrap().to_owned();
+    // A person may be called what a key is called: the trail still tells them apart.
+    let (person, person_token) = stack
+        .user("gate-scanner", pb::Role::Dispatcher, "indore")
+        .await;
+    for (token, qr) in [
+        (scanner["token"].as_str().unwrap(), "SB81001"),
+        (person_token.as_str(), "SB81002"),
+    ] {
+        let r = send_json(
+            &c,
+            reqwest::Method::POST,
+            gw.url("/api/v1/scans/parent"),
+            token,
+            &serde_json::json!({"qr": qr}),
+        )
+        .await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{qr}");
+    }
+
+    // The ERP's key reads the scans export (the key's scan under its name) and EPCIS.
+    let erp_token = erp["token"].as_str().unwrap().to_owned();
+    let r = c
+        .get(gw.url("/api/v1/exports/scans.csv"))
+        .bearer_auth(&erp_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let csv = r.text().await.unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains("SB81001") && l.contains("key:gate-scanner")),
+        "{csv}"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the key's scan in the EPCIS document read with the ERP's key",
+        || async {
+            let r = c
+                .get(gw.url("/api/v1/exports/epcis"))
+                .bearer_auth(&erp_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+            r.text().await.unwrap().contains("SB81001")
+        },
+    )
+    .await;
+
+    // The audit trail, as an admin reads it over HTTP: polled until both scans arrived.
+    let scans = || async {
+        get_json(
+            &c,
+            gw.url("/api/v1/audit?action=scan.recorded&page_size=50"),
+            &admin,
+        )
+        .await["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    eventually(
+        Duration::from_secs(20),
+        "both scans in the audit trail",
+        || async { scans().await.len() == 2 },
+    )
+    .await;
+    let rows = scans().await;
+    let by_key = rows
+        .iter()
+        .find(|e| e["actor_kind"] == "api_key")
+        .expect("the key's scan marked as a key's");
+    assert_eq!(by_key["actor_username"], "key:gate-scanner");
+    assert_eq!(by_key["actor_user_id"], scanner_id.as_str());
+    let by_person = rows
+        .iter()
+        .find(|e| e["actor_kind"] == "user")
+        .expect("the person's scan");
+    assert_eq!(by_person["actor_username"], "gate-scanner");
+    assert_eq!(by_person["actor_user_id"], person.id.as_str());
+    // Filtered by the key's id: its own events only.
+    let mine = get_json(
+        &c,
+        gw.url(&format!("/api/v1/audit?user_id={scanner_id}")),
+        &admin,
+    )
+    .await;
+    let mine = mine["items"].as_array().unwrap();
+    assert!(!mine.is_empty());
+    assert!(
+        mine.iter()
+            .all(|e| e["actor_username"] == "key:gate-scanner" && e["actor_kind"] == "api_key"),
+        "{mine:?}"
+    );
+    // The keys' creation is audited as the admin's (auth's events arrive on their own stream:
+    // polled); the ERP's reads are not events.
+    let created = || async {
+        get_json(
+            &c,
+            gw.url("/api/v1/audit?action=auth.api_key_created"),
+            &admin,
+        )
+        .await["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    eventually(
+        Duration::from_secs(20),
+        "both keys' creation in the audit trail",
+        || async { created().await.len() == 2 },
+    )
+    .await;
+    assert!(created()
+        .await
+        .iter()
+        .all(|e| e["actor_username"] == "admin"
+            && e["actor_kind"] == "user"
+            && e["aggregate_type"] == "api_key"));
+    let all = get_json(&c, gw.url("/api/v1/audit?page_size=200"), &admin).await;
+    let all = all["items"].as_array().unwrap();
+    assert!(
+        !all.iter().any(|e| e["actor_username"] == "key:erp"),
+        "{all:?}"
+    );
+}
+
+/// A key belongs to the organisation's integration, not to the admin who made it: it keeps
+/// working when its creator is deactivated (an admin revokes it when the integration ends).
+#[tokio::test]
+async fn a_key_outlives_its_creators_deactivation() {
+    let stack = Stack::start(1).await;
+    let gw = Gateway::start(&stack, |_| {}).await;
+    let c = reqwest::Client::new();
+    let (ops, ops_session) = stack.user("ops", pb::Role::Admin, "").await;
+    let made: serde_json::Value = send_json(
+        &c,
+        reqwest::Method::POST,
+        gw.url("/api/v1/api-keys"),
+        &ops_session,
+        &serde_json::json!({"name": "label-printer", "role": "biller"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let r = c
+        .delete(gw.url(&format!("/api/v1/users/{}", ops.id)))
+        .bearer_auth(&stack.admin)
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Asked of auth itself (no cache between): the creator's session is gone, the key is not.
+    let authenticate = |user_token: &str| {
+        let mut req = tonic::Request::new(pb::AuthenticateRequest {
+            user_token: user_token.into(),
+            ..Default::default()
+        });
+        req.metadata_mut()
+            .insert("x-service-token", service_token("scan").parse().unwrap());
+        let mut auth = stack.auth.auth();
+        async move { answer(auth.authenticate(req)).await }
+    };
+    let gone = authenticate(&ops_session).await.unwrap();
+    assert!(gone.principal.is_none(), "{gone:?}");
+    let key = authenticate(&token).await.unwrap().principal.unwrap();
+    assert_eq!(key.kind, pb::PrincipalKind::ApiKey as i32);
+    assert_eq!(key.name, "label-printer");
+    // It still works over HTTP, and the list still names who made it.
+    let r = c
+        .get(gw.url("/api/v1/scans"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let list = get_json(&c, gw.url("/api/v1/api-keys"), &stack.admin).await;
+    assert_eq!(list["items"][0]["created_by_username"], "ops");
+    assert!(list["items"][0]["revoked_at"].is_null());
+}

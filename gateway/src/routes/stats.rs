@@ -322,8 +322,13 @@ pub struct AuditEvent {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub actor_user_id: Option<String>,
+    /// A person's username, or `key:<name>` for an API key (usernames never hold a `:`).
     pub actor_username: String,
     pub actor_service: String,
+    /// Who acted: `user` (a person), `api_key` (an integration's key; `actor_user_id` is the
+    /// key's id), `service` (a service on its own), or `system` (nobody named).
+    #[schema(pattern = "^(user|api_key|service|system)$")]
+    pub actor_kind: &'static str,
     /// The actor's address: admins only (empty for other roles).
     pub ip: String,
     /// The event's body (before/after where meaningful): admins only (`{}` for other roles).
@@ -331,8 +336,23 @@ pub struct AuditEvent {
     pub details: serde_json::Value,
 }
 
+/// The actor's kind, from what the event names: an API key acts as `key:<name>` with its id
+/// (issue 17 §2). A failed login names whatever was typed and no id, so it is never a key's.
+fn actor_kind(user_id: &str, username: &str, service: &str) -> &'static str {
+    if username.starts_with("key:") && !user_id.is_empty() {
+        "api_key"
+    } else if !username.is_empty() {
+        "user"
+    } else if !service.is_empty() {
+        "service"
+    } else {
+        "system"
+    }
+}
+
 fn audit_event(e: pb::AuditEvent) -> AuditEvent {
     AuditEvent {
+        actor_kind: actor_kind(&e.actor_user_id, &e.actor_username, &e.actor_service),
         occurred_at: rfc3339(&e.occurred_at),
         // Raw details (and the actor's address) reach admins only; others get an empty object.
         details: serde_json::from_str(&e.details_json)

@@ -4,6 +4,13 @@ import { t, when } from "../i18n.js";
 import { api, query } from "../api.js";
 import { $, main, pagedList, day } from "../ui.js";
 
+/** Who acted: a person (a link to their activity), an API key (marked, a link to the keys), a service. */
+function actor(e) {
+  if (e.actor_kind === "api_key") return html`<a href="#/api-keys" class="actor-key">${e.actor_username}</a> <small class="muted">(${t("ak_tag")})</small>`;
+  if (e.actor_user_id) return html`<a href="#/users/${encodeURIComponent(e.actor_user_id)}">${e.actor_username}</a>`;
+  return e.actor_username || e.actor_service;
+}
+
 export function audit(_arg, params) {
   render(main(), html`<h1>${t("audit_title")}</h1>
     <form id="filters" class="filters card">
@@ -21,7 +28,7 @@ export function audit(_arg, params) {
     },
     head: html`<tr><th>${t("when")}</th><th>${t("action")}</th><th>${t("what")}</th><th>${t("who")}</th></tr>`,
     row: (e) => html`<tr><td>${when(e.occurred_at)}</td><td><b>${e.action}</b></td><td>${e.aggregate_type} ${e.aggregate_id}</td>
-      <td>${e.actor_user_id ? html`<a href="#/users/${encodeURIComponent(e.actor_user_id)}">${e.actor_username}</a>` : e.actor_username || e.actor_service}</td></tr>`,
+      <td>${actor(e)}</td></tr>`,
     empty: t("no_events"),
   });
   filters.addEventListener("change", () => list.reload());

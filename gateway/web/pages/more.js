@@ -7,7 +7,7 @@ import { main } from "../ui.js";
 export function more() {
   const me = session.me;
   const links = [
-    ...(can.admin() ? [["#/users", t("nav_users")], ["#/audit", t("nav_audit")]] : []),
+    ...(can.admin() ? [["#/users", t("nav_users")], ["#/api-keys", t("nav_api_keys")], ["#/audit", t("nav_audit")]] : []),
     ...(can.manage() ? [["#/data", t("nav_data")]] : []),
     ...(can.manage() ? [["#/returns", t("nav_returns")], ["#/reports", t("nav_reports")]] : []),
     ["#/dashboard", t("nav_dashboard")], ["#/password", t("change_title")], ["#/two-factor", t("tf_title")], ["#/logout", t("nav_logout")],
