@@ -95,6 +95,7 @@ step "seed 50,000 bags, users, bills; verify through the API" \
   --registry-url "http://127.0.0.1:$TT_REGISTRY_PORT" --dispatchers 30 --billers 12 --admins 4 \
   --bills 10 --bill-size 5 --verify-timeout-secs 60 "${COMMON[@]}"
 step "run scan-storm" "$BENCH" run --scenario scan-storm --vus 16 --seconds 10 --warmup-seconds 1 \
+  --database-url "postgres://postgres@127.0.0.1:${TT_PG_PORT:-55432}/$DB" \
   --check --json "$STATE/scan-storm.json" "${COMMON[@]}"
 step "run mixed" "$BENCH" run --scenario mixed --vus 40 --seconds 15 --warmup-seconds 1 \
   --think-scale 0.5 --check --json "$STATE/mixed.json" "${COMMON[@]}"
@@ -102,9 +103,13 @@ step "run lookup" "$BENCH" run --scenario lookup --vus 16 --rate 200 --seconds 1
   --check --json "$STATE/lookup.json" "${COMMON[@]}"
 step "run scan-storm at a fixed rate" "$BENCH" run --scenario scan-storm --vus 8 --rate 50 --seconds 5 \
   --warmup-seconds 1 --check --json "$STATE/scan-storm-rate.json" "${COMMON[@]}"
-step "summary of the runs" "$BENCH" summary --pgbench-tps 1000 --pgbench "not run in the smoke" \
+PREVIOUS=$(git log -1 --diff-filter=A --format= --name-only -- 'benchmarks/*.json' 2>/dev/null | head -n 1 || true)
+[[ -n $PREVIOUS && -f $PREVIOUS ]] && PREVIOUS_ARGS=(--previous "$PREVIOUS") || PREVIOUS_ARGS=()
+step "summary of the runs" "$BENCH" summary --pgbench-tps 1000 --pgbench "not run in the smoke" "${PREVIOUS_ARGS[@]}" \
   --meta "note=bench smoke" --json-out "$STATE/summary.json" --markdown-out "$STATE/summary.md" \
   "$STATE/scan-storm.json" "$STATE/mixed.json" "$STATE/lookup.json" "$STATE/scan-storm-rate.json"
+costed() { grep -q "Rows written per scan" "$STATE/summary.md" && grep -q "CPU per scan, by process" "$STATE/summary.md"; }
+step "the summary says what a scan cost (rows written, CPU per process)" costed
 say "tool steps took $(( $(date +%s) - SMOKE_STARTED )) s"
 
 stopped() { stop_stack; ! (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; }

@@ -12,7 +12,9 @@
 #  5. runs pgbench (TPC-B, scale 20, database tt_pgbench on the same Postgres) and relates the
 #     scan throughput to its TPS;
 #  6. appends the results, the command, date, commit and core count to BENCHMARKS.md and keeps
-#     the raw JSON in benchmarks/<date>-<commit>.json.
+#     the raw JSON in benchmarks/<date>-<commit>.json. Each run reports the rows Postgres wrote
+#     per table and the CPU each process used inside its measured window, per scan (or request);
+#     the summary compares every figure with the previous run's JSON.
 #
 # Knobs: BENCH_BAGS, BENCH_SECONDS (per run, default 60), BENCH_DB (tt_bench), BENCH_CPU (the core
 # for the load generator, default the last), BENCH_STORM_VUS (200), BENCH_MIXED_VUS (1000),
@@ -130,7 +132,8 @@ RUN_META=()
 bench_run() { # label args…
   local label=$1; shift
   local json="$OUT/$label.json"
-  local cmd=("${PIN[@]}" "$BENCH" run --base-url "$URL" --seconds "$SECS" --label "$label" --json "$json" "$@")
+  local cmd=("${PIN[@]}" "$BENCH" run --base-url "$URL" --seconds "$SECS" --label "$label" --json "$json"
+    --database-url "postgres://postgres@127.0.0.1:$PG_PORT/$DB" "$@")
   say "run $label: ${cmd[*]}"
   local t0 before after
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -180,6 +183,9 @@ stop_stack
 
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p benchmarks
+# The previous run's summary (the last one committed to benchmarks/), to show what changed.
+PREVIOUS=$(git log -1 --diff-filter=A --format= --name-only -- 'benchmarks/*.json' 2>/dev/null | head -n 1 || true)
+[[ -n $PREVIOUS && -f $PREVIOUS ]] || PREVIOUS=""
 JSON_OUT="benchmarks/$DATE-$COMMIT.json"
 [[ -e $JSON_OUT ]] && JSON_OUT="benchmarks/$DATE-$COMMIT-$(date -u +%H%M).json"
 CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -193,6 +199,7 @@ SUMMARY=("$BENCH" summary --title "$DATE · $COMMIT · $(printf "%'d" "$BAGS") b
   "${RUN_META[@]}"
   --json-out "$JSON_OUT" --markdown-out "$OUT/summary.md")
 [[ -n $PGBENCH_TPS ]] && SUMMARY+=(--pgbench-tps "$PGBENCH_TPS" --pgbench "$PGBENCH_DESC")
+[[ -n $PREVIOUS ]] && SUMMARY+=(--previous "$PREVIOUS")
 "${SUMMARY[@]}" "${RUN_JSONS[@]}" >/dev/null
 
 if [[ ! -f BENCHMARKS.md ]]; then

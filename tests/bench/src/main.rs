@@ -13,6 +13,7 @@
 mod accounts;
 mod api;
 mod chaos;
+mod probe;
 mod report;
 mod run;
 mod scan_load;

@@ -209,6 +209,10 @@ pub struct RunReport {
     /// CPU the load generator itself used, in cores (CPU seconds over wall seconds of the run).
     #[serde(default)]
     pub generator_cpu_cores: Option<f64>,
+    /// Rows Postgres wrote and CPU each process used inside the measured window (with
+    /// `--database-url`; the processes must run on this machine).
+    #[serde(default)]
+    pub cost: Option<crate::probe::Cost>,
     pub notes: Vec<String>,
 }
 
@@ -231,6 +235,20 @@ pub fn errors_cell(errors: &BTreeMap<String, u64>) -> String {
 impl RunReport {
     pub fn op(&self, name: &str) -> Option<&OpReport> {
         self.operations.iter().find(|o| o.op == name)
+    }
+
+    /// What a run's cost is divided by: scans answered ok in a scan-storm, else requests.
+    pub fn cost_unit(&self) -> (u64, &'static str) {
+        if self.scenario == "scan-storm" {
+            let scans = ["scan_parent", "scan_child"]
+                .iter()
+                .filter_map(|op| self.op(op))
+                .map(|o| o.ok)
+                .sum();
+            (scans, "scan")
+        } else {
+            (self.total.ok, "request")
+        }
     }
 
     /// One line saying what ran.
@@ -306,6 +324,10 @@ impl RunReport {
         if let Some(c) = self.generator_cpu_cores {
             out.push_str(&format!("\nThe load generator used {c:.2} cores.\n"));
         }
+        if let Some(cost) = &self.cost {
+            let (per, what) = self.cost_unit();
+            out.push_str(&cost.markdown(per, what));
+        }
         for n in &self.notes {
             out.push_str(&format!("\n- {n}"));
         }
@@ -369,6 +391,7 @@ mod tests {
             total: r,
             dashboard_freshness_ms: None,
             generator_cpu_cores: None,
+            cost: None,
             notes: vec![],
         };
         let md = run.markdown();

@@ -40,6 +40,7 @@ use tracetrack_domain::DEFAULT_AREAS;
 
 use crate::accounts::{Accounts, Role, Session};
 use crate::api::{enc, Answer, Api};
+use crate::probe;
 use crate::report::{count, latency_histogram, micros, Latency, OpStats, RunReport};
 use crate::seed::SEED_PARENT_NUMBERS;
 
@@ -123,6 +124,11 @@ pub struct Args {
     /// Write the results as a markdown table here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// The database the services write to: rows written per table inside the measured window
+    /// (`pg_stat_user_tables`) go into the report, with the CPU time of each local process
+    /// group, both per scan.
+    #[arg(long, env = "TT_BENCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Exit non-zero unless every essential operation succeeded at least once and no request
     /// got a 5xx or no answer (for CI smoke runs; not a speed check).
     #[arg(long)]
@@ -883,6 +889,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     );
 
+    // The cost of the measured window: snapshots when it opens and when it closes.
+    let probe = match &args.database_url {
+        Some(url) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .context("--database-url")?;
+            Some(tokio::spawn(async move {
+                tokio::time::sleep_until(measure_from).await;
+                let (rows, cpu) = (probe::table_writes(&pool).await?, probe::cpu_seconds());
+                tokio::time::sleep_until(end).await;
+                let (rows_after, cpu_after) =
+                    (probe::table_writes(&pool).await?, probe::cpu_seconds());
+                anyhow::Ok(probe::Cost {
+                    rows_written: probe::writes_between(&rows, &rows_after),
+                    cpu_seconds: probe::cpu_between(&cpu, &cpu_after),
+                })
+            }))
+        }
+        None => None,
+    };
     let cpu_before = own_cpu_seconds();
     let wall_before = Instant::now();
     let mut handles = Vec::new();
@@ -947,6 +975,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         total.merge(h.await.context("a virtual user panicked")??)?;
     }
     progress.abort();
+    let cost = match probe {
+        Some(p) => Some(p.await.context("the cost probe panicked")??),
+        None => None,
+    };
     let generator_cpu_cores = match (cpu_before, own_cpu_seconds()) {
         (Some(a), Some(b)) => {
             let wall = wall_before.elapsed().as_secs_f64();
@@ -1014,6 +1046,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         total: all.report("all", window),
         dashboard_freshness_ms: Latency::of(&total.freshness),
         generator_cpu_cores,
+        cost,
         notes,
     };
 

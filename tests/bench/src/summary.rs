@@ -27,6 +27,9 @@ pub struct Args {
     /// Title of the markdown section.
     #[arg(long, default_value = "Benchmark run")]
     title: String,
+    /// The previous run's summary JSON (in `benchmarks/`): the report shows what changed.
+    #[arg(long)]
+    previous: Option<PathBuf>,
     #[arg(long)]
     json_out: Option<PathBuf>,
     #[arg(long)]
@@ -163,6 +166,81 @@ fn targets(runs: &[RunReport]) -> Vec<Target> {
     out
 }
 
+/// The figures a run is compared by: ok requests (or scans) per second, each operation's p99,
+/// rows written and CPU (ms, the services and Postgres) per scan or request.
+fn figures(r: &RunReport) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let (per, what) = r.cost_unit();
+    if r.scenario == "scan-storm" {
+        out.push(("scans/s ok".to_owned(), scans_per_s(r)));
+    } else {
+        out.push(("requests/s ok".to_owned(), r.total.ok_per_s));
+    }
+    for o in &r.operations {
+        if let Some(l) = &o.latency_ms {
+            out.push((format!("{} p99 ms", o.op), l.p99));
+        }
+    }
+    if let Some(c) = r.cost.as_ref().filter(|_| per > 0) {
+        let rows: i64 = c.rows_written.iter().map(|w| w.rows()).sum();
+        out.push((format!("rows written per {what}"), rows as f64 / per as f64));
+        let cpu: f64 = c
+            .cpu_seconds
+            .iter()
+            .filter(|(g, _)| g.as_str() != "load generator")
+            .map(|(_, s)| s)
+            .sum();
+        out.push((format!("CPU ms per {what}"), cpu * 1000.0 / per as f64));
+    }
+    out
+}
+
+/// Markdown: this run's figures against the previous summary's, run by run (by label).
+fn against_previous(previous: &Value, runs: &[RunReport], ratio: Option<f64>) -> String {
+    let before: Vec<RunReport> = previous["runs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let title = previous["meta"]["commit"].as_str().unwrap_or("?");
+    let mut md = format!(
+        "\n### Against the previous run ({title})\n\n| run | figure | previous | this run | change |\n|---|---|---:|---:|---:|\n"
+    );
+    let row = |run: &str, figure: &str, a: f64, b: f64| {
+        let change = if a.abs() > f64::EPSILON {
+            format!("{:+.0} %", (b - a) / a * 100.0)
+        } else {
+            "-".to_owned()
+        };
+        let f = |x: f64| {
+            if x.abs() < 10.0 {
+                format!("{x:.3}")
+            } else {
+                format!("{x:.1}")
+            }
+        };
+        format!("| {run} | {figure} | {} | {} | {change} |\n", f(a), f(b))
+    };
+    if let (Some(a), Some(b)) = (previous["scan_to_pgbench_ratio"].as_f64(), ratio) {
+        md.push_str(&row("-", "scans/s ÷ pgbench TPS", a, b));
+    }
+    for r in runs {
+        let Some(old) = before.iter().find(|o| o.label == r.label) else {
+            continue;
+        };
+        let old_figures = figures(old);
+        for (name, b) in figures(r) {
+            if let Some((_, a)) = old_figures.iter().find(|(n, _)| *n == name) {
+                md.push_str(&row(&r.label, &name, *a, b));
+            }
+        }
+    }
+    md
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for p in &args.runs {
@@ -228,6 +306,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 None => "-",
             }
         ));
+    }
+    if let Some(p) = &args.previous {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let previous: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a summary's JSON", p.display()))?;
+        md.push_str(&against_previous(&previous, &summary.runs, ratio));
     }
     for r in &summary.runs {
         md.push_str(&format!("\n### {}\n\n{}", r.label, r.markdown()));
