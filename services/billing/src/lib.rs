@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod reconcile;
 pub mod registry;
 pub mod rpc;
 pub mod rules;

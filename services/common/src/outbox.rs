@@ -260,7 +260,7 @@ impl Relay {
         let top = Self::stream_top(redis, stream).await?;
         let last = self.last_seq().await?;
         if top > last {
-            tracing::error!(service = %self.service, stream, top, last, "the stream is ahead of the outbox's sequence (another database?)");
+            self.skip_to(top, last, stream).await?;
             return Ok(());
         }
         let mut cursor = top;
@@ -287,6 +287,29 @@ impl Relay {
             tracing::warn!(service = %self.service, stream, from = top + 1, to = last, events = again, "redis was missing events; published them again with their ids");
             metrics::counter!("outbox_republished_total", "service" => self.service.clone())
                 .increment(again);
+        }
+        Ok(())
+    }
+
+    /// The stream is ahead of the outbox: the schema was restored from a backup taken before
+    /// sequences `last + 1 ..= top` were published (or the relay points at another database's
+    /// stream). Those ids are taken — Redis refuses an `XADD` at or below the stream's top, and
+    /// consumers have seen them — so the sequence moves past them: new events (and rows the
+    /// restore made unpublished again, which consumers deduplicate by event id) get ids after
+    /// `top`. What the lost sequences described is gone from this schema (docs/operations.md § 6:
+    /// reconcile after a restore).
+    async fn skip_to(&self, top: i64, last: i64, stream: &str) -> anyhow::Result<()> {
+        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"UPDATE "{}".outbox_sequence SET last_seq = $1 WHERE last_seq < $1"#,
+            self.schema
+        )))
+        .bind(top)
+        .execute(&self.pool)
+        .await?;
+        if moved.rows_affected() > 0 {
+            tracing::warn!(service = %self.service, stream, top, last, "the stream is ahead of the outbox's sequence (a restored schema?): new events continue after the stream's last id");
+            metrics::counter!("outbox_sequence_skipped_total", "service" => self.service.clone())
+                .increment((top - last) as u64);
         }
         Ok(())
     }
