@@ -123,7 +123,7 @@ async fn attach(s: &BillingStack, token: &str, bill: &str, parent: &str) {
 #[tokio::test]
 async fn restoring_billing_alone_keeps_events_flowing_and_reconcile_finds_the_lost_attachments() {
     let mut s = BillingStack::start(1, 1).await;
-    let _stats = s.start_stats(&redis_url()).await;
+    let stats = s.start_stats(&redis_url()).await;
     let db = sqlx::PgPool::connect(&s.db).await.unwrap();
     let stream = tracetrack_common::outbox::stream_key(&s.prefix, "billing");
     let (_, bina) = s.user("bina", Role::Biller, "").await;
@@ -177,6 +177,17 @@ async fn restoring_billing_alone_keeps_events_flowing_and_reconcile_finds_the_lo
         .await,
         0
     );
+    // Rows that were not yet published when the dump was taken come back unpublished (simulated
+    // here on DRILL-1's, which were): they are published again under new ids.
+    let requeued = sqlx::query(
+        "UPDATE billing.outbox SET published_at = NULL, seq = NULL WHERE aggregate_id = 'DRILL-1'",
+    )
+    .execute(&db)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert!(requeued > 0);
+    let duplicates_before = metric(stats.admin_addr, "consumer_duplicates_total").await;
     let settings = billing_settings(&s.db, &redis_url(), &s.prefix, &s.auth, &s.registry_urls());
     s.billings.push(start_billing(settings).await);
 
@@ -202,6 +213,34 @@ async fn restoring_billing_alone_keeps_events_flowing_and_reconcile_finds_the_lo
     let seq = entry_of(&stream, &id).await.unwrap();
     assert!(seq > seen, "new event at {seq}, after the stream's {seen}");
     all_consumed(&db).await;
+    // The re-published rows: after the stream's top too, and dropped by stats as duplicates.
+    assert_eq!(
+        db_i64(
+            &db,
+            "SELECT count(*) FROM billing.outbox WHERE aggregate_id = 'DRILL-1' AND seq IS NULL"
+        )
+        .await,
+        0
+    );
+    let min_requeued: i64 =
+        sqlx::query_scalar("SELECT min(seq) FROM billing.outbox WHERE aggregate_id = 'DRILL-1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        min_requeued > seen,
+        "re-published at {min_requeued}, after {seen}"
+    );
+    let stats_admin = stats.admin_addr;
+    eventually(
+        Duration::from_secs(20),
+        "stats drops them as duplicates",
+        || async move {
+            metric(stats_admin, "consumer_duplicates_total").await
+                >= duplicates_before + requeued as f64
+        },
+    )
+    .await;
 
     // The registry still has the two parents attached after the backup; billing does not.
     let (code, out) = reconcile(&s, false).await;
