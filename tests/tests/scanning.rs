@@ -641,3 +641,57 @@ async fn an_undo_naming_its_child_never_removes_another_link() {
         "SB19001"
     );
 }
+
+/// bag-registry's LinkChild writes its idempotency key once, with the answer, as its last write
+/// (issue 18). Under one key: eight at once make one link and one event and all get the first
+/// answer; a different request is refused; a replay after the child has moved on to another
+/// parent still gets the first answer.
+#[tokio::test]
+async fn link_child_answers_once_per_key_even_when_replayed_later() {
+    let stack = Stack::start(1).await;
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "lucknow").await;
+    stack.scan_parent(&dev, "SB71001", "").await.unwrap();
+    stack.scan_parent(&dev, "SB71002", "").await.unwrap();
+    let link = |parent: &str, child: &str, key: &str| {
+        let req = reg::LinkChildRequest {
+            parent_qr: parent.into(),
+            child_qr: child.into(),
+        };
+        let mut req = stack.as_service(req, Some(&dev), "scan");
+        req.metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        let mut client = stack.registry_client();
+        async move { answer(client.link_child(req)).await }
+    };
+
+    let all = join_all((0..8).map(|_| link("SB71001", "K7101", "link-1"))).await;
+    let first = all[0].as_ref().unwrap().clone();
+    assert!(!first.already_linked);
+    assert_eq!(first.parent.as_ref().unwrap().child_count, 1);
+    for a in &all {
+        assert_eq!(a.as_ref().unwrap(), &first);
+    }
+    let e = code(link("SB71001", "K7102", "link-1").await);
+    assert_eq!(e, ErrorCode::IdempotencyKeyReused);
+
+    // The child moves to another parent; the first request, replayed, still gets its answer.
+    stack.undo(&dev, "SB71001").await.unwrap();
+    let moved = link("SB71002", "K7101", "link-2").await.unwrap();
+    assert!(!moved.already_linked);
+    assert_eq!(link("SB71001", "K7101", "link-1").await.unwrap(), first);
+
+    let pool = &stack.registries[0].pool;
+    let events = db_i64(
+        pool,
+        "SELECT count(*) FROM registry.outbox \
+         WHERE event_type = 'registry.child_linked' AND aggregate_id = 'K7101'",
+    )
+    .await;
+    assert_eq!(events, 2, "one link per key");
+    let keys = db_i64(
+        pool,
+        "SELECT count(*) FROM registry.idempotency_keys WHERE key IN ('link-1', 'link-2')",
+    )
+    .await;
+    assert_eq!(keys, 2);
+}

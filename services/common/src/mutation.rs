@@ -5,13 +5,16 @@
 //!
 //! A mutation runs: `replay` (claims the key; a stored answer ends it) → its own writes →
 //! `event`s → `remember` → commit. A request that may only be a replay of an earlier one and
-//! would otherwise do slow work first (calls to other services) asks `stored_answer`.
+//! would otherwise do slow work first (calls to other services) asks `stored_answer`. A hot
+//! mutation whose re-execution finds its own earlier change (LinkChild) skips the claim up front
+//! and ends with `commit_answer`, which claims the key and stores the answer in one write.
 
 use prost::Message;
 use sqlx::{PgConnection, PgPool};
+use tracetrack_domain::ErrorCode;
 
 use crate::caller::Caller;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::idempotency::{self, Begin};
 use crate::outbox::{self, NewEvent};
 
@@ -81,6 +84,69 @@ impl Mutations {
             Begin::Replay(m) => Some(m),
             Begin::New => None,
         })
+    }
+
+    /// Commits `tx` with `resp` stored under the caller's idempotency key, claimed and written
+    /// in ONE statement at the end (issue 18: the key is written once, with its answer, instead
+    /// of claimed first and updated last). For a hot mutation that needs no claim up front: one
+    /// whose re-execution is harmless, because it finds its own earlier change and answers the
+    /// same way (LinkChild finds the child already in the parent).
+    ///
+    /// When an earlier request holds the key (the claim waits for it to commit), nothing of this
+    /// one is kept: the transaction is rolled back and the earlier answer returned, with `false`
+    /// (`idempotency_key_reused` for another request under the key). Without a key: commits.
+    pub async fn commit_answer<M: Message + Default>(
+        &self,
+        pool: &PgPool,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        caller: &Caller,
+        rpc: &str,
+        req: &impl Message,
+        resp: M,
+    ) -> AppResult<(M, bool)> {
+        let Some(key) = caller.idempotency_key.as_deref() else {
+            tx.commit().await?;
+            return Ok((resp, true));
+        };
+        let scope = caller.scope();
+        let hash = idempotency::request_hash(rpc, req);
+        let claimed: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(idempotency::claim_sql(
+            self.schema,
+            ["$1", "$2", "$3", "$4"],
+        )))
+        .bind(&scope)
+        .bind(key)
+        .bind(&hash)
+        .bind(resp.encode_to_vec())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_some() {
+            tx.commit().await?;
+            return Ok((resp, true));
+        }
+        tx.rollback().await?;
+        let mut conn = pool.acquire().await?;
+        let earlier = idempotency::stored(&mut conn, self.schema, &scope, key, &hash).await?;
+        Ok((earlier, false))
+    }
+
+    /// For a mutation that commits with [`Mutations::commit_answer`] and failed: the answer an
+    /// earlier request under the same key got, if there is one (a replay that could not be
+    /// re-executed — say its child has moved on since — still gets its first answer), else `err`.
+    pub async fn earlier_answer_or<M: Message + Default>(
+        &self,
+        pool: &PgPool,
+        caller: &Caller,
+        rpc: &str,
+        req: &impl Message,
+        err: AppError,
+    ) -> AppResult<M> {
+        match self.stored_answer(pool, caller, rpc, req).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(err),
+            Err(e) if e.code == ErrorCode::IdempotencyKeyReused => Err(e),
+            Err(_) => Err(err),
+        }
     }
 
     /// Writes an event in `conn`'s transaction (published by the relay after commit).

@@ -132,11 +132,11 @@ impl Registry {
             ));
         }
         let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
-        tracetrack_common::db::retry(|| async {
-            let mut tx = self.pool().begin().await?;
-            if let Some(r) = MUTATIONS.replay(&mut tx, &caller, "LinkChild", &req).await? {
-                return Ok(r);
-            }
+        // The key is claimed with the answer as the last write (write-once, issue 18): a replay
+        // re-runs the link, finds the child in the parent and gets the first answer instead.
+        let pool = self.pool();
+        let linked = tracetrack_common::db::retry(|| async {
+            let mut tx = pool.begin().await?;
             let parent = store::parent(&mut tx, &parent_id).await?;
             caller.check_area(&parent.area)?;
             // One statement: register-or-claim the child row.
@@ -152,9 +152,7 @@ impl Registry {
                 return match existing.parent_qr.as_deref() {
                     Some(p) if p == parent_id => {
                         let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(existing.to_pb()), already_linked: true };
-                        MUTATIONS.remember(&mut tx, &caller, &resp).await?;
-                        tx.commit().await?;
-                        Ok(resp)
+                        MUTATIONS.commit_answer(pool, tx, &caller, "LinkChild", &req, resp).await
                     }
                     Some(other) => Err(AppError::new(ErrorCode::ChildLinkedElsewhere, "this child is already in another parent bag")
                         .with_detail("other_parent_qr", other)),
@@ -165,12 +163,21 @@ impl Registry {
             self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
                 .await?;
             let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
-            MUTATIONS.remember(&mut tx, &caller, &resp).await?;
-            tx.commit().await?;
-            metrics::counter!("registry_links_total").increment(1);
-            Ok(resp)
+            let (resp, ours) = MUTATIONS.commit_answer(pool, tx, &caller, "LinkChild", &req, resp).await?;
+            if ours {
+                metrics::counter!("registry_links_total").increment(1);
+            }
+            Ok((resp, ours))
         })
-        .await
+        .await;
+        match linked {
+            Ok((resp, _)) => Ok(resp),
+            Err(e) => {
+                MUTATIONS
+                    .earlier_answer_or(pool, &caller, "LinkChild", &req, e)
+                    .await
+            }
+        }
     }
 
     pub(crate) async fn undo_last_link(
