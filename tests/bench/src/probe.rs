@@ -154,14 +154,42 @@ pub struct Cost {
 }
 
 impl Cost {
+    /// What rows are divided by: for scans, the scan events Postgres itself recorded in the
+    /// window (its counters lag by the same second as the other tables', so the ratio is exact
+    /// even where the window's edges are not); else the `per` answers the load generator counted.
+    pub fn rows_basis(&self, per: u64, what: &str) -> (u64, String) {
+        let recorded: i64 = self
+            .rows_written
+            .iter()
+            .filter(|w| w.table.starts_with("scan.scan_events"))
+            .map(|w| w.inserted)
+            .sum();
+        if what == "scan" && recorded > 0 {
+            (
+                recorded as u64,
+                format!("scan recorded: {recorded} rows of scan.scan_events"),
+            )
+        } else {
+            (per, format!("{what} answered: {per} in the window"))
+        }
+    }
+
+    /// Rows written per scan (or request), all tables.
+    pub fn rows_per(&self, per: u64, what: &str) -> f64 {
+        let (n, _) = self.rows_basis(per, what);
+        let rows: i64 = self.rows_written.iter().map(TableWrites::rows).sum();
+        rows as f64 / n.max(1) as f64
+    }
+
     /// Markdown: rows written per table and CPU milliseconds per process, each per `per` (the
     /// scans answered in the window), or an empty string when nothing was answered.
     pub fn markdown(&self, per: u64, what: &str) -> String {
         if per == 0 {
             return String::new();
         }
-        let n = per as f64;
-        let mut out = format!("\nRows written per {what} (`pg_stat_user_tables`, {per} {what}s in the window):\n\n| table | inserted | updated (HOT) | deleted | rows |\n|---|---:|---:|---:|---:|\n");
+        let (rows_per, basis) = self.rows_basis(per, what);
+        let n = rows_per as f64;
+        let mut out = format!("\nRows written per {what} (`pg_stat_user_tables`, per {basis}):\n\n| table | inserted | updated (HOT) | deleted | rows |\n|---|---:|---:|---:|---:|\n");
         let mut total = 0i64;
         for w in &self.rows_written {
             total += w.rows();
@@ -179,6 +207,7 @@ impl Cost {
             "| **all** | | | | **{:.2}** |\n",
             total as f64 / n
         ));
+        let n = per as f64;
         if !self.cpu_seconds.is_empty() {
             out.push_str(&format!(
                 "\nCPU per {what}, by process (ms):\n\n| {} | **all** |\n|{}---:|\n",

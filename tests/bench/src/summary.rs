@@ -182,8 +182,7 @@ fn figures(r: &RunReport) -> Vec<(String, f64)> {
         }
     }
     if let Some(c) = r.cost.as_ref().filter(|_| per > 0) {
-        let rows: i64 = c.rows_written.iter().map(|w| w.rows()).sum();
-        out.push((format!("rows written per {what}"), rows as f64 / per as f64));
+        out.push((format!("rows written per {what}"), c.rows_per(per, what)));
         let cpu: f64 = c
             .cpu_seconds
             .iter()
