@@ -70,6 +70,8 @@ ensure_pg_installed() {
 # The TLS tests (tests/tests/tls.rs) make their throw-away CA with the openssl CLI.
 ensure_openssl_installed() {
   command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+  # tests/tests/api_keys.rs reads an export with curl, as an integration's script would.
+  command -v curl >/dev/null || { log "installing curl"; apt_install curl; }
 }
 
 ensure_redis_installed() {

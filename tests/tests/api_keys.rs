@@ -350,6 +350,17 @@ async fn a_keys_uses_are_audited_by_its_name_and_it_reads_exports_and_epcis() {
             .any(|l| l.contains("SB81001") && l.contains("key:gate-scanner")),
         "{csv}"
     );
+    // As an integration's script would: curl with the key, nothing else.
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--fail-with-body", "--header"])
+        .arg(format!("Authorization: Bearer {erp_token}"))
+        .arg(gw.url("/api/v1/exports/scans.csv"))
+        .output()
+        .await
+        .expect("curl (scripts/stack.sh installs it)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{body}");
+    assert!(body.contains("SB81001"), "{body}");
     eventually(
         Duration::from_secs(20),
         "the key's scan in the EPCIS document read with the ERP's key",
