@@ -539,6 +539,49 @@ def check_dockerfile(c: Checks) -> None:
     c.check("target" in ignore and ".git" in ignore, "Dockerfile.dockerignore leaves out target/ and .git/")
 
 
+# --- gRPC over TLS (components/tls, rendered as the prod-tls overlay) -----------------------------
+
+
+def check_grpc_tls(c: Checks, overlay: str, docs: list[dict]) -> None:
+    """Every process mounts the Secret as a directory (no subPath: rotation reaches the files),
+    is configured with files inside it, and no gRPC service keeps the kubelet's grpc: probe (it
+    cannot speak TLS): readiness is `tracetrack-<svc> health`, which can."""
+    readme = (ROOT / "README.md").read_text()
+    c.check("`tracetrack-grpc-tls`" in readme, f"{overlay}: README documents the Secret tracetrack-grpc-tls")
+    for svc in SERVICES:
+        dep = named(docs, "Deployment", svc)
+        if not c.check(dep is not None, f"{overlay}: {svc}: Deployment exists"):
+            continue
+        pod = dep["spec"]["template"]["spec"]
+        ctr = pod["containers"][0]
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        secret = vols.get("grpc-tls", {}).get("secret", {}).get("secretName")
+        c.check(secret == "tracetrack-grpc-tls", f"{overlay}: {svc}: mounts the Secret tracetrack-grpc-tls", str(secret))
+        mounts = [m for m in ctr.get("volumeMounts", []) if m.get("name") == "grpc-tls"]
+        c.check(
+            len(mounts) == 1 and "subPath" not in mounts[0],
+            f"{overlay}: {svc}: the Secret is mounted as a directory (no subPath)",
+            str(mounts),
+        )
+        where = mounts[0]["mountPath"] if mounts else "?"
+        env = env_of(docs, pod, ctr)
+        for var, key in (("CERT_FILE", "tls.crt"), ("KEY_FILE", "tls.key"), ("CA_FILE", "ca.crt")):
+            c.check(
+                env.get(f"TRACETRACK_TLS__GRPC__{var}") == f"{where}/{key}",
+                f"{overlay}: {svc}: TRACETRACK_TLS__GRPC__{var} is {key} in the mount",
+                str(env.get(f"TRACETRACK_TLS__GRPC__{var}")),
+            )
+        probes = [ctr.get(p, {}) for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+        c.check(all("grpc" not in p for p in probes), f"{overlay}: {svc}: no kubelet grpc: probe")
+        if svc in GRPC_PORTS:
+            cmd = ctr.get("readinessProbe", {}).get("exec", {}).get("command")
+            c.check(
+                cmd == [f"tracetrack-{svc}", "health"],
+                f"{overlay}: {svc}: readiness runs tracetrack-{svc} health",
+                str(cmd),
+            )
+
+
 # --- secrets are documented ---------------------------------------------------------------------
 
 
@@ -581,6 +624,8 @@ def main() -> int:
         check_wiring(c, overlay, docs)
         check_namespace_isolation(c, overlay, docs)
         check_secrets_documented(c, docs)
+    if c.check("prod-tls" in renders, "a render of the prod-tls overlay (components/tls) exists"):
+        check_grpc_tls(c, "prod-tls", renders["prod-tls"])
     prod = renders["prod"]
     for svc in SERVICES:
         check_prod_service(c, prod, svc)

@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 use tracetrack_base::config::{
-    AuthClientSettings, RedisSettings, ShutdownSettings, TelemetrySettings, UpstreamSettings,
+    AuthClientSettings, CertKeyFiles, RedisSettings, ShutdownSettings, TelemetrySettings,
+    TlsSettings, UpstreamSettings,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +27,10 @@ pub struct Settings {
     /// How often upstream names are resolved again (`TRACETRACK_UPSTREAMS__RESOLVE_INTERVAL_MS`,
     /// as in the services; README § Deploy, "gRPC load balancing").
     pub upstreams: UpstreamSettings,
+    /// The public listener's own TLS (`http.tls`), for an install without a proxy in front.
+    pub http: HttpSettings,
+    /// TLS of the calls to our services (`tls.grpc`: its `ca_file`), as in the services.
+    pub tls: TlsSettings,
     /// Mark the session cookie `Secure` (set when served over TLS, directly or behind a proxy).
     pub cookie_secure: bool,
     /// The gateway's immediate peer is a proxy that appends the address it saw to
@@ -65,6 +70,15 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Who issues the dispatch documents: printed at their head.
     pub organisation: Organisation,
+}
+
+/// `http.tls`: when set, the public listener serves HTTPS only (HTTP/2 and HTTP/1.1 by ALPN)
+/// with this certificate and key (`TRACETRACK_HTTP__TLS__CERT_FILE`, `…__KEY_FILE`), read again
+/// when the files change. Set `cookie_secure` with it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    pub tls: Option<CertKeyFiles>,
 }
 
 /// The company on the dispatch document (`GET /api/v1/bills/{id}/document`), in one block:
@@ -161,6 +175,8 @@ impl Default for Settings {
             billing_url: "http://127.0.0.1:50054".into(),
             upstream_timeout_ms: 5000,
             upstreams: UpstreamSettings::default(),
+            http: HttpSettings::default(),
+            tls: TlsSettings::default(),
             cookie_secure: false,
             trust_forwarded_for: false,
             trusted_proxies: String::new(),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tracetrack_base::app_tls;
 
 use crate::config::Settings;
 use crate::state::AppState;
@@ -12,6 +13,8 @@ use crate::state::AppState;
 pub struct Application {
     state: AppState,
     http: TcpListener,
+    /// HTTPS (`http.tls`), the certificate re-read when its files change.
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
     admin: TcpListener,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -29,6 +32,13 @@ impl Application {
             "grpc_client_transport_retries_total",
         ]);
         metrics::gauge!("gateway_redis_circuit_open").set(0.0);
+        let http_tls = match &settings.http.tls {
+            Some(t) => Some(app_tls::acceptor(
+                app_tls::ReloadingCert::new(&t.cert_file, &t.key_file)?,
+                app_tls::ALPN_HTTP,
+            )?),
+            None => None,
+        };
         let http = TcpListener::bind(&settings.http_addr).await?;
         let admin = TcpListener::bind(&settings.admin_addr).await?;
         Ok(Self {
@@ -36,6 +46,7 @@ impl Application {
             admin_addr: admin.local_addr()?,
             state: AppState::new(settings)?,
             http,
+            http_tls,
             admin,
         })
     }
@@ -63,13 +74,10 @@ impl Application {
         let grace = Duration::from_millis(self.state.0.settings.shutdown.grace_ms);
         let drain = Duration::from_millis(self.state.0.settings.shutdown.drain_timeout_ms);
         let app = crate::app::router(self.state);
-        tracing::info!(http = %self.http_addr, admin = %self.admin_addr, "gateway serving");
+        let tls = self.http_tls.is_some();
+        tracing::info!(http = %self.http_addr, admin = %self.admin_addr, tls, "gateway serving");
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(
-            self.http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let graceful = async move {
             shutdown.await;
             // Not ready any more, live streams end; requests are still served during the grace.
             let _ = stopping.send(true);
@@ -80,8 +88,25 @@ impl Application {
             tokio::time::sleep(grace).await;
             let _ = stop_tx.send(true);
             let _ = draining_tx.send(());
-        });
-        let serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
+        };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let serve: std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
+        > = match self.http_tls {
+            Some(acceptor) => {
+                // tap_io: what gives a listener of our own `ConnectInfo<SocketAddr>`.
+                let listener = axum::serve::ListenerExt::tap_io(
+                    app_tls::TlsListener::new(self.http, acceptor)?,
+                    |_| {},
+                );
+                Box::pin(std::future::IntoFuture::into_future(
+                    axum::serve(listener, app).with_graceful_shutdown(graceful),
+                ))
+            }
+            None => Box::pin(std::future::IntoFuture::into_future(
+                axum::serve(self.http, app).with_graceful_shutdown(graceful),
+            )),
+        };
         let result = tokio::select! {
             r = serve => r,
             () = async {

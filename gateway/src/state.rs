@@ -65,6 +65,7 @@ impl AppState {
         client::set_resolve_interval(Duration::from_millis(
             settings.upstreams.resolve_interval_ms,
         ));
+        tracetrack_base::app_tls::set_client_tls_from(&settings.tls)?;
         let token = settings
             .auth
             .service_token

@@ -2,7 +2,9 @@
 //! `kubectl kustomize` and validates offline against the Kubernetes JSON schemas; the prod render
 //! has, per service, ≥ 2 replicas, liveness/readiness/startup probes, an HPA, a PDB and a
 //! NetworkPolicy admitting exactly its callers; every Deployment is hardened and outlives its drain;
-//! deploy/compose.yaml validates against the compose-spec schema (deploy/check_render.py). The
+//! the prod-tls overlay (components/tls) mounts the gRPC TLS Secret as a directory, configures
+//! every process with it and probes readiness with `tracetrack-<svc> health` instead of the
+//! kubelet's grpc: probe; deploy/compose.yaml validates against the compose-spec schema (deploy/check_render.py). The
 //! script installs its pinned tools into .local/deploy-venv on first use (PyPI).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,7 +35,7 @@ fn k8s_overlays_render_and_validate_offline() {
         .find(|l| l.starts_with("check_render:"))
         .unwrap_or_else(|| panic!("no summary line\n{stdout}"));
     assert!(summary.contains(" 0 failed"), "{summary}\n{stdout}");
-    for overlay in ["dev", "prod"] {
+    for overlay in ["dev", "prod", "prod-tls"] {
         assert!(
             stderr.contains(&format!("rendered {overlay}:")),
             "overlay {overlay} not rendered\n{stderr}"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::metadata::{AUTHORIZATION, IDEMPOTENCY_KEY, SERVICE_TOKEN};
@@ -13,7 +13,7 @@ use crate::metadata::{AUTHORIZATION, IDEMPOTENCY_KEY, SERVICE_TOKEN};
 /// A channel that connects on first use and reconnects by itself; every call gets `timeout` as
 /// its deadline unless the request sets a shorter one.
 pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+    Ok(crate::app_tls::endpoint(url, None)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .tcp_nodelay(true)
@@ -47,7 +47,7 @@ pub fn balanced_channel(urls: &str, timeout: Duration) -> anyhow::Result<Channel
     let endpoints = list
         .into_iter()
         .map(|u| {
-            Ok(Endpoint::from_shared(u.to_owned())?
+            Ok(crate::app_tls::endpoint(u, None)?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(timeout)
                 .tcp_nodelay(true))
@@ -171,9 +171,11 @@ pub fn discovered_channel(urls: &[&str], timeout: Duration) -> anyhow::Result<Ch
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
         targets.push(Target { scheme, host, port });
     }
-    let endpoint = move |scheme: &str, addr: std::net::SocketAddr| {
+    // An address found for a name is dialled by address, its certificate checked against the
+    // name (with gRPC TLS on).
+    let endpoint = move |scheme: &str, name: &str, addr: std::net::SocketAddr| {
         Ok::<_, anyhow::Error>(
-            Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            crate::app_tls::endpoint(&format!("{scheme}://{addr}"), Some(name))?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(timeout)
                 .tcp_nodelay(true)
@@ -218,12 +220,14 @@ pub fn discovered_channel(urls: &[&str], timeout: Duration) -> anyhow::Result<Ch
                 }
             }
             for new in now.difference(&members) {
-                let scheme = targets
+                let Some((_, t)) = targets
                     .iter()
                     .enumerate()
                     .find(|(i, _)| known.get(i).is_some_and(|a| a.contains(new)))
-                    .map_or("http", |(_, t)| t.scheme.as_str());
-                let Ok(e) = endpoint(scheme, *new) else {
+                else {
+                    continue;
+                };
+                let Ok(e) = endpoint(&t.scheme, &t.host, *new) else {
                     continue;
                 };
                 tracing::info!(addr = %new, "upstream address added");

@@ -45,6 +45,38 @@ pub struct CommonSettings {
     pub events: EventSettings,
     pub limits: LimitSettings,
     pub upstreams: UpstreamSettings,
+    /// TLS of our own gRPC (`tls.grpc`), off by default.
+    pub tls: TlsSettings,
+}
+
+/// TLS of our own traffic (`tracetrack_base::app_tls`), one section for every process.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// When set, every service serves gRPC over TLS only, and every call to one of our services
+    /// (the gateway's included) is made over TLS, `http://` upstream URLs dialled as `https://`,
+    /// the server's certificate verified against `ca_file` and the host name the URL names.
+    /// The files are read again when they change (a rotated Secret), without a restart.
+    pub grpc: Option<GrpcTlsSettings>,
+}
+
+/// `tls.grpc` (`TRACETRACK_TLS__GRPC__CERT_FILE`, `…__KEY_FILE`, `…__CA_FILE`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcTlsSettings {
+    /// PEM certificate chain the service presents (leaf first); it must name every host name
+    /// callers dial (the Service's names). Not needed by the gateway, which serves no gRPC.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<String>,
+    /// PEM CA certificate(s) that sign our services' certificates; calls trust only these.
+    pub ca_file: String,
+}
+
+/// A certificate and its key, in PEM files (the gateway's `http.tls`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CertKeyFiles {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// How calls to our other services find their replicas (`tracetrack_base::client`).
@@ -102,6 +134,7 @@ impl Default for CommonSettings {
             events: EventSettings::default(),
             limits: LimitSettings::default(),
             upstreams: UpstreamSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! database kit (pool, outbox, idempotency, consumers, the gRPC runtime) is `tracetrack-common`,
 //! built on this crate.
 
+pub mod app_tls;
 pub mod caller;
 pub mod client;
 pub mod config;

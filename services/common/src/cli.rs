@@ -48,8 +48,28 @@ impl Binary {
         M: Future<Output = anyhow::Result<()>>,
     {
         if let Standard::Health { addr } = &command {
-            let url = format!("http://{}", addr.as_deref().unwrap_or(&common.grpc_addr));
-            let serving = crate::server::probe(&url, "").await.unwrap_or(false);
+            let addr = addr.as_deref().unwrap_or(&common.grpc_addr);
+            // With gRPC TLS, over TLS, expecting the certificate this process's files hold
+            // (the probe dials an address, not a name the certificate carries).
+            let own = common
+                .tls
+                .grpc
+                .as_ref()
+                .and_then(|g| g.cert_file.as_deref())
+                .map(crate::app_tls::OwnCert::new);
+            let url = match own {
+                Some(_) => format!("https://{addr}"),
+                None => format!("http://{addr}"),
+            };
+            let own =
+                own.map(|o| o as std::sync::Arc<dyn rustls::client::danger::ServerCertVerifier>);
+            let serving = match crate::server::probe_with(&url, "", own).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("health: {url}: {e:#}");
+                    false
+                }
+            };
             std::process::exit(if serving { 0 } else { 1 });
         }
         let _telemetry = self.telemetry(common)?;

@@ -10,8 +10,8 @@
 //! events; [`cli`] runs the commands every service binary has.
 
 pub use tracetrack_base::{
-    caller, client, config, deadline, error, metadata, metrics, page, redis, shutdown, telemetry,
-    time,
+    app_tls, caller, client, config, deadline, error, metadata, metrics, page, redis, shutdown,
+    telemetry, time,
 };
 
 pub mod cli;

@@ -31,6 +31,8 @@ pub struct ServiceRuntime {
     pub pool: PgPool,
     grpc_listener: TcpListener,
     admin_listener: TcpListener,
+    /// gRPC over TLS (`tls.grpc`), the certificate re-read when its files change.
+    grpc_tls: Option<tokio_rustls::TlsAcceptor>,
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
 }
@@ -54,6 +56,8 @@ impl ServiceRuntime {
         crate::client::set_resolve_interval(Duration::from_millis(
             settings.upstreams.resolve_interval_ms,
         ));
+        crate::app_tls::set_client_tls_from(&settings.tls)?;
+        let grpc_tls = grpc_acceptor(&settings.tls)?;
         let pool = crate::db::pool(&settings.database, schema)?;
         if settings.database.migrate_on_start {
             crate::db::wait_until_ready(&pool, Duration::from_secs(60)).await?;
@@ -70,6 +74,7 @@ impl ServiceRuntime {
             pool,
             grpc_listener,
             admin_listener,
+            grpc_tls,
         })
     }
 
@@ -141,15 +146,30 @@ impl ServiceRuntime {
         });
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
-        let server =
+        let router =
             grpc_server_with(ShedLayer::new(&self.settings.limits).with_database(database))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = drain_rx.await;
-                });
-        tokio::pin!(server);
-        tracing::info!(service = self.service, grpc = %self.grpc_addr, admin = %self.admin_addr, "serving");
+                .add_routes(routes);
+        let drained = async {
+            let _ = drain_rx.await;
+        };
+        let tls = self.grpc_tls.is_some();
+        let mut server: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + '_>,
+        > = match self.grpc_tls {
+            Some(acceptor) => {
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(
+                    crate::app_tls::incoming(self.grpc_listener, acceptor),
+                );
+                let incoming =
+                    tokio_stream::StreamExt::map(incoming, |(tls, _)| Ok::<_, std::io::Error>(tls));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+            }
+            None => {
+                let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+            }
+        };
+        tracing::info!(service = self.service, grpc = %self.grpc_addr, admin = %self.admin_addr, tls, "serving");
 
         let result = tokio::select! {
             r = &mut server => r.map_err(anyhow::Error::from),
@@ -287,10 +307,43 @@ async fn readiness_loop(
     }
 }
 
+/// The TLS acceptor of the gRPC port when `tls.grpc` is set (its certificate and key must be).
+fn grpc_acceptor(
+    tls: &crate::config::TlsSettings,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some(grpc) = &tls.grpc else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&grpc.cert_file, &grpc.key_file) else {
+        anyhow::bail!("tls.grpc is set: a service needs tls.grpc.cert_file and tls.grpc.key_file");
+    };
+    let cert = crate::app_tls::ReloadingCert::new(cert, key)?;
+    Ok(Some(crate::app_tls::acceptor(
+        cert,
+        crate::app_tls::ALPN_GRPC,
+    )?))
+}
+
 /// Asks a service's gRPC health endpoint; true when SERVING. For scripts, probes and
-/// container health checks (`<binary> health`).
+/// container health checks (`<binary> health`). An `https://` URL is dialled with the process's
+/// gRPC TLS (`tls.grpc`), or `verifier` when given.
 pub async fn probe(url: &str, service: &str) -> anyhow::Result<bool> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+    probe_with(url, service, None).await
+}
+
+/// [`probe`] verifying the server with `verifier` (`<binary> health` with `tls.grpc`: the
+/// certificate in its own `cert_file`).
+pub async fn probe_with(
+    url: &str,
+    service: &str,
+    verifier: Option<std::sync::Arc<dyn rustls::client::danger::ServerCertVerifier>>,
+) -> anyhow::Result<bool> {
+    let endpoint = match verifier {
+        Some(v) => tonic::transport::Endpoint::from_shared(url.to_owned())?
+            .tls_config_with_verifier(tonic::transport::ClientTlsConfig::new(), v)?,
+        None => crate::app_tls::endpoint(url, None)?,
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(2))
         .connect()
