@@ -66,6 +66,8 @@ async fn main() -> anyhow::Result<()> {
     let registry_pool = reconcile::registry_pool(&registry_database_url)?;
     let mut differences = reconcile::differences(&pool, &registry_pool).await?;
     if repair && !differences.is_empty() {
+        // With gRPC TLS (tls.grpc), the repair calls bag-registry over it, as billing does.
+        tracetrack_common::app_tls::set_client_tls_from(&common.tls)?;
         let registry = BagRegistryServiceClient::new(client::upstream(
             &settings.registry_url,
             settings.registry_timeout_ms,
