@@ -12,34 +12,12 @@ use std::io::{Cursor, Read, Write};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
-use rust_xlsxwriter::Workbook;
 use serde_json::Value;
+use tracetrack_labels::fixtures::far_cell_workbook;
 use tracetrack_tests::*;
 
 const SHEET: &str = "xl/worksheets/sheet1.xml";
 const SHARED_STRINGS: &str = "xl/sharedStrings.xml";
-
-fn label(n: u32) -> String {
-    format!("LABEL NO.:{n:07} LOT NO.:STAR44GG24611, D.O.T.:30/09/2025")
-}
-
-/// One moong group (15 labels, then its parent), and a cell at XFD1048576: under 10 KB.
-fn far_cell_workbook() -> Vec<u8> {
-    let mut wb = Workbook::new();
-    let ws = wb.add_worksheet();
-    ws.write_string(0, 0, "Sr. No.").unwrap();
-    ws.write_string(0, 1, "QR Code").unwrap();
-    for i in 1..=15u32 {
-        ws.write_number(i, 0, f64::from(i)).unwrap();
-        ws.write_string(i, 1, label(i)).unwrap();
-    }
-    ws.write_string(16, 0, "Parent Code").unwrap();
-    ws.write_string(16, 1, "M444-00001").unwrap();
-    ws.write_string(1_048_575, 16_383, "far away").unwrap();
-    let bytes = wb.save_to_buffer().unwrap();
-    assert!(bytes.len() < 10_000, "{}", bytes.len());
-    bytes
-}
 
 /// `book` with the part `name` rewritten by `write` (deflated; its declared size is true), the
 /// other parts copied as they are.

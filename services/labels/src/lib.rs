@@ -46,6 +46,8 @@
 //! without the gateway building on that.
 
 pub mod bills;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod import;
 pub mod report;
 
@@ -889,6 +891,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::fixtures::{far_cell_workbook, label};
     use rust_xlsxwriter::Workbook;
 
     enum Cell<'a> {
@@ -918,10 +921,6 @@ mod tests {
             }
         }
         wb.save_to_buffer().unwrap()
-    }
-
-    fn label(n: u32) -> String {
-        format!("LABEL NO.:{n:07} LOT NO.:STAR44GG24611, D.O.T.:30/09/2025")
     }
 
     fn codes(p: &[Problem]) -> Vec<(String, u32, String)> {
@@ -1235,20 +1234,7 @@ mod tests {
 
     #[test]
     fn a_cell_at_xfd1048576_costs_nothing() {
-        let mut wb = Workbook::new();
-        let ws = wb.add_worksheet();
-        ws.write_string(0, 0, "Sr. No.").unwrap();
-        ws.write_string(0, 1, "QR Code").unwrap();
-        for i in 1..=15u32 {
-            ws.write_number(i, 0, f64::from(i)).unwrap();
-            ws.write_string(i, 1, label(i)).unwrap();
-        }
-        ws.write_string(16, 0, "Parent Code").unwrap();
-        ws.write_string(16, 1, "M444-00001").unwrap();
-        // The last cell a sheet can have: a dense range would be 1,048,576 x 16,384 cells.
-        ws.write_string(1_048_575, 16_383, "far away").unwrap();
-        let bytes = wb.save_to_buffer().unwrap();
-        assert!(bytes.len() < 10_000, "{}", bytes.len());
+        let bytes = far_cell_workbook();
         let started = Instant::now();
         let out = parse_workbook(&bytes, &ProductLine::defaults()).unwrap();
         assert!(
