@@ -4,10 +4,22 @@ use serde_json::json;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::Role;
 use tracetrack_proto::auth::v1 as pb;
+use tracetrack_proto::events::v1::Actor;
 
 use crate::store::UserRow;
 
 pub(crate) use tracetrack_common::time::ts;
+
+/// The audit's actor for `u` acting on their own account from `ip` (a password reset, a second
+/// factor), before any session exists.
+pub(crate) fn self_actor(u: &UserRow, ip: String) -> Actor {
+    Actor {
+        user_id: u.id.to_string(),
+        username: u.username.clone(),
+        ip,
+        ..Actor::default()
+    }
+}
 
 pub(crate) fn role_to_pb(role: &str) -> pb::Role {
     match role {

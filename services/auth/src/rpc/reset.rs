@@ -11,8 +11,8 @@ use tracetrack_common::mail::{self, Mail, MailError};
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1 as pb;
-use tracetrack_proto::events::v1::Actor;
 
+use crate::convert::self_actor;
 use crate::password;
 use crate::rules::random_token;
 use crate::state::Auth;
@@ -89,12 +89,7 @@ impl Auth {
         store::queue_reset_mail(&mut tx, &user, &link).await?;
         self.audit(
             &mut tx,
-            Actor {
-                user_id: user.id.to_string(),
-                username: user.username.clone(),
-                ip,
-                ..Actor::default()
-            },
+            self_actor(&user, ip),
             "auth.password_reset_requested",
             &user.id.to_string(),
             json!({}),
@@ -138,12 +133,7 @@ impl Auth {
         store::clear_failures(&mut tx, &user.username.to_lowercase()).await?;
         self.audit(
             &mut tx,
-            Actor {
-                user_id: user.id.to_string(),
-                username: user.username.clone(),
-                ip,
-                ..Actor::default()
-            },
+            self_actor(&user, ip),
             "auth.password_reset_by_email",
             &user.id.to_string(),
             json!({"sessions_ended": ended}),

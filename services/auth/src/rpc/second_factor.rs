@@ -16,7 +16,7 @@ use tracetrack_proto::auth::v1 as pb;
 use tracetrack_proto::events::v1::Actor;
 use uuid::Uuid;
 
-use crate::convert::{to_pb, ts};
+use crate::convert::{self_actor, to_pb, ts};
 use crate::rules::{invalid_credentials, locked, parse_id, random_token};
 use crate::second_factor::{self as sf, Proof};
 use crate::state::{Auth, MUTATIONS};
@@ -141,12 +141,7 @@ impl Auth {
             .ok_or_else(expired)?;
         drop(conn);
         let account = user.username.to_lowercase();
-        let actor = Actor {
-            user_id: user.id.to_string(),
-            username: user.username.clone(),
-            ip: ip.clone().unwrap_or_default(),
-            ..Actor::default()
-        };
+        let actor = self_actor(&user, ip.clone().unwrap_or_default());
         // Counted before it is checked, like a password; a locked name is refused here.
         let (failures, locked_until) = self.admit(&account, &actor).await?;
         let mut tx = self.pool().begin().await?;
