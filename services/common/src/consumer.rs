@@ -380,46 +380,41 @@ impl Consumer {
                     tracing::warn!(stream, entry = %entry.id, "stream entry without an envelope; skipped");
                     continue;
                 };
-                let envelope = match EventEnvelope::decode(bytes.as_slice()) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let id = Uuid::new_v4();
-                        park(
-                            &mut tx,
-                            &self.schema,
-                            Parked {
-                                stream,
-                                entry: &entry.id,
-                                event_id: id,
-                                event_type: "undecodable",
-                                envelope: &bytes,
-                                reason: &format!("cannot decode: {e}"),
-                            },
-                        )
-                        .await?;
-                        continue;
-                    }
+                // What to park it as (id, type, reason), if it cannot be applied.
+                let poison = match EventEnvelope::decode(bytes.as_slice()) {
+                    Err(e) => Some((
+                        Uuid::new_v4(),
+                        "undecodable".to_owned(),
+                        format!("cannot decode: {e}"),
+                    )),
+                    Ok(envelope) => match apply_once(&mut tx, &self.schema, handler, &envelope)
+                        .await
+                    {
+                        Ok(true) => {
+                            applied += 1;
+                            None
+                        }
+                        Ok(false) => {
+                            metrics::counter!("consumer_duplicates_total").increment(1);
+                            None
+                        }
+                        Err(ApplyError::Poison(reason)) => {
+                            let id = envelope.event_id.parse().unwrap_or_else(|_| Uuid::new_v4());
+                            Some((id, envelope.event_type, reason))
+                        }
+                        Err(ApplyError::Transient(e)) => return Err(e),
+                    },
                 };
-                match apply_once(&mut tx, &self.schema, handler, &envelope).await {
-                    Ok(true) => applied += 1,
-                    Ok(false) => metrics::counter!("consumer_duplicates_total").increment(1),
-                    Err(ApplyError::Poison(reason)) => {
-                        let id = envelope.event_id.parse().unwrap_or_else(|_| Uuid::new_v4());
-                        park(
-                            &mut tx,
-                            &self.schema,
-                            Parked {
-                                stream,
-                                entry: &entry.id,
-                                event_id: id,
-                                event_type: &envelope.event_type,
-                                envelope: &bytes,
-                                reason: &reason,
-                            },
-                        )
-                        .await?;
-                    }
-                    Err(ApplyError::Transient(e)) => return Err(e),
+                if let Some((event_id, event_type, reason)) = poison {
+                    let p = Parked {
+                        stream,
+                        entry: &entry.id,
+                        event_id,
+                        event_type: &event_type,
+                        envelope: &bytes,
+                        reason: &reason,
+                    };
+                    park(&mut tx, &self.schema, p).await?;
                 }
             }
         }
@@ -440,6 +435,18 @@ impl Consumer {
             entry: &'a str,
             bytes: Vec<u8>,
             event: EventEnvelope,
+        }
+        impl Decoded<'_> {
+            fn parked<'s>(&'s self, event_id: Uuid, reason: &'s str) -> Parked<'s> {
+                Parked {
+                    stream: self.stream,
+                    entry: self.entry,
+                    event_id,
+                    event_type: &self.event.event_type,
+                    envelope: &self.bytes,
+                    reason,
+                }
+            }
         }
         let mut decoded = Vec::new();
         let mut undecodable = Vec::new();
@@ -484,36 +491,13 @@ impl Consumer {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            park(
-                tx,
-                &self.schema,
-                Parked {
-                    stream: d.stream,
-                    entry: d.entry,
-                    event_id: id,
-                    event_type: &d.event.event_type,
-                    envelope: &d.bytes,
-                    reason: &reason,
-                },
-            )
-            .await?;
+            park(tx, &self.schema, d.parked(id, &reason)).await?;
             parked += 1;
         }
         for i in bad_ids {
             let d = &decoded[i];
-            park(
-                tx,
-                &self.schema,
-                Parked {
-                    stream: d.stream,
-                    entry: d.entry,
-                    event_id: Uuid::new_v4(),
-                    event_type: &d.event.event_type,
-                    envelope: &d.bytes,
-                    reason: &format!("bad event id {:?}", d.event.event_id),
-                },
-            )
-            .await?;
+            let reason = format!("bad event id {:?}", d.event.event_id);
+            park(tx, &self.schema, d.parked(Uuid::new_v4(), &reason)).await?;
         }
         for (stream, entry, bytes, e) in undecodable {
             park(
