@@ -65,24 +65,17 @@ async fn sixty_four_children_race_into_a_thirty_child_parent() {
     assert_eq!(children, 30);
 
     // The database alone refuses a 31st link, whatever the code does.
-    let err = sqlx::query(
+    for sql in [
         "INSERT INTO registry.bags (qr, kind, area, parent_qr, linked_at) VALUES ('RAW31', 'child', 'lucknow', 'SB10001', now())",
-    )
-    .execute(pool)
-    .await
-    .unwrap_err();
-    assert_eq!(
-        tracetrack_common::db::check_violation(&err),
-        Some("bags_child_count_within_capacity")
-    );
-    let err = sqlx::query("UPDATE registry.bags SET child_count = 31 WHERE qr = 'SB10001'")
-        .execute(pool)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        tracetrack_common::db::check_violation(&err),
-        Some("bags_child_count_within_capacity")
-    );
+        "UPDATE registry.bags SET child_count = 31 WHERE qr = 'SB10001'",
+    ] {
+        let err = sqlx::query(sql).execute(pool).await.unwrap_err();
+        assert_eq!(
+            tracetrack_common::db::check_violation(&err),
+            Some("bags_child_count_within_capacity"),
+            "{sql}"
+        );
+    }
     // And counts follow links even for raw SQL: unlinking one by hand frees a place.
     sqlx::query("UPDATE registry.bags SET parent_qr = NULL, linked_at = NULL WHERE qr = (SELECT min(qr) FROM registry.bags WHERE parent_qr = 'SB10001')")
         .execute(pool)
