@@ -61,6 +61,24 @@ impl Registry {
         }
     }
 
+    /// A bag's event, to be written by `Mutations::commit_answer` (or [`Registry::event`]).
+    pub(crate) fn new_event<'a>(
+        &self,
+        caller: &Caller,
+        event_type: &'a str,
+        aggregate_id: &'a str,
+        payload: serde_json::Value,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            event_type,
+            aggregate_type: "bag",
+            aggregate_id,
+            aggregate_version: 0,
+            actor: caller.actor(),
+            payload,
+        }
+    }
+
     /// Writes a `registry.*` event in the caller's transaction.
     pub(crate) async fn event(
         &self,
@@ -70,19 +88,8 @@ impl Registry {
         aggregate_id: &str,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        MUTATIONS
-            .event(
-                conn,
-                NewEvent {
-                    event_type,
-                    aggregate_type: "bag",
-                    aggregate_id,
-                    aggregate_version: 0,
-                    actor: caller.actor(),
-                    payload,
-                },
-            )
-            .await?;
+        let event = self.new_event(caller, event_type, aggregate_id, payload);
+        MUTATIONS.event(conn, event).await?;
         Ok(())
     }
 }

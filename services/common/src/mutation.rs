@@ -86,41 +86,62 @@ impl Mutations {
         })
     }
 
-    /// Commits `tx` with `resp` stored under the caller's idempotency key, claimed and written
-    /// in ONE statement at the end (issue 18: the key is written once, with its answer, instead
-    /// of claimed first and updated last). For a hot mutation that needs no claim up front: one
-    /// whose re-execution is harmless, because it finds its own earlier change and answers the
-    /// same way (LinkChild finds the child already in the parent).
+    /// Commits `tx` with `resp` stored under the caller's idempotency key and `event` in the
+    /// outbox, both written by ONE statement at the end that also claims the key (issue 18: the
+    /// key is written once, with its answer, instead of claimed first and updated last). For a
+    /// hot mutation that needs no claim up front: one whose re-execution is harmless, because it
+    /// finds its own earlier change and answers the same way (LinkChild finds the child already
+    /// in the parent).
     ///
     /// When an earlier request holds the key (the claim waits for it to commit), nothing of this
     /// one is kept: the transaction is rolled back and the earlier answer returned, with `false`
-    /// (`idempotency_key_reused` for another request under the key). Without a key: commits.
+    /// (`idempotency_key_reused` for another request under the key). Without a key: writes the
+    /// event and commits.
     pub async fn commit_answer<M: Message + Default>(
         &self,
         pool: &PgPool,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         caller: &Caller,
-        rpc: &str,
-        req: &impl Message,
+        (rpc, req): (&str, &impl Message),
         resp: M,
+        event: Option<NewEvent<'_>>,
     ) -> AppResult<(M, bool)> {
         let Some(key) = caller.idempotency_key.as_deref() else {
+            if let Some(e) = event {
+                self.event(&mut tx, e).await?;
+            }
             tx.commit().await?;
             return Ok((resp, true));
         };
         let scope = caller.scope();
         let hash = idempotency::request_hash(rpc, req);
-        let claimed: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(idempotency::claim_sql(
-            self.schema,
-            ["$1", "$2", "$3", "$4"],
-        )))
-        .bind(&scope)
-        .bind(key)
-        .bind(&hash)
-        .bind(resp.encode_to_vec())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_some() {
+        let claim = idempotency::claim_sql(self.schema, ["$1", "$2", "$3", "$4"]);
+        let row = event.map(|e| outbox::prepare(self.service, e));
+        let sql = match &row {
+            None => claim,
+            Some(_) => format!(
+                r#"WITH k AS ({claim}),
+                   o AS (INSERT INTO "{schema}".outbox ({columns})
+                         SELECT $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM k))
+                   SELECT 1 FROM k"#,
+                schema = self.schema,
+                columns = outbox::OUTBOX_COLUMNS,
+            ),
+        };
+        let mut q = sqlx::query_scalar::<_, i32>(sqlx::AssertSqlSafe(sql))
+            .bind(&scope)
+            .bind(key)
+            .bind(&hash)
+            .bind(resp.encode_to_vec());
+        if let Some(r) = &row {
+            q = q
+                .bind(r.event_id)
+                .bind(&r.event_type)
+                .bind(&r.aggregate_id)
+                .bind(&r.envelope)
+                .bind(r.created_at);
+        }
+        if q.fetch_optional(&mut *tx).await?.is_some() {
             tx.commit().await?;
             return Ok((resp, true));
         }

@@ -135,12 +135,15 @@ impl Registry {
         // The key is claimed with the answer as the last write (write-once, issue 18): a replay
         // re-runs the link, finds the child in the parent and gets the first answer instead.
         let pool = self.pool();
+        // A dispatcher links only within their area: the statement links nothing elsewhere.
+        let area = (user.role.is_area_scoped()).then(|| user.area.clone().unwrap_or_default());
         let linked = tracetrack_common::db::retry(|| async {
             let mut tx = pool.begin().await?;
-            let parent = store::parent(&mut tx, &parent_id).await?;
+            // One statement: the parent, and the child registered or claimed into it.
+            let (parent, linked) =
+                store::link_into(&mut tx, &parent_id, &child_id, user.id, area.as_deref()).await?;
+            let parent = store::must_be_parent(parent, &parent_id)?;
             caller.check_area(&parent.area)?;
-            // One statement: register-or-claim the child row.
-            let linked = store::link(&mut tx, &child_id, &parent, user.id).await?;
             let Some(store::LinkedRow { bag: child, inserted, area_before }) = linked else {
                 // The child exists and was not free: say where it is.
                 let existing = store::bag(&mut tx, &child_id)
@@ -152,18 +155,19 @@ impl Registry {
                 return match existing.parent_qr.as_deref() {
                     Some(p) if p == parent_id => {
                         let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(existing.to_pb()), already_linked: true };
-                        MUTATIONS.commit_answer(pool, tx, &caller, "LinkChild", &req, resp).await
+                        MUTATIONS.commit_answer(pool, tx, &caller, ("LinkChild", &req), resp, None).await
                     }
                     Some(other) => Err(AppError::new(ErrorCode::ChildLinkedElsewhere, "this child is already in another parent bag")
                         .with_detail("other_parent_qr", other)),
                     None => Err(AppError::new(ErrorCode::Conflict, "the child changed, retry")),
                 };
             };
+            // The count after the link (the trigger changed it).
             let parent = store::parent(&mut tx, &parent_id).await?;
-            self.event(&mut tx, &caller, "registry.child_linked", &child_id, json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity}))
-                .await?;
+            let payload = json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity});
+            let event = self.new_event(&caller, "registry.child_linked", &child_id, payload);
             let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
-            let (resp, ours) = MUTATIONS.commit_answer(pool, tx, &caller, "LinkChild", &req, resp).await?;
+            let (resp, ours) = MUTATIONS.commit_answer(pool, tx, &caller, ("LinkChild", &req), resp, Some(event)).await?;
             if ours {
                 metrics::counter!("registry_links_total").increment(1);
             }

@@ -49,36 +49,63 @@ pub async fn move_child(
     .map_err(|e| link_error(e, parent_qr))
 }
 
-/// Links a child into `parent` in one statement: registers it, or claims it when it exists
-/// unlinked; the trigger counts it into the parent (the CHECK refuses past capacity, a frozen
-/// parent refuses any change). None when the child exists and is not free.
-pub async fn link(
+/// LinkChild's read of the parent and its link in ONE statement (issue 18: a round trip less per
+/// scan): the parent as it was when the statement started (`None` when no bag has that QR) and,
+/// when the child was unknown or free and is now linked into it, the child's row. Nothing is
+/// linked when the QR is not a parent or the parent is outside `area` (a dispatcher's), so the
+/// caller's refusal is the same as before. It locks the child row first, then (the trigger)
+/// the parent.
+pub async fn link_into(
     conn: &mut PgConnection,
+    parent_qr: &str,
     child_qr: &str,
-    parent: &BagRow,
     linked_by: Uuid,
-) -> AppResult<Option<LinkedRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        r#"WITH old AS (SELECT area FROM registry.bags WHERE qr = $1),
-           b AS (
+    area: Option<&str>,
+) -> AppResult<(Option<BagRow>, Option<LinkedRow>)> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        is_child: bool,
+        #[sqlx(flatten)]
+        bag: BagRow,
+        inserted: Option<bool>,
+        area_before: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        r#"WITH p AS (SELECT * FROM registry.bags WHERE qr = $2),
+           old AS (SELECT area FROM registry.bags WHERE qr = $1),
+           ins AS (
              INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
-             VALUES ($1, 'child', $3, $5, $6, $2, $4, now(), $4)
+             SELECT $1, 'child', p.area, p.product_line, p.child_weight_kg, p.qr, $3, now(), $3 FROM p
+              WHERE p.kind = 'parent' AND ($4::text IS NULL OR p.area = $4)
              ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, linked_by = EXCLUDED.linked_by,
                                            linked_at = EXCLUDED.linked_at, area = EXCLUDED.area,
                                            product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg
                WHERE x.kind = 'child' AND x.parent_qr IS NULL
              RETURNING *, (xmax = 0) AS inserted)
-           SELECT {BAG_COLUMNS}, b.inserted, (SELECT area FROM old) AS area_before FROM b"#
+           SELECT false AS is_child, {BAG_COLUMNS}, NULL::boolean AS inserted, NULL::text AS area_before FROM p b
+           UNION ALL
+           SELECT true, {BAG_COLUMNS}, b.inserted, (SELECT area FROM old) FROM ins b"#
     )))
     .bind(child_qr)
-    .bind(&parent.qr)
-    .bind(&parent.area)
+    .bind(parent_qr)
     .bind(linked_by)
-    .bind(&parent.product_line)
-    .bind(parent.child_weight_kg)
-    .fetch_optional(&mut *conn)
+    .bind(area)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(|e| link_error(e, &parent.qr))
+    .map_err(|e| link_error(e, parent_qr))?;
+    let (mut parent, mut linked) = (None, None);
+    for r in rows {
+        if r.is_child {
+            linked = Some(LinkedRow {
+                bag: r.bag,
+                inserted: r.inserted.unwrap_or(false),
+                area_before: r.area_before,
+            });
+        } else {
+            parent = Some(r.bag);
+        }
+    }
+    Ok((parent, linked))
 }
 
 /// Unlinks the newest child this user linked into the parent in the last hour — only if it is

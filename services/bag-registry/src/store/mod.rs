@@ -84,7 +84,12 @@ pub async fn bags(conn: &mut PgConnection, qrs: &[String]) -> AppResult<Vec<BagR
 
 /// A parent that must exist: `parent_not_found`, or `qr_is_child` when the QR is a child.
 pub async fn parent(conn: &mut PgConnection, qr: &str) -> AppResult<BagRow> {
-    match bag(conn, qr).await? {
+    must_be_parent(bag(conn, qr).await?, qr)
+}
+
+/// The bag read under `qr`, which must be a parent (see [`parent`]).
+pub fn must_be_parent(found: Option<BagRow>, qr: &str) -> AppResult<BagRow> {
+    match found {
         Some(b) if b.is_parent() => Ok(b),
         Some(_) => Err(AppError::new(
             ErrorCode::QrIsChild,
