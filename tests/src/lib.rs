@@ -412,6 +412,35 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// Runs `tests/python/validate_epcis.py` (the project venv, `scripts/venv.sh`) on `docs` against
+/// GS1's EPCIS 2.0 JSON schema in `tests/fixtures/epcis`; its exit code and output.
+pub fn validate_epcis(docs: &[&std::path::Path]) -> (i32, String) {
+    let root = repo_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/python/validate_epcis.py"))
+        .arg(root.join("tests/fixtures/epcis/EPCIS-JSON-Schema.json"))
+        .args(docs)
+        .output()
+        .expect("the project .venv (scripts/venv.sh) must exist");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// [`validate_epcis`] on `body`, written as `name` to a temporary file (removed afterwards).
+pub fn validate_epcis_text(name: &str, body: &str) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("tt-epcis-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    let result = validate_epcis(&[&path]);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// bag-registry settings for a test, calling `auth` with the registry's service token.
 pub fn registry_settings(
     db_url: &str,

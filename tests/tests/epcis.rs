@@ -36,38 +36,6 @@ fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures/epcis")
 }
 
-fn schema() -> PathBuf {
-    fixtures().join("EPCIS-JSON-Schema.json")
-}
-
-/// Runs the validator on `docs`; its exit code and output.
-fn validate(docs: &[&Path]) -> (i32, String) {
-    let root = repo_root();
-    let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/python/validate_epcis.py"))
-        .arg(schema())
-        .args(docs)
-        .output()
-        .expect("the project .venv (scripts/venv.sh) must exist");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// Validates `body` (written to a temporary file, removed afterwards).
-fn validate_text(name: &str, body: &str) -> (i32, String) {
-    let dir = std::env::temp_dir().join(format!("tt-epcis-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    let result = validate(&[&path]);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
 async fn post(c: &Client, gw: &Gateway, token: &str, path: &str, body: Value) -> Value {
     let r = send_json(c, reqwest::Method::POST, gw.url(path), token, &body).await;
     let status = r.status();
@@ -173,7 +141,7 @@ async fn the_validator_accepts_the_official_examples_and_rejects_broken_document
         .collect();
     assert_eq!(examples.len(), 3);
     let refs: Vec<&Path> = examples.iter().map(PathBuf::as_path).collect();
-    let (code, out) = validate(&refs);
+    let (code, out) = validate_epcis(&refs);
     assert_eq!(code, 0, "official examples must validate:\n{out}");
 
     // Each of these is invalid only with format checking on, or only by one field.
@@ -229,7 +197,7 @@ async fn the_validator_accepts_the_official_examples_and_rejects_broken_document
         })
         .collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    let (code, out) = validate(&refs);
+    let (code, out) = validate_epcis(&refs);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         code, 1,
@@ -310,7 +278,7 @@ async fn the_export_of_a_known_scenario_validates_and_holds_the_events_in_order(
     let doc = wait_for_doc(&c, &gw, &admin, EXPECTED).await;
 
     // Valid against GS1's schema, with format checking.
-    let (code, out) = validate_text("export.jsonld", &doc);
+    let (code, out) = validate_epcis_text("export.jsonld", &doc);
     assert_eq!(code, 0, "the export must validate:\n{out}\n{doc}");
 
     let head: Value = serde_json::from_str(&doc).unwrap();
@@ -447,7 +415,7 @@ async fn the_export_of_a_known_scenario_validates_and_holds_the_events_in_order(
     // An empty window is still a valid document.
     let (_, _, empty) = export(&c, &gw, &admin, &[("to", "1960-01-01T00:00:00Z")]).await;
     assert!(events(&empty).is_empty());
-    let (code, out) = validate_text("empty.jsonld", &empty);
+    let (code, out) = validate_epcis_text("empty.jsonld", &empty);
     assert_eq!(code, 0, "{out}");
 
     // Bad input is a 400 with a stable code, never a 500.

@@ -663,25 +663,8 @@ async fn a_return_reaches_the_audit_trail_bag_history_and_a_valid_epcis_export()
     assert!(txs
         .iter()
         .any(|x| x["type"] == "rma" && x["bizTransaction"] == rma.as_str()));
-    let dir = std::env::temp_dir().join(format!("tt-returns-epcis-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("returns.jsonld");
-    std::fs::write(&path, &body).unwrap();
-    let root = repo_root();
-    let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/python/validate_epcis.py"))
-        .arg(root.join("tests/fixtures/epcis/EPCIS-JSON-Schema.json"))
-        .arg(&path)
-        .output()
-        .expect("the project .venv (scripts/venv.sh) must exist");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, out) = validate_epcis_text("returns.jsonld", &body);
+    assert_eq!(code, 0, "{out}");
 
     // The bag's history and the audit trail hold the return.
     let history: serde_json::Value = c
