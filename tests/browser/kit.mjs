@@ -1,6 +1,6 @@
 // What the page suites share (pages.test.mjs, workflows.test.mjs): Debian's Chromium through
 // playwright-core (launched once per file, closed after it), a phone or desktop with its console
-// errors collected, logging in, waiting for a page, a wedge scanner, and an API session for checks.
+// errors collected, logging in, waiting for a page, a wedge scanner, Hindi, axe-core, and an API session for checks.
 // The Rust test (tests/tests/browser_pages.rs) runs the real stack and passes its address.
 import { before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -67,10 +67,29 @@ export async function settled(page) {
   await page.waitForSelector("main h1");
   await page.waitForFunction(() => !document.querySelector("main .loading"), null, { timeout: 15000 });
 }
-export async function wedge(page, text) {
-  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "scan");
+/** Types a code into the focused input `id` as a wedge scanner does (keys, then Enter). */
+export async function scanInto(page, id, text) {
+  await page.waitForFunction((i) => document.activeElement?.id === i, id);
   await page.keyboard.type(text, { delay: 1 });
   await page.keyboard.press("Enter");
+}
+/** A wedge scan on the scan page. */
+export const wedge = (page, text) => scanInto(page, "scan", text);
+/** Switches the page to Hindi (the language button) and waits until it is. */
+export async function hindi(page) {
+  await page.click("#lang");
+  await page.waitForFunction(() => document.documentElement.lang === "hi");
+}
+const AXE = new URL("./node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+/**
+ * Serious or critical axe-core violations on the page as it is, each with the page's hash (its
+ * context must bypass the CSP: `device(w, h, { bypassCSP: true })`, for this only).
+ */
+export async function axe(page) {
+  await page.addScriptTag({ path: AXE });
+  return page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${location.hash} ${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`));
 }
 export async function progress(page, text) {
   try {
@@ -125,6 +144,8 @@ export async function apiSend(method, path, body, token) {
     return { status: r.status, body: text ? JSON.parse(text) : null };
   }
 }
+/** Asserts an `apiSend` answer is a success. */
+export const ok = (r) => assert.ok(r.status >= 200 && r.status < 300, JSON.stringify(r));
 /** Polls `check` (an async function) until it answers something truthy; answers that. */
 export async function until(check, what, timeoutMs = 30000) {
   const end = Date.now() + timeoutMs;

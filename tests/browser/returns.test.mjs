@@ -7,30 +7,12 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, copyFileSync } from "node:fs";
-import { device, login, shot, settled, apiGet, apiSend, until } from "./kit.mjs";
+import { device, login, shot, settled, apiGet, apiSend, until, ok, scanInto, hindi, axe } from "./kit.mjs";
 
-const AXE = new URL("./node_modules/axe-core/axe.min.js", import.meta.url).pathname;
 const BILL = "B-RTN-76", AGAIN = "B-RTN-77";
 const SACKS = ["SB76001", "SB76002", "SB76003", "SB76004"];
 const BACK = SACKS.slice(0, 3);
 
-const ok = (r) => assert.ok(r.status >= 200 && r.status < 300, JSON.stringify(r));
-async function scanInto(page, id, text) {
-  await page.waitForFunction((i) => document.activeElement?.id === i, id);
-  await page.keyboard.type(text, { delay: 1 });
-  await page.keyboard.press("Enter");
-}
-async function hindi(page) {
-  await page.click("#lang");
-  await page.waitForFunction(() => document.documentElement.lang === "hi");
-}
-/** Serious or critical axe-core violations on the page as it is (the context bypasses the CSP for this only). */
-async function axe(page) {
-  await page.addScriptTag({ path: AXE });
-  return page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${location.hash} ${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`));
-}
 const narrow = (page) => page.evaluate(() => document.documentElement.scrollWidth <= 360);
 /** Requests that failed on purpose (a refusal). */
 const expected = (e) => /status of 409/.test(e);

@@ -6,16 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { device, PASSWORD } from "./kit.mjs";
-
-const AXE = new URL("./node_modules/axe-core/axe.min.js", import.meta.url).pathname;
-
-async function axe(page) {
-  await page.addScriptTag({ path: AXE });
-  return page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`));
-}
+import { device, PASSWORD, axe } from "./kit.mjs";
 
 function base32(s) {
   const abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -5,24 +5,13 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  USERS, PASSWORD, device, login, shot, settled, apiGet, apiSend, tokenOf, until,
+  USERS, PASSWORD, device, login, shot, settled, apiGet, apiSend, tokenOf, until, ok, scanInto, hindi,
 } from "./kit.mjs";
 
-/** Types a code into the focused input `id` as a wedge scanner does (keys, then Enter). */
-async function scanInto(page, id, text) {
-  await page.waitForFunction((i) => document.activeElement?.id === i, id);
-  await page.keyboard.type(text, { delay: 1 });
-  await page.keyboard.press("Enter");
-}
-async function hindi(page) {
-  await page.click("#lang");
-  await page.waitForFunction(() => document.documentElement.lang === "hi");
-}
 const figure = (page) => page.textContent("#bill-figs .progress");
 /** Requests that failed on purpose (refusals, a lookup's 404, the network taken away). */
 const expected = (e) => /status of (404|409)|ERR_INTERNET_DISCONNECTED/.test(e);
 
-const ok = (r) => assert.ok(r.status >= 200 && r.status < 300, JSON.stringify(r));
 let area;
 before(async () => {
   // Three sacks of two packets each; SB72003 is loaded on another bill.
