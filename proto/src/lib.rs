@@ -76,4 +76,20 @@ pub mod events {
     }
 }
 
+impl billing::v1::BillStatus {
+    /// The name the HTTP API, the import report and the reports give `status`: `new`,
+    /// `processing`, `completing`, `completed` or `reopening`; empty when it is unspecified or
+    /// unknown.
+    pub fn name_of(status: i32) -> &'static str {
+        match Self::try_from(status) {
+            Ok(Self::New) => "new",
+            Ok(Self::Processing) => "processing",
+            Ok(Self::Completing) => "completing",
+            Ok(Self::Completed) => "completed",
+            Ok(Self::Reopening) => "reopening",
+            Ok(Self::Unspecified) | Err(_) => "",
+        }
+    }
+}
+
 pub use prost_types::Timestamp;

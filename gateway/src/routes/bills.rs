@@ -30,18 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(document))
 }
 
-fn status_name(s: i32) -> String {
-    match pb::BillStatus::try_from(s) {
-        Ok(pb::BillStatus::New) => "new",
-        Ok(pb::BillStatus::Processing) => "processing",
-        Ok(pb::BillStatus::Completing) => "completing",
-        Ok(pb::BillStatus::Completed) => "completed",
-        Ok(pb::BillStatus::Reopening) => "reopening",
-        _ => "",
-    }
-    .to_owned()
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BillParent {
     pub qr: String,
@@ -83,7 +71,7 @@ pub struct Bill {
 
 fn bill(b: pb::Bill, parents: Option<Vec<pb::BillParent>>) -> Bill {
     Bill {
-        status: status_name(b.status),
+        status: pb::BillStatus::name_of(b.status).to_owned(),
         created_at: rfc3339(&b.created_at),
         updated_at: rfc3339(&b.updated_at),
         created_by: if b.created_by_username.is_empty() {

@@ -479,16 +479,6 @@ impl From<&BillReport> for BillImportReport {
 /// Parents per AttachParents call (a bill holds at most 500).
 const ATTACH_CHUNK: usize = 500;
 
-fn status_name(status: i32) -> String {
-    bpb::BillStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("BILL_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
 fn row_problem(sheet: &str, row: u32, e: &AppError, value: &str) -> labels::Problem {
     labels::Problem {
         sheet: sheet.to_owned(),
@@ -533,7 +523,7 @@ async fn send_bills(state: &AppState, ctx: &Ctx, parsed: &BillImport) -> ApiResu
                 outcome.created = true;
                 report.bills_created += 1;
                 if let Some(b) = r.into_inner().bill {
-                    outcome.status = status_name(b.status);
+                    outcome.status = bpb::BillStatus::name_of(b.status).to_owned();
                     outcome.capacity = b.capacity;
                 }
             }
@@ -585,7 +575,7 @@ async fn send_bills(state: &AppState, ctx: &Ctx, parsed: &BillImport) -> ApiResu
                 }
             };
             if let Some(b) = &answer.bill {
-                outcome.status = status_name(b.status);
+                outcome.status = bpb::BillStatus::name_of(b.status).to_owned();
                 outcome.capacity = b.capacity;
                 outcome.parent_count = b.parent_count;
             }

@@ -13,17 +13,6 @@ use crate::store;
 /// The longest bill summary, in days.
 pub const MAX_SUMMARY_DAYS: i64 = 366;
 
-/// `completed`, `processing`, … from billing's enum.
-pub fn status_name(status: i32) -> String {
-    bpb::BillStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("BILL_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
 fn biller(b: &bpb::Bill) -> String {
     if b.created_by_username.is_empty() {
         b.created_by.clone()
@@ -188,7 +177,7 @@ pub async fn daily(
         };
         bills.push(pb::ReportBill {
             biller: biller(&b),
-            status: status_name(b.status),
+            status: bpb::BillStatus::name_of(b.status).to_owned(),
             bill_id: b.bill_id,
             destination: b.destination,
             vehicle_number: b.vehicle_number,
