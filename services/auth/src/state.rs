@@ -120,6 +120,7 @@ impl Auth {
         Ok(Some(area))
     }
 
+    /// Writes an `auth.*` event about the user `user_id` in `tx`.
     pub(crate) async fn audit(
         &self,
         tx: &mut PgConnection,
@@ -128,19 +129,29 @@ impl Auth {
         user_id: &str,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        MUTATIONS
-            .event(
-                tx,
-                NewEvent {
-                    event_type,
-                    aggregate_type: "user",
-                    aggregate_id: user_id,
-                    aggregate_version: 0,
-                    actor,
-                    payload,
-                },
-            )
-            .await?;
-        Ok(())
+        audit_of(tx, ("user", user_id), actor, event_type, payload).await
     }
+}
+
+/// Writes an `auth.*` event about `aggregate` (its type and id: a user, an API key) in `tx`.
+pub(crate) async fn audit_of(
+    tx: &mut PgConnection,
+    (aggregate_type, aggregate_id): (&str, &str),
+    actor: Actor,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> AppResult<()> {
+    MUTATIONS
+        .event(
+            tx,
+            NewEvent {
+                event_type,
+                aggregate_type,
+                aggregate_id,
+                aggregate_version: 0,
+                actor,
+                payload,
+            },
+        )
+        .await
 }

@@ -11,7 +11,6 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use tonic::Request;
 use tracetrack_common::caller::{Caller, UserIdentity};
-use tracetrack_common::outbox::NewEvent;
 use tracetrack_common::{AppError, AppResult};
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::auth::v1 as pb;
@@ -19,7 +18,7 @@ use uuid::Uuid;
 
 use crate::convert::{role_from_pb, role_to_pb, ts};
 use crate::rules::random_token;
-use crate::state::{Auth, MUTATIONS};
+use crate::state::{audit_of, Auth, MUTATIONS};
 use crate::store::{self, ApiKeyRow};
 
 /// What every API key token starts with (session tokens are `tt_` and base64url).
@@ -86,19 +85,9 @@ impl Auth {
         event_type: &str,
         key: &ApiKeyRow,
     ) -> AppResult<()> {
-        MUTATIONS
-            .event(
-                tx,
-                NewEvent {
-                    event_type,
-                    aggregate_type: "api_key",
-                    aggregate_id: &key.id.to_string(),
-                    aggregate_version: 0,
-                    actor: caller.actor(),
-                    payload: json!({"key": audit_view(key)}),
-                },
-            )
-            .await
+        let id = key.id.to_string();
+        let payload = json!({"key": audit_view(key)});
+        audit_of(tx, ("api_key", &id), caller.actor(), event_type, payload).await
     }
 
     pub(crate) async fn create_api_key(
