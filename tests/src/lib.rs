@@ -1041,6 +1041,12 @@ impl ServiceProcess {
     /// ports; returns once it reports SERVING.
     pub async fn start(bin: &str, env: Vec<(String, String)>) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_at(bin, env, addr).await
+    }
+
+    /// [`ServiceProcess::start`] with the gRPC address `addr` (a replica on an address of its
+    /// own); the admin port is a free one.
+    pub async fn start_at(bin: &str, env: Vec<(String, String)>, addr: SocketAddr) -> Self {
         let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut env = env;
         env.push(("TRACETRACK_GRPC_ADDR".into(), addr.to_string()));
@@ -1070,8 +1076,21 @@ impl ServiceProcess {
         child.kill().await.unwrap();
     }
 
+    /// SIGTERM, as Kubernetes stops a pod; returns once it has exited, which must be cleanly.
+    pub async fn terminate(&mut self) {
+        let mut child = self.child.take().expect("the process is not running");
+        let pid = child.id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exited = child.wait().await.unwrap();
+        assert!(exited.success(), "{} exited with {exited}", self.addr);
+    }
+
     /// Starts the process again with the same command and environment (same ports); returns once
-    /// it reports SERVING. Panics if it exits meanwhile or is not serving within 30 s.
+    /// it reports SERVING. Panics if it exits meanwhile or is not serving within 60 s.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the process is still running");
         let mut child = tokio::process::Command::new(&self.bin)
@@ -1088,7 +1107,7 @@ impl ServiceProcess {
                 panic!("{} exited before serving: {status}", self.bin.display());
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < Duration::from_secs(60),
                 "{} did not become SERVING on {}",
                 self.bin.display(),
                 self.addr

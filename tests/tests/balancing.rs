@@ -38,11 +38,7 @@ impl tracetrack_common::client::Resolve for TestDns {
 }
 
 /// A bag-registry replica as its own process (its own /metrics) at `ip:port`.
-struct Replica {
-    addr: SocketAddr,
-    admin: SocketAddr,
-    child: tokio::process::Child,
-}
+struct Replica(ServiceProcess);
 
 impl Replica {
     /// `migrate`: the first replica creates the schema; the others start on it, as pods do
@@ -56,7 +52,6 @@ impl Replica {
         migrate: bool,
     ) -> Self {
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let env = [
             ("TRACETRACK_DATABASE__URL", db.to_owned()),
             ("TRACETRACK_DATABASE__MAX_CONNECTIONS", "10".into()),
@@ -69,36 +64,20 @@ impl Replica {
                 "TRACETRACK_AUTH__SERVICE_TOKEN",
                 service_token("bag-registry").into(),
             ),
-            ("TRACETRACK_GRPC_ADDR", addr.to_string()),
-            ("TRACETRACK_ADMIN_ADDR", admin.to_string()),
             // On SIGTERM: NOT_SERVING, a short grace, then drain what is in flight.
             ("TRACETRACK_SHUTDOWN__GRACE_MS", "200".into()),
         ];
-        let mut child = tokio::process::Command::new(workspace_bin("tracetrack-bag-registry"))
-            .envs(env)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while health(addr, "").await
-            != Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
-        {
-            assert!(child.try_wait().unwrap().is_none(), "{addr} exited");
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{addr} not serving"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { addr, admin, child }
+        let env = env.map(|(k, v)| (k.to_owned(), v)).to_vec();
+        Self(ServiceProcess::start_at("tracetrack-bag-registry", env, addr).await)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
     }
 
     /// Registry calls this replica has answered (health checks aside).
     async fn calls(&self) -> f64 {
-        http_get(self.admin, "/metrics")
+        http_get(self.0.admin_addr, "/metrics")
             .await
             .lines()
             .filter(|l| {
@@ -110,14 +89,7 @@ impl Replica {
 
     /// SIGTERM, as Kubernetes stops a pod; returns once it has exited.
     async fn terminate(mut self) {
-        let pid = self.child.id().unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exited = self.child.wait().await.unwrap();
-        assert!(exited.success(), "{} exited with {exited}", self.addr);
+        self.0.terminate().await;
     }
 }
 
@@ -126,7 +98,7 @@ async fn each_takes_a_share(replicas: &[&Replica], from: &[f64], more: f64) {
     for (r, base) in replicas.iter().zip(from) {
         eventually(
             Duration::from_secs(30),
-            &format!("{} answering calls", r.addr),
+            &format!("{} answering calls", r.addr()),
             || async { r.calls().await >= base + more },
         )
         .await;
