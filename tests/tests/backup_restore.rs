@@ -103,7 +103,7 @@ async fn all_consumed(db: &sqlx::PgPool) {
             db_i64(
                 db,
                 "SELECT count(*) FROM billing.outbox o WHERE o.published_at IS NULL \
-               OR NOT EXISTS (SELECT 1 FROM stats.applied_events a WHERE a.event_id = o.event_id)",
+               OR NOT EXISTS (SELECT 1 FROM stats.audit_events a WHERE a.event_id = o.event_id)",
             )
             .await
                 == 0

@@ -66,6 +66,29 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called after each committed batch (e.g. to push fresh figures to watchers).
     async fn after_batch(&self, _applied: usize) {}
+
+    /// For a handler that keeps every event it applies under the event's id anyway (stats: the
+    /// audit trail is the event store): records `events` there and says which are new, so the
+    /// consumer writes no `applied_events` row per event (issue 18: each fact written once).
+    /// `Ok(None)`, the default: the consumer records ids in `applied_events`. An event the
+    /// handler cannot record (it will turn out poison) counts as new; a batch holding the same
+    /// event twice has it new once. Must run in the consumer's transaction, before the effect.
+    async fn record_new(
+        &self,
+        _conn: &mut PgConnection,
+        _events: &[&EventEnvelope],
+    ) -> Result<Option<Vec<bool>>, ApplyError> {
+        Ok(None)
+    }
+
+    /// Undoes [`Handler::record_new`] for an event that turned out poison (parked, not applied).
+    async fn forget(
+        &self,
+        _conn: &mut PgConnection,
+        _event: &EventEnvelope,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
 }
 
 /// Records the ids of `events` as applied; returns which of them (by index) are new. An event
@@ -73,8 +96,9 @@ pub trait Handler: Send + Sync + 'static {
 async fn claim_ids(
     conn: &mut PgConnection,
     schema: &str,
+    handler: &dyn Handler,
     events: &[&EventEnvelope],
-) -> Result<(Vec<usize>, Vec<usize>), sqlx::Error> {
+) -> Result<(Vec<usize>, Vec<usize>), ApplyError> {
     let mut ids = Vec::with_capacity(events.len());
     let mut bad = Vec::new();
     let mut good = Vec::with_capacity(events.len());
@@ -86,6 +110,15 @@ async fn claim_ids(
             }
             Err(_) => bad.push(i),
         }
+    }
+    let good_events: Vec<&EventEnvelope> = good.iter().map(|&i| events[i]).collect();
+    if let Some(new) = handler.record_new(conn, &good_events).await? {
+        let new = good
+            .into_iter()
+            .zip(new)
+            .filter_map(|(i, n)| n.then_some(i))
+            .collect();
+        return Ok((new, bad));
     }
     let fresh: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         r#"INSERT INTO "{schema}".applied_events (event_id) SELECT DISTINCT unnest($1::uuid[])
@@ -144,21 +177,22 @@ pub async fn apply_once(
     handler: &dyn Handler,
     event: &EventEnvelope,
 ) -> Result<bool, ApplyError> {
-    let id: Uuid = event
+    event
         .event_id
-        .parse()
+        .parse::<Uuid>()
         .map_err(|_| ApplyError::Poison(format!("bad event id {:?}", event.event_id)))?;
     sqlx::query("SAVEPOINT apply_one")
         .execute(&mut *conn)
         .await?;
-    let fresh = sqlx::query(sqlx::AssertSqlSafe(format!(
-        r#"INSERT INTO "{schema}".applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING"#
-    )))
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
+    let fresh = match claim_ids(conn, schema, handler, &[event]).await {
+        Ok((new, _)) => !new.is_empty(),
+        Err(e) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT apply_one")
+                .execute(&mut *conn)
+                .await?;
+            return Err(e);
+        }
+    };
     if !fresh {
         sqlx::query("RELEASE SAVEPOINT apply_one")
             .execute(&mut *conn)
@@ -471,7 +505,11 @@ impl Consumer {
             return Ok(None);
         }
         let events: Vec<&EventEnvelope> = decoded.iter().map(|d| &d.event).collect();
-        let (new, bad_ids) = claim_ids(tx, &self.schema, &events).await?;
+        let (new, bad_ids) = match claim_ids(tx, &self.schema, handler, &events).await {
+            Ok(c) => c,
+            Err(ApplyError::Transient(e)) => return Err(e),
+            Err(ApplyError::Poison(reason)) => anyhow::bail!("the batch as a whole: {reason}"),
+        };
         let duplicates = events.len() - new.len() - bad_ids.len();
         let new_events: Vec<&EventEnvelope> = new.iter().map(|&i| events[i]).collect();
         let poison = match handler.apply_many(tx, &new_events).await {
@@ -491,6 +529,9 @@ impl Consumer {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if let Err(e) = handler.forget(tx, &d.event).await {
+                anyhow::bail!("forgetting a poison event: {e:?}");
+            }
             park(tx, &self.schema, d.parked(id, &reason)).await?;
             parked += 1;
         }

@@ -249,25 +249,46 @@ impl StatsHandler {
     }
 
     /// The audit-trail part: the events themselves, kept (the store the read models are rebuilt
-    /// from).
+    /// from), each once; which of them are new (an event that cannot be kept — no time, no
+    /// JSON payload, a bad id — counts as new: applying it then parks it as poison). The audit
+    /// trail's key is the consumer's record of what was applied (no `applied_events` row).
     pub async fn record_many(
         &self,
         conn: &mut PgConnection,
-        events: &[(&EventEnvelope, &Value)],
-    ) -> Result<(), ApplyError> {
+        events: &[&EventEnvelope],
+    ) -> Result<Vec<bool>, ApplyError> {
         use prost::Message;
-        if events.is_empty() {
-            return Ok(());
-        }
         let mut rows = Vec::with_capacity(events.len());
-        for (event, p) in events {
-            let actor = event.actor.as_ref();
-            rows.push(store::NewAuditEvent {
-                occurred_at: occurred_at(event)?,
-                event_id: event
+        let mut keys = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let row_of = |e: &EventEnvelope| -> Result<(Uuid, DateTime<Utc>, Value), ApplyError> {
+                let id = e
                     .event_id
                     .parse::<Uuid>()
-                    .map_err(|_| poison(event, "bad event id"))?,
+                    .map_err(|_| poison(e, "bad event id"))?;
+                Ok((id, occurred_at(e)?, payload(e)?))
+            };
+            match row_of(event) {
+                Ok((id, at, p)) => {
+                    keys.push(Some(id));
+                    payloads.push(Some((at, p)));
+                }
+                Err(ApplyError::Poison(_)) => {
+                    keys.push(None);
+                    payloads.push(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for ((event, key), p) in events.iter().zip(&keys).zip(&payloads) {
+            let (Some(id), Some((at, p))) = (key, p) else {
+                continue;
+            };
+            let actor = event.actor.as_ref();
+            rows.push(store::NewAuditEvent {
+                occurred_at: *at,
+                event_id: *id,
                 event_type: &event.event_type,
                 source: &event.source,
                 aggregate_type: &event.aggregate_type,
@@ -280,7 +301,26 @@ impl StatsHandler {
                 envelope: event.encode_to_vec(),
             });
         }
-        store::insert_audit(conn, &rows).await?;
+        let mut inserted: std::collections::HashSet<Uuid> = store::insert_audit(conn, &rows)
+            .await?
+            .into_iter()
+            .collect();
+        // New: the first occurrence of an id the insert wrote, or an event that could not be kept.
+        Ok(keys
+            .iter()
+            .map(|k| k.is_none_or(|id| inserted.remove(&id)))
+            .collect())
+    }
+
+    /// Removes an event [`StatsHandler::record_many`] kept that turned out poison.
+    pub async fn unrecord(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope,
+    ) -> Result<(), ApplyError> {
+        if let (Ok(id), Ok(at)) = (event.event_id.parse::<Uuid>(), occurred_at(event)) {
+            store::delete_audit(conn, at, id).await?;
+        }
         Ok(())
     }
 
@@ -364,7 +404,8 @@ impl StatsHandler {
             .filter(|(i, _)| !bad_set.contains(i))
             .map(|(_, (e, p))| (*e, p))
             .collect();
-        self.record_many(conn, &kept).await?;
+        // The events themselves are in the audit trail already (`record_new`, which the consumer
+        // ran first: it is how the consumer knows they are new).
         if let Some(newest) = kept.iter().filter_map(|(e, _)| occurred_at(e).ok()).max() {
             store::mark_applied(conn, newest).await?;
         }
@@ -403,5 +444,21 @@ impl Handler for StatsHandler {
         if applied > 0 {
             self.changed.send_modify(|n| *n += 1);
         }
+    }
+
+    async fn record_new(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&EventEnvelope],
+    ) -> Result<Option<Vec<bool>>, ApplyError> {
+        self.record_many(conn, events).await.map(Some)
+    }
+
+    async fn forget(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope,
+    ) -> Result<(), ApplyError> {
+        self.unrecord(conn, event).await
     }
 }

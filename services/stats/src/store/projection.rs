@@ -221,17 +221,23 @@ pub struct NewAuditEvent<'a> {
     pub envelope: Vec<u8>,
 }
 
-/// Keeps `events` in the audit trail (each once).
-pub async fn insert_audit<'a>(conn: &mut PgConnection, events: &[NewAuditEvent<'a>]) -> Written {
+/// Keeps `events` in the audit trail (each once); the ids it wrote (not those kept before).
+pub async fn insert_audit<'a>(
+    conn: &mut PgConnection,
+    events: &[NewAuditEvent<'a>],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let col = |f: fn(&NewAuditEvent<'a>) -> &'a str| events.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
+    sqlx::query_scalar(
         r#"INSERT INTO stats.audit_events (occurred_at, event_id, event_type, source, aggregate_type, aggregate_id,
                                            actor_user_id, actor_username, actor_service, ip, payload, envelope)
            SELECT t, i, k, s, at, ai, u, un, sv, ip, p::jsonb, e
            FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                        $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])
                 AS x(t, i, k, s, at, ai, u, un, sv, ip, p, e)
-           ON CONFLICT DO NOTHING"#,
+           ON CONFLICT DO NOTHING RETURNING event_id"#,
     )
     .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
@@ -245,8 +251,21 @@ pub async fn insert_audit<'a>(conn: &mut PgConnection, events: &[NewAuditEvent<'
     .bind(col(|e| e.ip))
     .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.envelope.as_slice()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes one event from the audit trail (one that turned out poison: it is parked instead).
+pub async fn delete_audit(
+    conn: &mut PgConnection,
+    occurred_at: DateTime<Utc>,
+    event_id: Uuid,
+) -> Written {
+    sqlx::query("DELETE FROM stats.audit_events WHERE occurred_at = $1 AND event_id = $2")
+        .bind(occurred_at)
+        .bind(event_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
