@@ -50,6 +50,10 @@ pub struct Settings {
     /// Live streams one user may hold open at once (tabs, phones), and all of them together.
     pub sse_max_per_user: usize,
     pub sse_max_total: usize,
+    /// `GET /api/v1/stats/dashboard` answers from the snapshot the one upstream WatchDashboard
+    /// stream keeps while that stream is connected and the snapshot arrived less than this long
+    /// ago; otherwise it asks stats. 0: always ask stats.
+    pub dashboard_snapshot_max_age_ms: u64,
     /// Requests handled at once; past it a request is refused at once with 429 `overloaded`
     /// (with `Retry-After`) instead of queueing without bound.
     pub max_concurrent_requests: usize,
@@ -185,6 +189,7 @@ impl Default for Settings {
             sse_recheck_secs: 30,
             sse_max_per_user: 8,
             sse_max_total: 4096,
+            dashboard_snapshot_max_age_ms: 2000,
             max_concurrent_requests: 1024,
             request_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,

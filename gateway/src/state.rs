@@ -46,6 +46,9 @@ pub struct Inner {
     pub requests: Arc<tokio::sync::Semaphore>,
     /// The latest all-areas dashboard from the one upstream WatchDashboard stream.
     pub dashboard_live: tokio::sync::watch::Sender<Option<Arc<Dashboard>>>,
+    /// The same dashboard with the moment it arrived, while that stream is connected (None
+    /// otherwise): what `GET /api/v1/stats/dashboard` answers from while it is fresh.
+    pub dashboard_memory: std::sync::RwLock<Option<(std::time::Instant, Arc<Dashboard>)>>,
     /// True once shutdown has begun: `/readyz` answers 503 and live streams end (browsers
     /// reconnect to another replica).
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -119,6 +122,7 @@ impl AppState {
                 settings.max_concurrent_requests.max(1),
             )),
             dashboard_live: tokio::sync::watch::channel(None).0,
+            dashboard_memory: std::sync::RwLock::new(None),
             stopping: tokio::sync::watch::channel(false).0,
             settings,
         })))

@@ -54,7 +54,11 @@ pub struct Dashboard {
     pub scans_last_hour: i64,
     pub bills_by_status: std::collections::BTreeMap<String, i64>,
     pub areas: Vec<AreaFigures>,
-    pub as_of: Option<String>,
+    /// When stats read these figures from its read models (RFC 3339, always present). An
+    /// answer from the gateway's memory (the snapshot of its one upstream stream, used while
+    /// that stream is connected and the snapshot arrived less than
+    /// `dashboard_snapshot_max_age_ms`, 2 s by default, ago) carries the snapshot's time.
+    pub as_of: String,
     /// Seconds between the newest event's time and its arrival in the read model.
     pub freshness_seconds: f64,
     /// Parents returned on return tickets since midnight (admin and biller; 0 in a dispatcher's
@@ -110,7 +114,9 @@ pub fn view(d: &pb::Dashboard, area: Option<&str>) -> Dashboard {
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
         areas,
-        as_of: rfc3339(&d.as_of),
+        as_of: rfc3339(&d.as_of).unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        }),
         freshness_seconds: d.freshness_seconds,
         returns_today: if area.is_some() { 0 } else { d.returns_today },
     }
@@ -123,16 +129,49 @@ fn viewer_area(ctx: &Ctx) -> Option<String> {
         .then(|| ctx.user.area.clone().unwrap_or_default())
 }
 
-/// Dashboard figures (a dispatcher's are their area's).
-#[utoipa::path(get, path = "/api/v1/stats/dashboard", tag = "stats", responses((status = 200, body = Dashboard)))]
+/// Dashboard figures (a dispatcher's are their area's; `returns_today` is 0 in their view).
+/// Answered from the gateway's memory while its upstream stream is connected and fresh, else by
+/// stats; `as_of` says when the figures were read.
+#[utoipa::path(get, path = "/api/v1/stats/dashboard", tag = "stats",
+    responses((status = 200, body = Dashboard), (status = 503, body = Problem, description = "stats cannot be reached and the gateway holds no fresh snapshot (`unavailable`)")))]
 async fn get_dashboard(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Dashboard>> {
+    let area = viewer_area(&ctx);
+    if let Some(d) = fresh_snapshot(&state) {
+        metrics::counter!("gateway_dashboard_answers_total", "source" => "memory").increment(1);
+        return Ok(Json(view(&d, area.as_deref())));
+    }
     let d = crate::read!(
         state.0.stats,
         get_dashboard,
         ctx.read(pb::GetDashboardRequest {})
     )
     .await?;
-    Ok(Json(view(&d, None)))
+    metrics::counter!("gateway_dashboard_answers_total", "source" => "stats").increment(1);
+    // stats has scoped it to the caller already; the same view as from memory (and the live
+    // stream) follows, so both sources answer alike.
+    Ok(Json(view(&d, area.as_deref())))
+}
+
+/// The all-areas snapshot of the upstream stream, if it is connected and the snapshot arrived
+/// less than `dashboard_snapshot_max_age_ms` ago.
+fn fresh_snapshot(state: &AppState) -> Option<Arc<pb::Dashboard>> {
+    let max_age = Duration::from_millis(state.0.settings.dashboard_snapshot_max_age_ms);
+    let memory = state
+        .0
+        .dashboard_memory
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    let (arrived, d) = memory.as_ref()?;
+    (arrived.elapsed() < max_age).then(|| d.clone())
+}
+
+/// Sets (or, with `None`, forgets: the stream is not connected) the snapshot GETs answer from.
+fn remember(state: &AppState, d: Option<Arc<pb::Dashboard>>) {
+    *state
+        .0
+        .dashboard_memory
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = d.map(|d| (std::time::Instant::now(), d));
 }
 
 /// Dashboard figures as Server-Sent Events (`event: dashboard`) whenever they change.
@@ -180,8 +219,12 @@ impl Source for LiveDashboard {
     }
 }
 
-/// Holds the gateway's one upstream WatchDashboard stream (service token alone: every area).
+/// Holds the gateway's one upstream WatchDashboard stream (service token alone: every area),
+/// fanned out to the live views and kept for the dashboard GET while connected.
 pub async fn pump_live_dashboard(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    for source in ["memory", "stats"] {
+        metrics::counter!("gateway_dashboard_answers_total", "source" => source).increment(0);
+    }
     let mut backoff = Duration::from_millis(200);
     while !*stop.borrow() {
         match state
@@ -196,14 +239,20 @@ pub async fn pump_live_dashboard(state: AppState, mut stop: tokio::sync::watch::
                 let mut stream = resp.into_inner();
                 loop {
                     tokio::select! {
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => { remember(&state, None); return; }
                         msg = stream.message() => match msg {
-                            Ok(Some(d)) => { state.0.dashboard_live.send_replace(Some(Arc::new(d))); }
+                            Ok(Some(d)) => {
+                                let d = Arc::new(d);
+                                remember(&state, Some(d.clone()));
+                                state.0.dashboard_live.send_replace(Some(d));
+                            }
                             Ok(None) => break,
                             Err(e) => { tracing::warn!(error = %e, "live dashboard stream interrupted"); break; }
                         },
                     }
                 }
+                // Cut: GETs ask stats until the stream is back.
+                remember(&state, None);
             }
             Err(e) => tracing::debug!(error = %e, "live dashboard stream unavailable"),
         }
