@@ -441,6 +441,44 @@ pub fn validate_epcis_text(name: &str, body: &str) -> (i32, String) {
     result
 }
 
+/// An import's result workbook (sheets Summary, Done, Problems) as the gateway answered it.
+pub fn result_book(bytes: Vec<u8>) -> calamine::Xlsx<std::io::Cursor<Vec<u8>>> {
+    calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap()
+}
+
+/// A sheet's rows after its header, each cell as text.
+pub fn result_rows(
+    book: &mut calamine::Xlsx<std::io::Cursor<Vec<u8>>>,
+    sheet: &str,
+) -> Vec<Vec<String>> {
+    use calamine::{Data, Reader};
+    let range = book.worksheet_range(sheet).unwrap();
+    let mut out: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| {
+            r.iter()
+                .map(|c| match c {
+                    Data::Float(f) => format!("{f}"),
+                    Data::Int(i) => i.to_string(),
+                    Data::Empty => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    out.remove(0);
+    out
+}
+
+/// The value of the Summary sheet's row `what`.
+pub fn result_summary(book: &mut calamine::Xlsx<std::io::Cursor<Vec<u8>>>, what: &str) -> String {
+    result_rows(book, "Summary")
+        .into_iter()
+        .find(|r| r[0] == what)
+        .unwrap_or_else(|| panic!("no {what:?} in the summary"))[1]
+        .clone()
+}
+
 /// bag-registry settings for a test, calling `auth` with the registry's service token.
 pub fn registry_settings(
     db_url: &str,

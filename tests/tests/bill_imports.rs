@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::Reader;
 use reqwest::{Client, Method, StatusCode};
 use rust_xlsxwriter::Workbook;
 use serde_json::{json, Value};
@@ -101,33 +100,6 @@ async fn upload(
         .send()
         .await
         .unwrap()
-}
-
-/// A sheet's rows after its header, each cell as text.
-fn rows(book: &mut Xlsx<Cursor<Vec<u8>>>, sheet: &str) -> Vec<Vec<String>> {
-    let range = book.worksheet_range(sheet).unwrap();
-    let mut out: Vec<Vec<String>> = range
-        .rows()
-        .map(|r| {
-            r.iter()
-                .map(|c| match c {
-                    Data::Float(f) => format!("{f}"),
-                    Data::Empty => String::new(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    out.remove(0);
-    out
-}
-
-fn summary(book: &mut Xlsx<Cursor<Vec<u8>>>, what: &str) -> String {
-    rows(book, "Summary")
-        .into_iter()
-        .find(|r| r[0] == what)
-        .unwrap_or_else(|| panic!("no {what:?} in the summary"))[1]
-        .clone()
 }
 
 async fn bill(c: &Client, gw: &Gateway, token: &str, id: &str) -> Value {
@@ -273,15 +245,14 @@ async fn a_2000_parent_workbook_imports_and_a_rerun_changes_nothing() {
     let r = upload(&c, &gw, &bina, "?result=xlsx", &body).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], XLSX);
-    let mut wb: Xlsx<_> =
-        calamine::open_workbook_from_rs(Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
+    let mut wb = result_book(r.bytes().await.unwrap().to_vec());
     assert_eq!(wb.sheet_names(), ["Summary", "Done", "Problems"]);
-    assert_eq!(summary(&mut wb, "Nothing changed"), "yes");
+    assert_eq!(result_summary(&mut wb, "Nothing changed"), "yes");
     assert_eq!(
-        summary(&mut wb, "Already on their bill (unchanged)"),
+        result_summary(&mut wb, "Already on their bill (unchanged)"),
         "2000"
     );
-    let done = rows(&mut wb, "Done");
+    let done = result_rows(&mut wb, "Done");
     assert_eq!(done.len(), 2004);
     assert_eq!(
         done.iter()
@@ -290,7 +261,7 @@ async fn a_2000_parent_workbook_imports_and_a_rerun_changes_nothing() {
         2000
     );
     assert_eq!(done.iter().filter(|r| r[3] == "bill (existing)").count(), 4);
-    assert!(rows(&mut wb, "Problems").is_empty());
+    assert!(result_rows(&mut wb, "Problems").is_empty());
 }
 
 #[tokio::test]

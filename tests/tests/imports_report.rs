@@ -6,9 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::Reader;
 use reqwest::{Client, StatusCode};
 use rust_xlsxwriter::Workbook;
 use serde_json::Value;
@@ -86,34 +85,6 @@ fn workbook() -> (Vec<u8>, Keys, Done) {
     (wb.save_to_buffer().unwrap(), planted, done)
 }
 
-/// A sheet's rows after its header, each cell as text.
-fn rows(book: &mut Xlsx<Cursor<Vec<u8>>>, sheet: &str) -> Vec<Vec<String>> {
-    let range = book.worksheet_range(sheet).unwrap();
-    let mut out: Vec<Vec<String>> = range
-        .rows()
-        .map(|r| {
-            r.iter()
-                .map(|c| match c {
-                    Data::Float(f) => format!("{f}"),
-                    Data::Int(i) => i.to_string(),
-                    Data::Empty => String::new(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    out.remove(0);
-    out
-}
-
-fn summary(book: &mut Xlsx<Cursor<Vec<u8>>>, what: &str) -> String {
-    rows(book, "Summary")
-        .into_iter()
-        .find(|r| r[0] == what)
-        .unwrap_or_else(|| panic!("no {what:?} in the summary"))[1]
-        .clone()
-}
-
 #[tokio::test]
 async fn a_label_import_answers_its_result_workbook() {
     let stack = Stack::start(1).await;
@@ -136,11 +107,11 @@ async fn a_label_import_answers_its_result_workbook() {
         .unwrap()
         .contains(".xlsx"));
     let bytes = r.bytes().await.unwrap().to_vec();
-    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).unwrap();
+    let mut book = result_book(bytes);
     assert_eq!(book.sheet_names(), ["Summary", "Done", "Problems"]);
 
     // Problems: exactly the planted rows, each with its message and the row's text.
-    let problems = rows(&mut book, "Problems");
+    let problems = result_rows(&mut book, "Problems");
     let keys: Keys = problems
         .iter()
         .map(|p| (p[0].clone(), p[1].parse().unwrap(), p[2].clone()))
@@ -151,7 +122,7 @@ async fn a_label_import_answers_its_result_workbook() {
     assert_eq!(torn[4], "LABEL NO.:<torn> LOT NO.:X");
 
     // Done: every other bag row, as what and into which parent.
-    let mut got: Done = rows(&mut book, "Done")
+    let mut got: Done = result_rows(&mut book, "Done")
         .into_iter()
         .map(|r| {
             assert!(r[3] == "parent" || r[3] == "label", "{r:?}");
@@ -166,13 +137,13 @@ async fn a_label_import_answers_its_result_workbook() {
         .collect();
     got.sort();
     assert_eq!(got, done);
-    assert_eq!(summary(&mut book, "Parents created"), "2");
+    assert_eq!(result_summary(&mut book, "Parents created"), "2");
     assert_eq!(
-        summary(&mut book, "Labels created"),
+        result_summary(&mut book, "Labels created"),
         (done.len() - 2).to_string()
     );
-    assert_eq!(summary(&mut book, "Rows with problems"), "2");
-    assert_eq!(summary(&mut book, "Nothing changed"), "no");
+    assert_eq!(result_summary(&mut book, "Rows with problems"), "2");
+    assert_eq!(result_summary(&mut book, "Nothing changed"), "no");
     // The bags are really there.
     stack.bag(&stack.admin, "SB00700").await.unwrap();
 
@@ -181,23 +152,24 @@ async fn a_label_import_answers_its_result_workbook() {
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["nothing_changed"], true, "{again:#}");
     let r = upload("?area=lucknow&result=xlsx").await.unwrap();
-    let mut book: Xlsx<_> =
-        calamine::open_workbook_from_rs(Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
-    assert_eq!(summary(&mut book, "Nothing changed"), "yes");
+    let mut book = result_book(r.bytes().await.unwrap().to_vec());
+    assert_eq!(result_summary(&mut book, "Nothing changed"), "yes");
     assert_eq!(
-        summary(&mut book, "Already registered (unchanged)"),
+        result_summary(&mut book, "Already registered (unchanged)"),
         done.len().to_string()
     );
-    assert_eq!(rows(&mut book, "Done").len(), done.len());
+    assert_eq!(result_rows(&mut book, "Done").len(), done.len());
 
     // A dry run's workbook: the same rows, nothing written.
     let r = upload("?area=indore&dry_run=true&result=xlsx")
         .await
         .unwrap();
-    let mut book: Xlsx<_> =
-        calamine::open_workbook_from_rs(Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
-    assert_eq!(summary(&mut book, "Dry run (nothing written)"), "yes");
-    assert_eq!(rows(&mut book, "Done").len(), done.len());
+    let mut book = result_book(r.bytes().await.unwrap().to_vec());
+    assert_eq!(
+        result_summary(&mut book, "Dry run (nothing written)"),
+        "yes"
+    );
+    assert_eq!(result_rows(&mut book, "Done").len(), done.len());
 
     // An unknown result format is refused with its code.
     let r = upload("?area=lucknow&result=pdf").await.unwrap();
