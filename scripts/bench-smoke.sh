@@ -107,9 +107,31 @@ PREVIOUS=$(git log -1 --diff-filter=A --format= --name-only -- 'benchmarks/*.jso
 [[ -n $PREVIOUS && -f $PREVIOUS ]] && PREVIOUS_ARGS=(--previous "$PREVIOUS") || PREVIOUS_ARGS=()
 step "summary of the runs" "$BENCH" summary --pgbench-tps 1000 --pgbench "not run in the smoke" "${PREVIOUS_ARGS[@]}" \
   --meta "note=bench smoke" --json-out "$STATE/summary.json" --markdown-out "$STATE/summary.md" \
+  --plots-dir "$STATE/plots" \
   "$STATE/scan-storm.json" "$STATE/mixed.json" "$STATE/lookup.json" "$STATE/scan-storm-rate.json"
 costed() { grep -q "Rows written per scan" "$STATE/summary.md" && grep -q "CPU per scan, by process" "$STATE/summary.md"; }
 step "the summary says what a scan cost (rows written, CPU per process)" costed
+# A latency plot per run plus the throughput plot, each an SVG that parses as XML and is shown by
+# the markdown (and the comparison with the previous run when there is one).
+plotted() {
+  local svgs=("$STATE"/plots/latency-*.svg "$STATE/plots/throughput.svg")
+  # The comparison is drawn when the markdown's comparison table has a run's row.
+  if awk '/^### Against the previous run/ { a = 1; next } /^### / { a = 0 }
+          a && /^\| / && !/^\| (run|-|---)/ { found = 1 } END { exit !found }' "$STATE/summary.md"; then
+    svgs+=("$STATE/plots/against-previous.svg")
+  fi
+  [[ ${#svgs[@]} -ge 5 ]] || { say "expected 4 latency plots and a throughput plot: ${svgs[*]}"; return 1; }
+  local f
+  for f in "${svgs[@]}"; do
+    [[ -s $f ]] || { say "missing: $f"; return 1; }
+    grep -qF "]($f)" "$STATE/summary.md" || { say "the summary does not show $f"; return 1; }
+  done
+  python3 -c 'import sys, xml.etree.ElementTree as ET
+for f in sys.argv[1:]:
+    root = ET.parse(f).getroot()
+    assert root.tag.endswith("svg"), f"{f}: root is {root.tag}"' "${svgs[@]}"
+}
+step "the summary plots latency percentiles, throughput and the previous run (SVG, linked)" plotted
 say "tool steps took $(( $(date +%s) - SMOKE_STARTED )) s"
 
 stopped() { stop_stack; ! (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; }

@@ -14,7 +14,9 @@
 #  6. appends the results, the command, date, commit and core count to BENCHMARKS.md and keeps
 #     the raw JSON in benchmarks/<date>-<commit>.json. Each run reports the rows Postgres wrote
 #     per table and the CPU each process used inside its measured window, per scan (or request);
-#     the summary compares every figure with the previous run's JSON.
+#     the summary compares every figure with the previous run's JSON. SVG plots (each run's latency
+#     percentile curves per operation, throughput against virtual users, this run against the
+#     previous one) go to benchmarks/<date>-<commit>/, shown by the appended section.
 #
 # Knobs: BENCH_BAGS, BENCH_SECONDS (per run, default 60), BENCH_DB (tt_bench), BENCH_CPU (the core
 # for the load generator, default the last), BENCH_STORM_VUS (200), BENCH_MIXED_VUS (1000),
@@ -188,6 +190,8 @@ PREVIOUS=$(git log -1 --diff-filter=A --format= --name-only -- 'benchmarks/*.jso
 [[ -n $PREVIOUS && -f $PREVIOUS ]] || PREVIOUS=""
 JSON_OUT="benchmarks/$DATE-$COMMIT.json"
 [[ -e $JSON_OUT ]] && JSON_OUT="benchmarks/$DATE-$COMMIT-$(date -u +%H%M).json"
+# Next to the JSON, relative to the repository's root, where BENCHMARKS.md is: its links work.
+PLOTS_DIR="${JSON_OUT%.json}"
 CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 SUMMARY=("$BENCH" summary --title "$DATE · $COMMIT · $(printf "%'d" "$BAGS") bags · nproc $NPROC"
@@ -197,7 +201,7 @@ SUMMARY=("$BENCH" summary --title "$DATE · $COMMIT · $(printf "%'d" "$BAGS") b
   --meta "load generator=pinned to CPU $CPU with taskset -c $CPU (the services and Postgres share all $NPROC cores, the generator's included)"
   --meta "raw JSON=$JSON_OUT"
   "${RUN_META[@]}"
-  --json-out "$JSON_OUT" --markdown-out "$OUT/summary.md")
+  --json-out "$JSON_OUT" --markdown-out "$OUT/summary.md" --plots-dir "$PLOTS_DIR")
 [[ -n $PGBENCH_TPS ]] && SUMMARY+=(--pgbench-tps "$PGBENCH_TPS" --pgbench "$PGBENCH_DESC")
 [[ -n $PREVIOUS ]] && SUMMARY+=(--previous "$PREVIOUS")
 "${SUMMARY[@]}" "${RUN_JSONS[@]}" >/dev/null
@@ -216,4 +220,4 @@ cat "$OUT/summary.md"
 echo
 cat "$CPU_MD"
 [[ -n $PGBENCH_TPS ]] && say "pgbench: $PGBENCH_TPS TPS; $(grep -o 'scan throughput / pgbench TPS = [0-9.]*' "$OUT/summary.md" || echo 'no ratio')"
-say "appended to BENCHMARKS.md; raw JSON in $JSON_OUT; logs in $OUT"
+say "appended to BENCHMARKS.md; raw JSON in $JSON_OUT; plots in $PLOTS_DIR/; logs in $OUT"

@@ -7,12 +7,14 @@
 //! - `run`: V virtual users drive a scenario (`scan-storm`, `mixed`, `lookup`) through the
 //!   gateway, closed-loop or at a fixed rate; latencies per operation, JSON and markdown.
 //! - `scan-load`: C concurrent scanners straight to the scan service over gRPC (no gateway).
-//! - `summary`: combines the JSON of several runs and pgbench's figure into one report.
+//! - `summary`: combines the JSON of several runs and pgbench's figure into one report, with SVG
+//!   plots (`--plots-dir`).
 //! - `chaos`: the whole-stack fault suite on a private stack (`make chaos`, `scripts/chaos.sh`).
 
 mod accounts;
 mod api;
 mod chaos;
+mod plots;
 mod probe;
 mod report;
 mod run;

@@ -116,6 +116,7 @@ impl OpStats {
             ok_per_s: per_s(self.ok),
             latency_ms: Latency::of(&self.hist),
             ok_latency_ms: Latency::of(&self.ok_hist),
+            percentiles_ms: percentile_curve(&self.hist),
             errors: self.errors.clone(),
             status_5xx: self.status_5xx,
         }
@@ -159,6 +160,41 @@ impl Latency {
     }
 }
 
+/// The percentiles a latency curve is drawn through: the minimum (0), the median and on up the
+/// nines to the maximum (100), as in HdrHistogram's percentile plots.
+pub const CURVE_PERCENTILES: [f64; 9] = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0];
+
+/// One point of a latency percentile curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct PercentilePoint {
+    pub percentile: f64,
+    pub ms: f64,
+}
+
+/// A histogram of microseconds as its latency curve in milliseconds, at [`CURVE_PERCENTILES`]
+/// (empty for an empty histogram).
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<PercentilePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CURVE_PERCENTILES
+        .iter()
+        .map(|&percentile| {
+            let micros = if percentile <= 0.0 {
+                h.min()
+            } else if percentile >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(percentile / 100.0)
+            };
+            PercentilePoint {
+                percentile,
+                ms: round3(micros as f64 / 1000.0),
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpReport {
     pub op: String,
@@ -172,6 +208,10 @@ pub struct OpReport {
     /// would flatter `latency_ms`).
     #[serde(default)]
     pub ok_latency_ms: Option<Latency>,
+    /// The latency curve of every measured request (as `latency_ms`), for the plots; empty in
+    /// runs from before it was kept.
+    #[serde(default)]
+    pub percentiles_ms: Vec<PercentilePoint>,
     pub errors: BTreeMap<String, u64>,
     pub status_5xx: u64,
 }
@@ -399,5 +439,42 @@ mod tests {
         assert!(md.contains("parent_full 1"), "{md}");
         let back: RunReport = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
         assert_eq!(back.operations[0].count, 4);
+        assert_eq!(
+            back.operations[0].percentiles_ms,
+            run.operations[0].percentiles_ms
+        );
+    }
+
+    #[test]
+    fn the_curve_runs_from_the_minimum_through_the_nines_to_the_maximum() {
+        let mut h = latency_histogram().unwrap();
+        // 1 ms … 1,000 ms, one request each: the p-th percentile is about p × 10 ms.
+        for ms in 1..=1000u64 {
+            h.record(ms * 1000).unwrap();
+        }
+        let curve = percentile_curve(&h);
+        let at = |p: f64| curve.iter().find(|c| c.percentile == p).unwrap().ms;
+        assert_eq!(
+            curve.iter().map(|c| c.percentile).collect::<Vec<_>>(),
+            CURVE_PERCENTILES.to_vec()
+        );
+        assert!((at(0.0) - 1.0).abs() < 0.01, "{curve:?}");
+        assert!((at(50.0) - 500.0).abs() < 1.0, "{curve:?}");
+        assert!((at(90.0) - 900.0).abs() < 1.0, "{curve:?}");
+        assert!((at(99.0) - 990.0).abs() < 1.0, "{curve:?}");
+        assert!((at(100.0) - 1000.0).abs() < 1.0, "{curve:?}");
+        assert!(
+            curve.windows(2).all(|w| w[0].ms <= w[1].ms),
+            "a percentile curve never falls: {curve:?}"
+        );
+        assert!(percentile_curve(&latency_histogram().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn runs_from_before_the_curve_still_parse() {
+        let old = r#"{"op":"lookup","count":1,"ok":1,"throughput_per_s":1.0,"ok_per_s":1.0,
+            "latency_ms":null,"errors":{},"status_5xx":0}"#;
+        let o: OpReport = serde_json::from_str(old).unwrap();
+        assert!(o.percentiles_ms.is_empty());
     }
 }

@@ -30,6 +30,11 @@ pub struct Args {
     /// The previous run's summary JSON (in `benchmarks/`): the report shows what changed.
     #[arg(long)]
     previous: Option<PathBuf>,
+    /// Writes SVG plots here (created when missing): each run's latency percentile curves, the
+    /// throughput against virtual users and, with `--previous`, this run against that one. The
+    /// markdown shows them by this path as given, so give it relative to where the markdown goes.
+    #[arg(long)]
+    plots_dir: Option<PathBuf>,
     #[arg(long)]
     json_out: Option<PathBuf>,
     #[arg(long)]
@@ -55,7 +60,7 @@ struct Summary {
 }
 
 /// Successful scans (parents and children) per second.
-fn scans_per_s(r: &RunReport) -> f64 {
+pub(crate) fn scans_per_s(r: &RunReport) -> f64 {
     ["scan_parent", "scan_child"]
         .iter()
         .filter_map(|op| r.op(op))
@@ -168,7 +173,7 @@ fn targets(runs: &[RunReport]) -> Vec<Target> {
 
 /// The figures a run is compared by: ok requests (or scans) per second, each operation's p99,
 /// rows written and CPU (ms, the services and Postgres) per scan or request.
-fn figures(r: &RunReport) -> Vec<(String, f64)> {
+pub(crate) fn figures(r: &RunReport) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     let (per, what) = r.cost_unit();
     if r.scenario == "scan-storm" {
@@ -194,16 +199,21 @@ fn figures(r: &RunReport) -> Vec<(String, f64)> {
     out
 }
 
-/// Markdown: this run's figures against the previous summary's, run by run (by label).
-fn against_previous(previous: &Value, runs: &[RunReport], ratio: Option<f64>) -> String {
-    let before: Vec<RunReport> = previous["runs"]
+/// The runs of a summary's JSON (those that parse).
+fn summary_runs(summary: &Value) -> Vec<RunReport> {
+    summary["runs"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|r| serde_json::from_value(r.clone()).ok())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Markdown: this run's figures against the previous summary's, run by run (by label).
+fn against_previous(previous: &Value, runs: &[RunReport], ratio: Option<f64>) -> String {
+    let before = summary_runs(previous);
     let title = previous["meta"]["commit"].as_str().unwrap_or("?");
     let mut md = format!(
         "\n### Against the previous run ({title})\n\n| run | figure | previous | this run | change |\n|---|---|---:|---:|---:|\n"
@@ -306,11 +316,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         ));
     }
-    if let Some(p) = &args.previous {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let previous: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a summary's JSON", p.display()))?;
-        md.push_str(&against_previous(&previous, &summary.runs, ratio));
+    let previous = match &args.previous {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let previous: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a summary's JSON", p.display()))?;
+            md.push_str(&against_previous(&previous, &summary.runs, ratio));
+            Some(previous)
+        }
+        None => None,
+    };
+    if let Some(dir) = &args.plots_dir {
+        let before = previous.as_ref().map(summary_runs);
+        let commit = previous
+            .as_ref()
+            .and_then(|p| p["meta"]["commit"].as_str())
+            .unwrap_or("?");
+        let plots =
+            crate::plots::write_all(dir, &summary.runs, before.as_deref().map(|b| (b, commit)))
+                .with_context(|| format!("writing the plots into {}", dir.display()))?;
+        if !plots.is_empty() {
+            md.push_str("\n### Plots\n\n");
+            let base = dir.display().to_string();
+            let base = base.trim_end_matches('/');
+            for p in plots {
+                md.push_str(&format!("![{}]({base}/{})\n\n", p.title, p.file));
+            }
+        }
     }
     for r in &summary.runs {
         md.push_str(&format!("\n### {}\n\n{}", r.label, r.markdown()));
