@@ -60,8 +60,8 @@ impl Mutations {
     }
 
     /// The answer stored for the caller's key, if there is one, without claiming it: the
-    /// mutation claims it later, in the transaction that makes the change. The check runs
-    /// [`idempotency::begin`] (the kit's one definition of "the same request") in a transaction
+    /// mutation claims it later, in the transaction that makes the change. The check is
+    /// [`Mutations::replay`] (the kit's one definition of "the same request") in a transaction
     /// that is always rolled back, after a cheap probe for the common case of no answer.
     pub async fn stored_answer<M: Message + Default>(
         &self,
@@ -70,20 +70,17 @@ impl Mutations {
         rpc: &str,
         req: &impl Message,
     ) -> AppResult<Option<M>> {
-        let Some(key) = caller.idempotency_key.as_deref() else {
-            return Ok(None);
+        let stored = match caller.idempotency_key.as_deref() {
+            Some(key) => idempotency::is_stored(pool, self.schema, &caller.scope(), key).await?,
+            None => false,
         };
-        let scope = caller.scope();
-        if !idempotency::is_stored(pool, self.schema, &scope, key).await? {
+        if !stored {
             return Ok(None);
         }
         let mut tx = pool.begin().await?;
-        let found = idempotency::begin::<M>(&mut tx, self.schema, &scope, key, rpc, req).await?;
+        let found = self.replay(&mut tx, caller, rpc, req).await?;
         tx.rollback().await?;
-        Ok(match found {
-            Begin::Replay(m) => Some(m),
-            Begin::New => None,
-        })
+        Ok(found)
     }
 
     /// Commits `tx` with `resp` stored under the caller's idempotency key and `event` in the
