@@ -272,6 +272,16 @@ impl Ctx {
 
 /// A key for a part of a request: 128 bits of two FNV-1a hashes of the key and the purpose
 /// (deterministic across processes and versions; the services scope keys by user).
+/// A request to auth on behalf of a client without a session (a login, a password reset),
+/// with the client's address.
+pub fn from_client<T>(message: T, ip: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Ok(v) = MetadataValue::try_from(ip) {
+        req.metadata_mut().insert(CLIENT_IP, v);
+    }
+    req
+}
+
 pub fn derived_key(key: &str, purpose: &str) -> String {
     let fnv = |offset: u64| {
         let mut h = offset;

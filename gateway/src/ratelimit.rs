@@ -141,6 +141,31 @@ pub async fn check(
     refuse_at(state, key, limit, window_secs, 1, message).await
 }
 
+/// The per-minute limits of the routes a person uses before having a session (`route`: `login`
+/// for a login and its code step, `reset` for a password reset): one hit on `{route}-ip:{ip}`
+/// and, when the request names an account, one on `{route}-account:{account}`.
+pub async fn check_sign_in(
+    state: &AppState,
+    route: &str,
+    ip: &str,
+    account: Option<&str>,
+) -> Result<(), ApiError> {
+    let limits = &state.0.settings.rate_limits;
+    let per_ip = limits.login_per_ip_per_minute;
+    check(state, &format!("{route}-ip:{ip}"), per_ip, 60).await?;
+    if let Some(account) = account {
+        let per_account = limits.login_per_account_per_minute;
+        check(
+            state,
+            &format!("{route}-account:{account}"),
+            per_account,
+            60,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Refuses (429 `rate_limited`) while `key` has `limit` or more failures in the current window,
 /// without counting this request; see [`count_failure`].
 pub async fn refuse_over(

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::ctx::{ClientIp, Ctx, SESSION_COOKIE};
+use crate::ctx::{from_client, ClientIp, Ctx, SESSION_COOKIE};
 use crate::dto::{rfc3339, Problem, User};
 use crate::error::ApiResult;
 use crate::extract::Body;
@@ -74,30 +74,15 @@ async fn login(
     ClientIp(ip): ClientIp,
     Body(b): Body<LoginBody>,
 ) -> ApiResult<Response> {
-    let limits = &state.0.settings.rate_limits;
     let account = b.username.trim().to_lowercase();
-    crate::ratelimit::check(
-        &state,
-        &format!("login-ip:{ip}"),
-        limits.login_per_ip_per_minute,
-        60,
-    )
-    .await?;
-    crate::ratelimit::check(
-        &state,
-        &format!("login-account:{account}"),
-        limits.login_per_account_per_minute,
-        60,
-    )
-    .await?;
-    let mut req = tonic::Request::new(pb::LoginRequest {
-        username: b.username,
-        password: b.password,
-    });
-    if let Ok(v) = tonic::metadata::MetadataValue::try_from(ip.as_str()) {
-        req.metadata_mut()
-            .insert(tracetrack_base::metadata::CLIENT_IP, v);
-    }
+    crate::ratelimit::check_sign_in(&state, "login", &ip, Some(&account)).await?;
+    let req = from_client(
+        pb::LoginRequest {
+            username: b.username,
+            password: b.password,
+        },
+        &ip,
+    );
     let r = state.0.auth.clone().login(req).await?.into_inner();
     Ok(login_answer(&state, r).await)
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::ctx::ClientIp;
+use crate::ctx::{from_client, ClientIp};
 use crate::dto::Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Body;
@@ -23,16 +23,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(request_reset))
         .routes(routes!(complete_reset))
         .routes(routes!(config))
-}
-
-/// A request to auth as the gateway, with the client's address.
-fn from_client<T>(message: T, ip: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    if let Ok(v) = tonic::metadata::MetadataValue::try_from(ip) {
-        req.metadata_mut()
-            .insert(tracetrack_base::metadata::CLIENT_IP, v);
-    }
-    req
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,22 +43,8 @@ async fn request_reset(
     ClientIp(ip): ClientIp,
     Body(b): Body<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
-    let limits = &state.0.settings.rate_limits;
     let account = b.login.trim().to_lowercase();
-    crate::ratelimit::check(
-        &state,
-        &format!("reset-ip:{ip}"),
-        limits.login_per_ip_per_minute,
-        60,
-    )
-    .await?;
-    crate::ratelimit::check(
-        &state,
-        &format!("reset-account:{account}"),
-        limits.login_per_account_per_minute,
-        60,
-    )
-    .await?;
+    crate::ratelimit::check_sign_in(&state, "reset", &ip, Some(&account)).await?;
     if account.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -98,13 +74,7 @@ async fn complete_reset(
     ClientIp(ip): ClientIp,
     Body(b): Body<ResetCompleteBody>,
 ) -> ApiResult<StatusCode> {
-    crate::ratelimit::check(
-        &state,
-        &format!("reset-ip:{ip}"),
-        state.0.settings.rate_limits.login_per_ip_per_minute,
-        60,
-    )
-    .await?;
+    crate::ratelimit::check_sign_in(&state, "reset", &ip, None).await?;
     let req = from_client(
         pb::CompletePasswordResetRequest {
             token: b.token,

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::ctx::{ClientIp, Ctx};
+use crate::ctx::{from_client, ClientIp, Ctx};
 use crate::dto::{Problem, User};
 use crate::error::ApiResult;
 use crate::extract::Body;
@@ -48,23 +48,15 @@ async fn complete_login(
     ClientIp(ip): ClientIp,
     Body(b): Body<CompleteBody>,
 ) -> ApiResult<Response> {
-    let limits = &state.0.settings.rate_limits;
-    crate::ratelimit::check(
-        &state,
-        &format!("login-ip:{ip}"),
-        limits.login_per_ip_per_minute,
-        60,
-    )
-    .await?;
-    let mut req = tonic::Request::new(pb::CompleteLoginRequest {
-        challenge: b.challenge,
-        code: b.code,
-        recovery_code: b.recovery_code,
-    });
-    if let Ok(v) = tonic::metadata::MetadataValue::try_from(ip.as_str()) {
-        req.metadata_mut()
-            .insert(tracetrack_base::metadata::CLIENT_IP, v);
-    }
+    crate::ratelimit::check_sign_in(&state, "login", &ip, None).await?;
+    let req = from_client(
+        pb::CompleteLoginRequest {
+            challenge: b.challenge,
+            code: b.code,
+            recovery_code: b.recovery_code,
+        },
+        &ip,
+    );
     let r = state.0.auth.clone().complete_login(req).await?.into_inner();
     Ok(crate::routes::auth::login_answer(&state, r).await)
 }
