@@ -100,14 +100,48 @@ async fn challenge(auth: &AuthServer, username: &str) -> String {
     r.challenge
 }
 
-#[tokio::test]
-async fn enrol_then_log_in_with_a_code_once_within_one_step_of_skew() {
+/// A user enrolled on a fresh auth (no second factor required of admins).
+struct Enrolled {
+    auth: AuthServer,
+    admin: String,
+    user: pb::User,
+    token: String,
+    /// The step the enrolment was confirmed at (plus its offset).
+    step: i64,
+    secret: Vec<u8>,
+    codes: Vec<String>,
+}
+
+/// `name` (`role`, `area`) created on a fresh auth and enrolled, confirmed with the code of a
+/// fresh step plus `confirm_offset`.
+async fn enrolled(name: &str, role: pb::Role, area: &str, confirm_offset: i64) -> Enrolled {
     let auth = auth_with(false).await;
     let admin = auth.admin_token().await;
-    let (_, token) = auth.create_user(&admin, "bina", pb::Role::Biller, "").await;
+    let (user, token) = auth.create_user(&admin, name, role, area).await;
     let step = fresh_step().await;
+    let (secret, codes) = enrol(&auth, &token, step, confirm_offset).await;
+    Enrolled {
+        auth,
+        admin,
+        user,
+        token,
+        step,
+        secret,
+        codes,
+    }
+}
+
+#[tokio::test]
+async fn enrol_then_log_in_with_a_code_once_within_one_step_of_skew() {
     // Confirmed with the previous step's code: -1 step of skew is accepted.
-    let (secret, codes) = enrol(&auth, &token, step, -1).await;
+    let Enrolled {
+        auth,
+        token,
+        step,
+        secret,
+        codes,
+        ..
+    } = enrolled("bina", pb::Role::Biller, "", -1).await;
     assert_eq!(codes.len(), 10);
     // The secret is stored encrypted, never in clear.
     let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_encrypted FROM auth.second_factors")
@@ -165,13 +199,7 @@ async fn enrol_then_log_in_with_a_code_once_within_one_step_of_skew() {
 
 #[tokio::test]
 async fn a_recovery_code_works_once() {
-    let auth = auth_with(false).await;
-    let admin = auth.admin_token().await;
-    let (_, token) = auth
-        .create_user(&admin, "ravi", pb::Role::Dispatcher, "lucknow")
-        .await;
-    let step = fresh_step().await;
-    let (_, codes) = enrol(&auth, &token, step, 0).await;
+    let Enrolled { auth, codes, .. } = enrolled("ravi", pb::Role::Dispatcher, "lucknow", 0).await;
     let ch = challenge(&auth, "ravi").await;
     let r = complete(&auth, &ch, "", &codes[3]).await.unwrap();
     assert!(r.token.starts_with("tt_"));
@@ -193,13 +221,12 @@ async fn a_recovery_code_works_once() {
 /// back only when its session is issued.
 #[tokio::test]
 async fn wrong_codes_count_toward_the_same_lockout() {
-    let auth = auth_with(false).await;
-    let admin = auth.admin_token().await;
-    let (_, token) = auth
-        .create_user(&admin, "mohan", pb::Role::Biller, "")
-        .await;
-    let step = fresh_step().await;
-    let (secret, _) = enrol(&auth, &token, step, 0).await;
+    let Enrolled {
+        auth,
+        admin,
+        secret,
+        ..
+    } = enrolled("mohan", pb::Role::Biller, "", 0).await;
 
     // A right password (1) and a wrong code (2), then the right code: the run is broken.
     let ch = challenge(&auth, "mohan").await;
@@ -253,11 +280,15 @@ async fn user_named(auth: &AuthServer, admin: &str, name: &str) -> pb::User {
 
 #[tokio::test]
 async fn disabling_needs_the_password_and_a_code_and_an_admin_reset_is_audited() {
-    let auth = auth_with(false).await;
-    let admin = auth.admin_token().await;
-    let (asha, token) = auth.create_user(&admin, "asha", pb::Role::Biller, "").await;
-    let step = fresh_step().await;
-    let (secret, codes) = enrol(&auth, &token, step, 0).await;
+    let Enrolled {
+        auth,
+        admin,
+        user: asha,
+        token,
+        step,
+        secret,
+        codes,
+    } = enrolled("asha", pb::Role::Biller, "", 0).await;
     let disable = |password: &str, code: String, recovery: &str| {
         let mut client = auth.auth();
         let req = authed(
@@ -283,48 +314,39 @@ async fn disabling_needs_the_password_and_a_code_and_an_admin_reset_is_audited()
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidCredentials);
+    // A login that gives a session at once (no challenge).
+    let session_at_once = || async {
+        let r = auth.login("asha", USER_PASSWORD).await.unwrap();
+        r.token.starts_with("tt_")
+    };
     // Both: off; the next login gives a session at once.
     let off = answer(disable(USER_PASSWORD, String::new(), &codes[0]))
         .await
         .unwrap();
     assert!(!off.user.unwrap().two_factor_enabled);
-    assert!(auth
-        .login("asha", USER_PASSWORD)
-        .await
-        .unwrap()
-        .token
-        .starts_with("tt_"));
+    assert!(session_at_once().await);
 
     // Enrolled again, then reset by an admin: no challenge any more, and the trail says who.
     let token = auth.login("asha", USER_PASSWORD).await.unwrap().token;
     let step = fresh_step().await;
     enrol(&auth, &token, step, 0).await;
     challenge(&auth, "asha").await;
+    let reset_as = |token: &str| {
+        let mut users = auth.users();
+        let req = authed(
+            pb::ResetTwoFactorRequest {
+                id: asha.id.clone(),
+            },
+            token,
+        );
+        async move { users.reset_two_factor(req).await }
+    };
     // Not by a non-admin.
-    let e = answer(auth.users().reset_two_factor(authed(
-        pb::ResetTwoFactorRequest {
-            id: asha.id.clone(),
-        },
-        &token,
-    )))
-    .await
-    .unwrap_err();
+    let e = answer(reset_as(&token)).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::PermissionDenied);
-    let reset = answer(auth.users().reset_two_factor(authed(
-        pb::ResetTwoFactorRequest {
-            id: asha.id.clone(),
-        },
-        &admin,
-    )))
-    .await
-    .unwrap();
+    let reset = answer(reset_as(&admin)).await.unwrap();
     assert!(!reset.user.unwrap().two_factor_enabled);
-    assert!(auth
-        .login("asha", USER_PASSWORD)
-        .await
-        .unwrap()
-        .token
-        .starts_with("tt_"));
+    assert!(session_at_once().await);
     let (envelope, target): (Vec<u8>, String) = sqlx::query_as(
         r#"SELECT envelope, aggregate_id FROM auth.outbox
            WHERE event_type = 'auth.second_factor_reset'"#,
