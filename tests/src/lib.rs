@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod model;
+pub mod pki;
 pub mod proxy;
 pub mod redis_server;
 pub mod smtp;
