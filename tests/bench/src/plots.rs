@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{count, RunReport};
-use crate::summary::figures;
+use crate::summary::{compared, figures};
 
 const FONT: &str = "sans-serif";
 
@@ -105,7 +105,11 @@ pub fn write_all(
         });
     }
     if let Some((before, commit)) = previous {
-        let rows = compared(before, runs);
+        let rows: Vec<(String, f64, f64)> = compared(before, runs)
+            .into_iter()
+            .filter(|(_, _, a, _)| a.abs() > f64::EPSILON)
+            .map(|(run, figure, a, b)| (format!("{run} · {figure}"), a, b))
+            .collect();
         if !rows.is_empty() {
             let file = "against-previous.svg".to_owned();
             against_previous(&dir.join(&file), &rows, commit)?;
@@ -163,14 +167,7 @@ fn latency_curves(path: &Path, run: &RunReport) -> anyhow::Result<()> {
                 .map(|p| Circle::new(p, 3, color.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }
 
 /// (b) Each run's answered-ok rate (scans in a scan-storm, requests otherwise) against its
@@ -224,34 +221,7 @@ fn throughput(path: &Path, runs: &[RunReport]) -> anyhow::Result<()> {
             )
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// The figures of this run's runs that the previous summary also has (by run label and figure):
-/// (`run · figure`, previous, this run).
-fn compared(before: &[RunReport], runs: &[RunReport]) -> Vec<(String, f64, f64)> {
-    let mut rows = Vec::new();
-    for r in runs {
-        let Some(old) = before.iter().find(|o| o.label == r.label) else {
-            continue;
-        };
-        let old_figures = figures(old);
-        for (name, b) in figures(r) {
-            if let Some((_, a)) = old_figures.iter().find(|(n, _)| *n == name) {
-                if a.abs() > f64::EPSILON {
-                    rows.push((format!("{} · {name}", r.label), *a, b));
-                }
-            }
-        }
-    }
-    rows
+    legend_and_present(&mut chart, &root)
 }
 
 /// (c) The key figures side by side, each as a share of the previous run's (the previous run's
@@ -310,6 +280,21 @@ fn against_previous(path: &Path, rows: &[(String, f64, f64)], commit: &str) -> a
             right.clone(),
         ))?;
     }
+    root.present()?;
+    Ok(())
+}
+
+/// The series' legend (upper left, on a light box), then the file written.
+fn legend_and_present<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -211,6 +211,27 @@ fn summary_runs(summary: &Value) -> Vec<RunReport> {
         .unwrap_or_default()
 }
 
+/// The figures of `runs` that the previous summary's runs also have (by run label and figure):
+/// (run, figure, previous, this run).
+pub(crate) fn compared(
+    before: &[RunReport],
+    runs: &[RunReport],
+) -> Vec<(String, String, f64, f64)> {
+    let mut rows = Vec::new();
+    for r in runs {
+        let Some(old) = before.iter().find(|o| o.label == r.label) else {
+            continue;
+        };
+        let old_figures = figures(old);
+        for (name, b) in figures(r) {
+            if let Some((_, a)) = old_figures.iter().find(|(n, _)| *n == name) {
+                rows.push((r.label.clone(), name, *a, b));
+            }
+        }
+    }
+    rows
+}
+
 /// Markdown: this run's figures against the previous summary's, run by run (by label).
 fn against_previous(previous: &Value, runs: &[RunReport], ratio: Option<f64>) -> String {
     let before = summary_runs(previous);
@@ -236,16 +257,8 @@ fn against_previous(previous: &Value, runs: &[RunReport], ratio: Option<f64>) ->
     if let (Some(a), Some(b)) = (previous["scan_to_pgbench_ratio"].as_f64(), ratio) {
         md.push_str(&row("-", "scans/s ÷ pgbench TPS", a, b));
     }
-    for r in runs {
-        let Some(old) = before.iter().find(|o| o.label == r.label) else {
-            continue;
-        };
-        let old_figures = figures(old);
-        for (name, b) in figures(r) {
-            if let Some((_, a)) = old_figures.iter().find(|(n, _)| *n == name) {
-                md.push_str(&row(&r.label, &name, *a, b));
-            }
-        }
+    for (run, figure, a, b) in compared(&before, runs) {
+        md.push_str(&row(&run, &figure, a, b));
     }
     md
 }
