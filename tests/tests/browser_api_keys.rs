@@ -22,5 +22,9 @@ async fn an_admin_makes_shows_once_and_revokes_a_key_in_chromium() {
     .fetch_one(&stack.auth.pool)
     .await
     .unwrap();
-    assert_eq!((live, revoked), (0, 1), "one key made (the retried name refused), revoked");
+    assert_eq!(
+        (live, revoked),
+        (0, 1),
+        "one key made (the retried name refused), revoked"
+    );
 }
