@@ -26,5 +26,9 @@ async fn the_benchmark_tool_seeds_runs_every_scenario_and_summarises() {
         out.status
     );
     let last = stdout.lines().last().unwrap_or_default();
-    assert!(last.starts_with("bench smoke: 7 passed"), "{last}");
+    // Every step the script defines passed (their number grows with the script).
+    assert!(
+        last.starts_with("bench smoke: ") && last.ends_with(" passed, 0 failed"),
+        "{last}"
+    );
 }
