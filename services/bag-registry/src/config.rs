@@ -11,6 +11,30 @@ pub struct Settings {
     pub common: CommonSettings,
     pub product_lines: Vec<ProductLineSettings>,
     pub areas: Vec<String>,
+    pub link_batch: LinkBatchSettings,
+}
+
+/// Group commit of LinkChild (issue 18): concurrent links share one transaction, a few
+/// statements and one commit. A worker takes the links waiting when it is free (never waits for
+/// more), up to `max`; `max` ≤ 1 turns batching off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LinkBatchSettings {
+    pub max: usize,
+    /// Batches in flight at once (each holds one connection while it runs).
+    pub workers: usize,
+    /// Tests only: a batch closes when it has `max` links (by count, never by a timer).
+    pub fill: bool,
+}
+
+impl Default for LinkBatchSettings {
+    fn default() -> Self {
+        Self {
+            max: 64,
+            workers: 4,
+            fill: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +69,7 @@ impl Default for Settings {
                 .iter()
                 .map(|a| (*a).to_owned())
                 .collect(),
+            link_batch: LinkBatchSettings::default(),
         }
     }
 }

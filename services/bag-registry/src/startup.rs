@@ -37,7 +37,7 @@ impl Application {
             .await?;
         sync_configuration(&runtime.pool, &lines, &areas).await?;
         let verifier = RemoteVerifier::new(&settings.common.auth)?;
-        let registry = Registry(Arc::new(Inner {
+        let registry = Registry(Arc::new_cyclic(|inner| Inner {
             pool: runtime.pool.clone(),
             exports: tracetrack_common::export::Limiter::new(
                 settings.common.limits.max_concurrent_exports,
@@ -45,6 +45,7 @@ impl Application {
             lines,
             areas,
             callers: CallerResolver::new(Arc::new(verifier)),
+            links: crate::rpc::LinkBatcher::start(inner.clone(), &settings.link_batch),
         }));
         Ok(Self { runtime, registry })
     }

@@ -30,6 +30,8 @@ pub struct Inner {
     pub lines: Vec<ProductLine>,
     pub areas: Vec<String>,
     pub callers: CallerResolver,
+    /// LinkChild's group commit.
+    pub links: crate::rpc::LinkBatcher,
 }
 
 #[derive(Clone)]

@@ -35,14 +35,25 @@ pub use crate::metadata::idempotency_key as key_from;
 /// request's hash and the stored answer (`NULL` until [`finish`]; scan stores it at once).
 pub fn claim_sql(schema: &str, values: [&str; 4]) -> String {
     let [scope, key, hash, response] = values;
+    claim_rows_sql(
+        schema,
+        &format!("VALUES ({scope}, {key}, {hash}, {response})"),
+        "1",
+    )
+}
+
+/// The same claim for many keys at once (a batch): `rows` is a query yielding (scope, key,
+/// request hash, answer) rows with distinct keys, and the statement returns `returning` (over
+/// the key row `k`) for each key it claimed.
+pub fn claim_rows_sql(schema: &str, rows: &str, returning: &str) -> String {
     format!(
         r#"INSERT INTO "{schema}".idempotency_keys AS k (scope, key, request_hash, response)
-           VALUES ({scope}, {key}, {hash}, {response})
+           {rows}
            ON CONFLICT (scope, key) DO UPDATE
               SET request_hash = EXCLUDED.request_hash, response = EXCLUDED.response,
                   created_at = now()
               WHERE k.created_at < now() - make_interval(hours => {TTL_HOURS})
-           RETURNING 1"#
+           RETURNING {returning}"#
     )
 }
 

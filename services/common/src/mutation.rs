@@ -18,6 +18,16 @@ use crate::error::{AppError, AppResult};
 use crate::idempotency::{self, Begin};
 use crate::outbox::{self, NewEvent};
 
+/// One answer of a batch, for [`Mutations::claim_answers`].
+pub struct BatchAnswer<'a> {
+    pub caller: &'a Caller,
+    /// [`idempotency::request_hash`] of the request.
+    pub request_hash: Vec<u8>,
+    /// The encoded answer.
+    pub response: Vec<u8>,
+    pub event: Option<NewEvent<'a>>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Mutations {
     /// The service's schema (its idempotency keys and outbox live there).
@@ -146,6 +156,79 @@ impl Mutations {
         let mut conn = pool.acquire().await?;
         let earlier = idempotency::stored(&mut conn, self.schema, &scope, key, &hash).await?;
         Ok((earlier, false))
+    }
+
+    /// A batch's [`Mutations::commit_answer`] without the commit (issue 18, group commit): ONE
+    /// statement claims every answer's key with its answer and writes the events of the answers
+    /// it claimed (and of those without a key). For each answer, whether it was claimed (always
+    /// for one without a key); an unclaimed one's key is held by an earlier request, and the
+    /// batch must not keep that answer's change. Keys must be distinct within the batch.
+    pub async fn claim_answers(
+        &self,
+        conn: &mut PgConnection,
+        answers: Vec<BatchAnswer<'_>>,
+    ) -> AppResult<Vec<bool>> {
+        let n = answers.len();
+        let (mut idx, mut scopes, mut keys, mut hashes, mut responses) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut e_idx, mut e_ids, mut e_types, mut e_aggs, mut e_envs, mut e_ats) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (i, a) in answers.into_iter().enumerate() {
+            let i = i as i32;
+            idx.push(i);
+            scopes.push(a.caller.scope());
+            keys.push(a.caller.idempotency_key.clone());
+            hashes.push(a.request_hash);
+            responses.push(a.response);
+            if let Some(e) = a.event {
+                let row = outbox::prepare(self.service, e);
+                e_idx.push(i);
+                e_ids.push(row.event_id);
+                e_types.push(row.event_type);
+                e_aggs.push(row.aggregate_id);
+                e_envs.push(row.envelope);
+                e_ats.push(row.created_at);
+            }
+        }
+        let claim = idempotency::claim_rows_sql(
+            self.schema,
+            "SELECT scope, key, hash, response FROM a WHERE key IS NOT NULL",
+            "k.scope, k.key",
+        );
+        let sql = format!(
+            r#"WITH a AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])
+                          AS a(i, scope, key, hash, response)),
+               k AS ({claim}),
+               ok AS (SELECT a.i FROM a WHERE a.key IS NULL
+                         OR EXISTS (SELECT 1 FROM k WHERE k.scope = a.scope AND k.key = a.key)),
+               o AS (INSERT INTO "{schema}".outbox ({columns})
+                     SELECT e.event_id, e.event_type, e.aggregate_id, e.envelope, e.created_at
+                       FROM unnest($6::int[], $7::uuid[], $8::text[], $9::text[], $10::bytea[], $11::timestamptz[])
+                            AS e(i, event_id, event_type, aggregate_id, envelope, created_at)
+                      WHERE e.i IN (SELECT i FROM ok) ORDER BY e.i)
+               SELECT i FROM ok"#,
+            schema = self.schema,
+            columns = outbox::OUTBOX_COLUMNS,
+        );
+        let claimed: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&idx)
+            .bind(&scopes)
+            .bind(&keys)
+            .bind(&hashes)
+            .bind(&responses)
+            .bind(&e_idx)
+            .bind(&e_ids)
+            .bind(&e_types)
+            .bind(&e_aggs)
+            .bind(&e_envs)
+            .bind(&e_ats)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut out = vec![false; n];
+        for i in claimed {
+            out[i as usize] = true;
+        }
+        Ok(out)
     }
 
     /// For a mutation that commits with [`Mutations::commit_answer`] and failed: the answer an

@@ -8,6 +8,7 @@ use tracetrack_domain::qr;
 use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as pb;
 
+use super::link_batch::LinkJob;
 use super::MANAGERS;
 use crate::convert::qr_err;
 use crate::state::{Registry, MUTATIONS};
@@ -132,21 +133,48 @@ impl Registry {
             ));
         }
         let child_id = qr::child_id(&req.child_qr, &self.0.lines).map_err(qr_err)?;
+        // A dispatcher links only within their area: the statement links nothing elsewhere.
+        let area = (user.role.is_area_scoped()).then(|| user.area.clone().unwrap_or_default());
+        let job = LinkJob {
+            caller,
+            req,
+            parent_id,
+            child_id,
+            user_id: user.id,
+            area,
+        };
+        // Concurrent links share a transaction and a commit (group commit, link_batch.rs).
+        match self.0.links.link(job).await {
+            Ok(answer) => answer,
+            Err(job) => self.link_alone(&job).await,
+        }
+    }
+
+    /// One LinkChild in its own transaction (batching off, a batch of one, or a batch that
+    /// could not be sure of an answer).
+    pub(crate) async fn link_alone(&self, job: &LinkJob) -> AppResult<pb::LinkChildResponse> {
+        let LinkJob {
+            caller,
+            req,
+            parent_id,
+            child_id,
+            user_id,
+            area,
+        } = job;
+        let (parent_id, child_id) = (parent_id.as_str(), child_id.as_str());
         // The key is claimed with the answer as the last write (write-once, issue 18): a replay
         // re-runs the link, finds the child in the parent and gets the first answer instead.
         let pool = self.pool();
-        // A dispatcher links only within their area: the statement links nothing elsewhere.
-        let area = (user.role.is_area_scoped()).then(|| user.area.clone().unwrap_or_default());
         let linked = tracetrack_common::db::retry(|| async {
             let mut tx = pool.begin().await?;
             // One statement: the parent, and the child registered or claimed into it.
             let (parent, linked) =
-                store::link_into(&mut tx, &parent_id, &child_id, user.id, area.as_deref()).await?;
-            let parent = store::must_be_parent(parent, &parent_id)?;
+                store::link_into(&mut tx, parent_id, child_id, *user_id, area.as_deref()).await?;
+            let parent = store::must_be_parent(parent, parent_id)?;
             caller.check_area(&parent.area)?;
             let Some(store::LinkedRow { bag: child, inserted, area_before }) = linked else {
                 // The child exists and was not free: say where it is.
-                let existing = store::bag(&mut tx, &child_id)
+                let existing = store::bag(&mut tx, child_id)
                     .await?
                     .ok_or_else(|| AppError::new(ErrorCode::Conflict, "the child changed, retry"))?;
                 if existing.is_parent() {
@@ -155,7 +183,7 @@ impl Registry {
                 return match existing.parent_qr.as_deref() {
                     Some(p) if p == parent_id => {
                         let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(existing.to_pb()), already_linked: true };
-                        MUTATIONS.commit_answer(pool, tx, &caller, ("LinkChild", &req), resp, None).await
+                        MUTATIONS.commit_answer(pool, tx, caller, ("LinkChild", req), resp, None).await
                     }
                     Some(other) => Err(AppError::new(ErrorCode::ChildLinkedElsewhere, "this child is already in another parent bag")
                         .with_detail("other_parent_qr", other)),
@@ -163,11 +191,11 @@ impl Registry {
                 };
             };
             // The count after the link (the trigger changed it).
-            let parent = store::parent(&mut tx, &parent_id).await?;
+            let parent = store::parent(&mut tx, parent_id).await?;
             let payload = json!({"parent_qr": parent_id, "child_qr": child_id, "area": parent.area, "created": inserted, "area_before": area_before, "parent_child_count": parent.child_count, "capacity": parent.capacity});
-            let event = self.new_event(&caller, "registry.child_linked", &child_id, payload);
+            let event = self.new_event(caller, "registry.child_linked", child_id, payload);
             let resp = pb::LinkChildResponse { parent: Some(parent.to_pb()), child: Some(child.to_pb()), already_linked: false };
-            let (resp, ours) = MUTATIONS.commit_answer(pool, tx, &caller, ("LinkChild", &req), resp, Some(event)).await?;
+            let (resp, ours) = MUTATIONS.commit_answer(pool, tx, caller, ("LinkChild", req), resp, Some(event)).await?;
             if ours {
                 metrics::counter!("registry_links_total").increment(1);
             }
@@ -178,7 +206,7 @@ impl Registry {
             Ok((resp, _)) => Ok(resp),
             Err(e) => {
                 MUTATIONS
-                    .earlier_answer_or(pool, &caller, "LinkChild", &req, e)
+                    .earlier_answer_or(pool, caller, "LinkChild", req, e)
                     .await
             }
         }

@@ -7,7 +7,10 @@ mod bills;
 mod catalogue;
 mod export;
 mod import;
+mod link_batch;
 mod links;
+
+pub use link_batch::LinkBatcher;
 
 use tonic::Streaming;
 use tracetrack_common::export::ExportStream;

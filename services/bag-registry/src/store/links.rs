@@ -2,6 +2,8 @@
 //! the newest link undone. Each maps the trigger's and the CHECK's refusals with
 //! [`link_error`](super::link_error).
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 use tracetrack_common::AppResult;
 use uuid::Uuid;
@@ -129,4 +131,80 @@ pub async fn undo_last_link(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| link_error(e, parent_qr))
+}
+
+/// One link of [`link_many`]: the child, the parent, who links it, and the dispatcher's area
+/// the parent must be in (None for roles that are not area-scoped).
+pub struct LinkArgs<'a> {
+    pub child: &'a str,
+    pub parent: &'a str,
+    pub linked_by: Uuid,
+    pub area: Option<&'a str>,
+}
+
+/// A batch's links in ONE statement (issue 18, group commit): [`link_into`] for many children
+/// at once, in the order given — the caller sorts by parent, so the trigger locks parents in QR
+/// order and two batches cannot deadlock. Children must be distinct. Parents that are frozen or
+/// already full when the statement starts are skipped (the caller answers `parent_frozen` or
+/// `parent_full`), so the common refusals do not fail the batch; a parent filled *within* the
+/// batch fails the statement (the capacity CHECK), and the caller runs the batch one by one.
+/// Answers the parents as they were when the statement started, by QR, and the linked
+/// children, by QR.
+pub async fn link_many(
+    conn: &mut PgConnection,
+    links: &[LinkArgs<'_>],
+) -> AppResult<(HashMap<String, BagRow>, HashMap<String, LinkedRow>)> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        is_child: bool,
+        #[sqlx(flatten)]
+        bag: BagRow,
+        inserted: Option<bool>,
+        area_before: Option<String>,
+    }
+    let children: Vec<&str> = links.iter().map(|l| l.child).collect();
+    let parents: Vec<&str> = links.iter().map(|l| l.parent).collect();
+    let by: Vec<Uuid> = links.iter().map(|l| l.linked_by).collect();
+    let areas: Vec<Option<&str>> = links.iter().map(|l| l.area).collect();
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        r#"WITH j AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[]) WITH ORDINALITY
+                      AS j(child, parent, linker, area, ord)),
+           p AS (SELECT * FROM registry.bags WHERE qr IN (SELECT parent FROM j)),
+           old AS (SELECT qr, area FROM registry.bags WHERE qr IN (SELECT child FROM j)),
+           ins AS (
+             INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
+             SELECT j.child, 'child', p.area, p.product_line, p.child_weight_kg, p.qr, j.linker, now(), j.linker
+               FROM j JOIN p ON p.qr = j.parent
+              WHERE p.kind = 'parent' AND NOT p.frozen AND p.child_count < p.capacity
+                AND (j.area IS NULL OR p.area = j.area)
+              ORDER BY j.ord
+             ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, linked_by = EXCLUDED.linked_by,
+                                           linked_at = EXCLUDED.linked_at, area = EXCLUDED.area,
+                                           product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg
+               WHERE x.kind = 'child' AND x.parent_qr IS NULL
+             RETURNING *, (xmax = 0) AS inserted)
+           SELECT false AS is_child, {BAG_COLUMNS}, NULL::boolean AS inserted, NULL::text AS area_before FROM p b
+           UNION ALL
+           SELECT true, {BAG_COLUMNS}, b.inserted, (SELECT area FROM old WHERE old.qr = b.qr) FROM ins b"#
+    )))
+    .bind(&children)
+    .bind(&parents)
+    .bind(&by)
+    .bind(&areas)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut parents, mut linked) = (HashMap::new(), HashMap::new());
+    for r in rows {
+        if r.is_child {
+            let row = LinkedRow {
+                bag: r.bag,
+                inserted: r.inserted.unwrap_or(false),
+                area_before: r.area_before,
+            };
+            linked.insert(row.bag.qr.clone(), row);
+        } else {
+            parents.insert(r.bag.qr.clone(), r.bag);
+        }
+    }
+    Ok((parents, linked))
 }
