@@ -845,6 +845,16 @@ impl Stack {
         redis: &str,
         configure_registry: impl Fn(&mut tracetrack_bag_registry::Settings),
     ) -> Self {
+        Self::start_configured(registry_replicas, redis, configure_registry, |_| {}).await
+    }
+
+    /// [`Stack::start_with`], with scan's settings adjusted by `configure_scan` too.
+    pub async fn start_configured(
+        registry_replicas: usize,
+        redis: &str,
+        configure_registry: impl Fn(&mut tracetrack_bag_registry::Settings),
+        configure_scan: impl FnOnce(&mut tracetrack_scan::Settings),
+    ) -> Self {
         let db = fresh_database().await;
         let prefix = unique_prefix();
         let auth = AuthServer::start(auth_settings(&db, redis, &prefix)).await;
@@ -854,14 +864,9 @@ impl Stack {
             configure_registry(&mut s);
             registries.push(start_registry(s).await);
         }
-        let scan = start_scan(scan_settings(
-            &db,
-            redis,
-            &prefix,
-            &auth,
-            &urls(&registries),
-        ))
-        .await;
+        let mut scan = scan_settings(&db, redis, &prefix, &auth, &urls(&registries));
+        configure_scan(&mut scan);
+        let scan = start_scan(scan).await;
         let admin = auth.admin_token().await;
         Self {
             auth,

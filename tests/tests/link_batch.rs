@@ -1,8 +1,8 @@
-//! bag-registry's group commit of LinkChild (issue 18, direction 2): concurrent links share one
-//! transaction and one commit, and each answers exactly as it would alone, in arrival order.
-//! The registry here closes a batch by count (`link_batch.fill`, three links), never by a
-//! timer, so each group of three concurrent links below is one batch; links committed in one
-//! transaction share their rows' `xmin`.
+//! Group commit (issue 18, direction 2): bag-registry's concurrent LinkChild calls share one
+//! transaction and one commit, and so do scan's records; each answers exactly as it would
+//! alone, in arrival order. The services here close a batch by count (`fill`, three jobs),
+//! never by a timer, so each group of three concurrent calls below is one batch; rows committed
+//! in one transaction share their `xmin`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -222,4 +222,80 @@ async fn a_parent_filled_or_frozen_in_a_batch_refuses_only_its_own_links() {
     );
     assert_eq!(counts(&c), [1, 2]);
     assert_eq!(transactions(&stack, &["KF0007", "KF0008"]).await, 1);
+}
+
+#[tokio::test]
+async fn scans_recorded_in_one_batch_share_a_commit_and_a_key_answers_once() {
+    let stack = Stack::start_configured(
+        1,
+        &redis_url(),
+        |_| {},
+        |s| {
+            s.record_batch.max = 3;
+            s.record_batch.workers = 1;
+            s.record_batch.fill = true;
+        },
+    )
+    .await;
+    let (_, dev) = stack.user("dev", Role::Dispatcher, "lucknow").await;
+    let scan = |parent: &str, child: &str, key: &str| {
+        let req = tracetrack_proto::scan::v1::ScanChildRequest {
+            parent_qr: parent.into(),
+            child_qr: child.into(),
+        };
+        let mut req = authed(req, &dev);
+        req.metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        let mut client = stack.scan_client();
+        async move { answer(client.scan_child(req)).await }
+    };
+    // Three parents at once: one batch, one statement, one commit.
+    let parents =
+        join_all(["SB74001", "SB74002", "SB74003"].map(|p| stack.scan_parent(&dev, p, ""))).await;
+    assert!(parents.iter().all(Result::is_ok), "{parents:?}");
+    let pool = &stack.scan.pool;
+    let commits: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM scan.scan_events WHERE parent_qr LIKE 'SB7400%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(commits, 1);
+
+    // The same request three times under one key (a phone's retries): the key repeats, so the
+    // repeats wait for later batches and get the first answer; one scan is recorded.
+    let same = join_all((0..3).map(|_| scan("SB74001", "KS0001", "s-1"))).await;
+    let first = same[0].as_ref().unwrap();
+    assert!(same.iter().all(|r| r.as_ref().ok() == Some(first)), "{same:?}");
+    // A refusal is recorded with the others in one batch and fails none of them.
+    let mixed = join_all([
+        scan("SB74002", "KS0001", "s-2"),
+        scan("SB74002", "KS0002", "s-3"),
+        scan("SB74003", "KS0003", "s-4"),
+    ])
+    .await;
+    assert_eq!(
+        mixed[0].as_ref().unwrap_err().code,
+        ErrorCode::ChildLinkedElsewhere
+    );
+    assert!(mixed[1].is_ok() && mixed[2].is_ok(), "{mixed:?}");
+    let recorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT child_qr, outcome FROM scan.scan_events WHERE child_qr LIKE 'KS%' ORDER BY child_qr, outcome",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let recorded: Vec<(&str, &str)> = recorded
+        .iter()
+        .map(|(c, o)| (c.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("KS0001", "child_linked_elsewhere"),
+            ("KS0001", "ok"),
+            ("KS0002", "ok"),
+            ("KS0003", "ok")
+        ]
+    );
 }

@@ -1,6 +1,7 @@
 //! bag-registry's settings: the common ones, the product lines and the dispatch areas.
 
 use serde::Deserialize;
+use tracetrack_common::batch::BatchSettings;
 use tracetrack_common::config::CommonSettings;
 use tracetrack_domain::qr::ProductLine;
 
@@ -11,30 +12,8 @@ pub struct Settings {
     pub common: CommonSettings,
     pub product_lines: Vec<ProductLineSettings>,
     pub areas: Vec<String>,
-    pub link_batch: LinkBatchSettings,
-}
-
-/// Group commit of LinkChild (issue 18): concurrent links share one transaction, a few
-/// statements and one commit. A worker takes the links waiting when it is free (never waits for
-/// more), up to `max`; `max` ≤ 1 turns batching off.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct LinkBatchSettings {
-    pub max: usize,
-    /// Batches in flight at once (each holds one connection while it runs).
-    pub workers: usize,
-    /// Tests only: a batch closes when it has `max` links (by count, never by a timer).
-    pub fill: bool,
-}
-
-impl Default for LinkBatchSettings {
-    fn default() -> Self {
-        Self {
-            max: 64,
-            workers: 4,
-            fill: false,
-        }
-    }
+    /// LinkChild's group commit (issue 18): concurrent links share a transaction and a commit.
+    pub link_batch: BatchSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,7 +48,7 @@ impl Default for Settings {
                 .iter()
                 .map(|a| (*a).to_owned())
                 .collect(),
-            link_batch: LinkBatchSettings::default(),
+            link_batch: BatchSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub use tracetrack_base::{
     telemetry, time,
 };
 
+pub mod batch;
 pub mod cli;
 pub mod consumer;
 pub mod db;

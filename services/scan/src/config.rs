@@ -24,6 +24,9 @@ pub struct Settings {
     pub watch_recheck_secs: u64,
     /// How often the monthly partitions of the scan log are ensured.
     pub partition_check_secs: u64,
+    /// Group commit of recorded scans (issue 18): concurrent records share one statement and
+    /// one commit.
+    pub record_batch: tracetrack_common::batch::BatchSettings,
 }
 
 impl Default for Settings {
@@ -36,6 +39,7 @@ impl Default for Settings {
             watch_max_age_secs: 120,
             watch_recheck_secs: 30,
             partition_check_secs: 3600,
+            record_batch: Default::default(),
         }
     }
 }

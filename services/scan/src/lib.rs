@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod config;
 pub mod feed;
+pub mod recorder;
 pub mod rpc;
 pub mod startup;
 pub mod state;

@@ -80,7 +80,8 @@ impl Application {
             .run(start, stop_rx.clone()),
         ));
 
-        let scan = Scan(Arc::new(Inner {
+        let scan = Scan(Arc::new_cyclic(|inner| Inner {
+            recorder: crate::recorder::Recorder::start(inner.clone(), &settings.record_batch),
             pool,
             exports: tracetrack_common::export::Limiter::new(
                 settings.common.limits.max_concurrent_exports,

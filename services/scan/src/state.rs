@@ -36,6 +36,8 @@ pub struct Inner {
     pub settings: Settings,
     /// Turns true at shutdown: open WatchScans streams end so the server can drain.
     pub stop: watch::Receiver<bool>,
+    /// Records' group commit.
+    pub recorder: crate::recorder::Recorder,
 }
 
 #[derive(Clone)]

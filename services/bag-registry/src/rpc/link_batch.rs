@@ -18,12 +18,12 @@
 //!   alone after the batch commits (the earlier answer, as alone);
 //! - a job sealed into a batch commits even if its caller has gone (the worker owns it).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use prost::Message;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tracetrack_common::batch::{self, Batched, Batcher};
 use tracetrack_common::caller::Caller;
 use tracetrack_common::idempotency;
 use tracetrack_common::mutation::BatchAnswer;
@@ -32,7 +32,6 @@ use tracetrack_domain::ErrorCode;
 use tracetrack_proto::registry::v1 as pb;
 use uuid::Uuid;
 
-use crate::config::LinkBatchSettings;
 use crate::state::{Inner, Registry, MUTATIONS};
 use crate::store::{self, BagRow, LinkArgs};
 
@@ -47,108 +46,28 @@ pub struct LinkJob {
     pub area: Option<String>,
 }
 
-type Reply = oneshot::Sender<AppResult<pb::LinkChildResponse>>;
 /// A job and where its answer goes.
-type Waiting = (LinkJob, Reply);
+type Waiting = batch::Waiting<LinkJob, pb::LinkChildResponse>;
 
-/// The queue LinkChild hands its links to; None when batching is off.
-pub struct LinkBatcher {
-    tx: Option<mpsc::UnboundedSender<(LinkJob, Reply)>>,
-}
+/// The queue LinkChild hands its links to.
+pub type LinkBatcher = Batcher<Inner>;
 
-impl LinkBatcher {
-    /// Starts `settings.workers` workers over the registry `inner` (held weakly: they end when
-    /// the registry is dropped and the queue closes).
-    pub fn start(inner: Weak<Inner>, settings: &LinkBatchSettings) -> Self {
-        if settings.max <= 1 || settings.workers == 0 {
-            return Self { tx: None };
+impl Batched for Inner {
+    type Job = LinkJob;
+    type Answer = pb::LinkChildResponse;
+
+    /// A child, or an idempotency key, seen twice waits for the next batch.
+    fn keys(job: &LinkJob) -> Vec<String> {
+        let mut keys = vec![format!("child:{}", job.child_id)];
+        if let Some(k) = &job.caller.idempotency_key {
+            keys.push(format!("key:{}:{k}", job.caller.scope()));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..settings.workers {
-            tokio::spawn(work(rx.clone(), inner.clone(), settings.max, settings.fill));
-        }
-        Self { tx: Some(tx) }
+        keys
     }
 
-    /// Links `job` in a batch; Err(job) when batching is off or its workers are gone.
-    pub async fn link(
-        &self,
-        job: LinkJob,
-    ) -> Result<AppResult<pb::LinkChildResponse>, Box<LinkJob>> {
-        let Some(tx) = &self.tx else {
-            return Err(Box::new(job));
-        };
-        let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((job, _))) = tx.send((job, reply)) {
-            return Err(Box::new(job));
-        }
-        Ok(answer.await.unwrap_or_else(|_| {
-            Err(AppError::new(
-                ErrorCode::Unavailable,
-                "the link was interrupted, retry",
-            ))
-        }))
+    async fn run(self: Arc<Self>, jobs: Vec<Waiting>) {
+        Registry(self).run_batch(jobs).await
     }
-}
-
-type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(LinkJob, Reply)>>>;
-
-async fn work(rx: Queue, inner: Weak<Inner>, max: usize, fill: bool) {
-    let mut carried: Vec<(LinkJob, Reply)> = Vec::new();
-    loop {
-        let mut jobs = std::mem::take(&mut carried);
-        if jobs.is_empty() {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            jobs.push(first);
-            while jobs.len() < max {
-                let next = if fill {
-                    rx.recv().await
-                } else {
-                    rx.try_recv().ok()
-                };
-                match next {
-                    Some(j) => jobs.push(j),
-                    None => break,
-                }
-            }
-        }
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let (batch, later) = split(jobs);
-        carried = later;
-        Registry(inner).run_batch(batch).await;
-    }
-}
-
-/// The jobs that can share a batch (distinct children, distinct idempotency keys), in arrival
-/// order, and those that wait for the next one.
-fn split(jobs: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
-    let (mut children, mut keys) = (HashSet::new(), HashSet::new());
-    let (mut now, mut later) = (Vec::new(), Vec::new());
-    for j in jobs {
-        let key =
-            j.0.caller
-                .idempotency_key
-                .clone()
-                .map(|k| (j.0.caller.scope(), k));
-        let fresh_child = !children.contains(&j.0.child_id);
-        let fresh_key = key.as_ref().is_none_or(|k| !keys.contains(k));
-        if fresh_child && fresh_key {
-            children.insert(j.0.child_id.clone());
-            if let Some(k) = key {
-                keys.insert(k);
-            }
-            now.push(j);
-        } else {
-            later.push(j);
-        }
-    }
-    (now, later)
 }
 
 /// What the batch did for one job.
@@ -159,7 +78,7 @@ enum Outcome {
 }
 
 impl Registry {
-    async fn run_batch(&self, jobs: Vec<(LinkJob, Reply)>) {
+    async fn run_batch(&self, jobs: Vec<Waiting>) {
         metrics::histogram!("registry_link_batch_size").record(jobs.len() as f64);
         if jobs.len() == 1 {
             for (job, reply) in jobs {

@@ -144,7 +144,7 @@ impl Registry {
             area,
         };
         // Concurrent links share a transaction and a commit (group commit, link_batch.rs).
-        match self.0.links.link(job).await {
+        match self.0.links.submit(job).await {
             Ok(answer) => answer,
             Err(job) => self.link_alone(&job).await,
         }

@@ -10,13 +10,14 @@
 //! 3. Call bag-registry with the end user's token, scan's service token, and a key derived
 //!    deterministically from the client's key (or a fresh one when the client sent none).
 //!    No transaction is open during this call: a slow registry holds no database connection.
-//! 4. One statement, so one round trip and one commit ([`store::record`]): claim the
+//! 4. One statement, so one round trip and one commit, shared with the concurrent scans of a
+//!    batch (`recorder.rs`, [`store::record_many`]; alone [`store::record`]): claim the
 //!    idempotency key with the answer, append the scan event and write the `scan.recorded`
 //!    outbox row. If a concurrent request with the same key committed first, its answer is
 //!    read and returned, and this one records nothing. Both made the same registry call with
 //!    the same derived key, which bag-registry answers once, so nothing happened twice.
 //! 5. A refusal (or a failure) of the registry is recorded too, with the error code as its
-//!    outcome, in a statement of its own (event plus outbox row), and then returned to the
+//!    outcome (event plus outbox row, batched the same way), and then returned to the
 //!    caller unchanged. Refusals are not stored under the idempotency key: a retry with the
 //!    same key tries again.
 //!
@@ -185,18 +186,27 @@ impl Scan {
         attempt::stamp(&mut ev, outcome);
         let event = attempt::event_row(&caller, &ev)?;
         let Some(key) = caller.idempotency_key.as_deref() else {
-            store::record(self.pool(), &ev, &event, None).await?;
+            let record = store::Record {
+                ev,
+                event,
+                claim: None,
+            };
+            self.record(record).await?;
             return Ok(resp);
         };
         let hash = idempotency::request_hash(kind.rpc(), req);
-        let response = resp.encode_to_vec();
-        let claim = store::Claim {
-            scope: &scope,
-            key,
-            request_hash: &hash,
-            response: &response,
+        let claim = store::OwnedClaim {
+            scope: scope.clone(),
+            key: key.to_owned(),
+            request_hash: hash.clone(),
+            response: resp.encode_to_vec(),
         };
-        if store::record(self.pool(), &ev, &event, Some(claim)).await? {
+        let record = store::Record {
+            ev,
+            event,
+            claim: Some(claim),
+        };
+        if self.record(record).await? {
             return Ok(resp);
         }
         // A request with the same key got there first (both made the same registry call, which
@@ -216,13 +226,19 @@ impl Scan {
         }
         let mut ev = at.ev.clone();
         attempt::stamp(&mut ev, err.code.as_str());
+        let outcome = ev.outcome.clone();
         let written = async {
             let event = attempt::event_row(&at.caller, &ev)?;
-            store::record(self.pool(), &ev, &event, None).await
+            self.record(store::Record {
+                ev,
+                event,
+                claim: None,
+            })
+            .await
         }
         .await;
         if let Err(e) = written {
-            tracing::warn!(error = %e, outcome = %ev.outcome, "could not record a failed scan attempt");
+            tracing::warn!(error = %e, outcome = %outcome, "could not record a failed scan attempt");
         }
         err
     }

@@ -142,6 +142,125 @@ pub async fn record(
     Ok(q.fetch_one(pool).await?)
 }
 
+/// A scan to record in a batch ([`record_many`]): the event, its outbox row and the claim.
+pub struct Record {
+    pub ev: ScanEventRow,
+    pub event: outbox::Prepared,
+    pub claim: Option<OwnedClaim>,
+}
+
+/// A [`Claim`] that owns its parts (it waits in a batch).
+pub struct OwnedClaim {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+impl Record {
+    /// Records this scan alone ([`record`]).
+    pub async fn alone(&self, pool: &sqlx::PgPool) -> AppResult<bool> {
+        let claim = self.claim.as_ref().map(|c| Claim {
+            scope: &c.scope,
+            key: &c.key,
+            request_hash: &c.request_hash,
+            response: &c.response,
+        });
+        record(pool, &self.ev, &self.event, claim).await
+    }
+}
+
+/// [`record`] for a batch in ONE statement and one commit (issue 18, group commit): for each
+/// scan, whether it was recorded (false: an earlier request holds its key, and nothing of it
+/// was written). Keys must be distinct within the batch.
+pub async fn record_many(pool: &sqlx::PgPool, records: &[Record]) -> AppResult<Vec<bool>> {
+    let oc = outbox::OUTBOX_COLUMNS;
+    let claim = idempotency::claim_rows_sql(
+        "scan",
+        "SELECT scope, ckey, hash, response FROM r WHERE ckey IS NOT NULL",
+        "k.scope, k.key",
+    );
+    let sql = format!(
+        r#"WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[],
+                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[],
+                        $13::text[], $14::uuid[], $15::text[], $16::text[], $17::bytea[], $18::timestamptz[],
+                        $19::text[], $20::text[], $21::bytea[], $22::bytea[], $23::int[])
+                      AS r(id, occurred_at, user_id, username, kind, area, parent_qr, child_qr, raw_input,
+                           outcome, parent_child_count, parent_capacity, idempotency_key, event_id,
+                           event_type, aggregate_id, envelope, created_at, scope, ckey, hash, response, i)),
+           k AS ({claim}),
+           ok AS (SELECT * FROM r WHERE r.ckey IS NULL
+                     OR EXISTS (SELECT 1 FROM k WHERE k.scope = r.scope AND k.key = r.ckey)),
+           e AS (INSERT INTO scan.scan_events ({COLUMNS})
+                 SELECT {COLUMNS} FROM ok ORDER BY i),
+           o AS (INSERT INTO scan.outbox ({oc})
+                 SELECT event_id, event_type, aggregate_id, envelope, created_at FROM ok ORDER BY i)
+         SELECT i FROM ok"#
+    );
+    let col = |f: &dyn Fn(&Record) -> Option<String>| records.iter().map(f).collect::<Vec<_>>();
+    let recorded: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(records.iter().map(|r| r.ev.id).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.ev.occurred_at).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.ev.user_id).collect::<Vec<_>>())
+        .bind(col(&|r| Some(r.ev.username.clone())))
+        .bind(col(&|r| Some(r.ev.kind.clone())))
+        .bind(col(&|r| Some(r.ev.area.clone())))
+        .bind(col(&|r| Some(r.ev.parent_qr.clone())))
+        .bind(col(&|r| r.ev.child_qr.clone()))
+        .bind(col(&|r| Some(r.ev.raw_input.clone())))
+        .bind(col(&|r| Some(r.ev.outcome.clone())))
+        .bind(
+            records
+                .iter()
+                .map(|r| r.ev.parent_child_count)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.ev.parent_capacity)
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(&|r| r.ev.idempotency_key.clone()))
+        .bind(records.iter().map(|r| r.event.event_id).collect::<Vec<_>>())
+        .bind(col(&|r| Some(r.event.event_type.clone())))
+        .bind(col(&|r| Some(r.event.aggregate_id.clone())))
+        .bind(
+            records
+                .iter()
+                .map(|r| r.event.envelope.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.event.created_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(&|r| r.claim.as_ref().map(|c| c.scope.clone())))
+        .bind(col(&|r| r.claim.as_ref().map(|c| c.key.clone())))
+        .bind(
+            records
+                .iter()
+                .map(|r| r.claim.as_ref().map(|c| c.request_hash.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.claim.as_ref().map(|c| c.response.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind((0..records.len() as i32).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
+    let mut out = vec![false; records.len()];
+    for i in recorded {
+        out[i as usize] = true;
+    }
+    Ok(out)
+}
+
 /// What ListScans asks for; every filter is optional.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
