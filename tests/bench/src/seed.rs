@@ -75,6 +75,10 @@ pub struct Args {
     /// Seed of the generator: the same seed and --bags give the same bags.
     #[arg(long, default_value_t = 42)]
     rng_seed: u64,
+    /// Concurrent ImportBags calls. Batches end at a parent's boundary (a parent and its
+    /// children are always in the same batch), so the streams never depend on each other.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    import_streams: u32,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 2)]
     progress_secs: u64,
@@ -372,19 +376,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner()
         .bags
         .len();
-    if found == last.len() && !last.is_empty() && !args.force {
+    let skip = found == last.len() && !last.is_empty() && !args.force;
+    if skip {
         println!(
             "seed: the plan's last bags ({}) exist already: the import is skipped (--force \
              re-sends it)",
             last.join(", ")
         );
-    } else {
-        import(&args, plan.clone(), rng, &mut registry, &session.token).await?;
     }
-
-    if args.no_http {
+    // The users do not depend on the bags: they are created (and logged in) while the import
+    // runs, so the gateway's per-user and login rate limits cost no time of their own.
+    let importing = async {
+        if !skip {
+            import(&args, plan.clone(), rng, &registry, &session.token).await?;
+        }
+        anyhow::Ok(())
+    };
+    let users = async {
+        if args.no_http {
+            return Ok(None);
+        }
+        users(&args).await.map(Some)
+    };
+    let phases = Instant::now();
+    let ((), users) = tokio::try_join!(importing, users)?;
+    eprintln!(
+        "seed: import and users done in {:.1} s",
+        phases.elapsed().as_secs_f64()
+    );
+    let Some((api, accounts, sessions)) = users else {
         return Ok(());
-    }
+    };
+
+    let billers: Vec<String> = match sessions.get(&Role::Biller) {
+        Some(s) if !s.is_empty() => s.iter().map(|s| s.token.clone()).collect(),
+        _ => vec![accounts.admin_token().to_owned()],
+    };
+    let bills = seed_bills(&api, &billers, &plan, &args).await?;
+    verify(&api, accounts.admin_token(), &plan, bills, &args).await?;
+    println!("seed: all done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+type Users = (Api, Arc<Accounts>, BTreeMap<Role, Vec<Session>>);
+
+/// The benchmark users, created when missing and logged in (sessions cached).
+async fn users(args: &Args) -> anyhow::Result<Users> {
+    let started = Instant::now();
     let api = Api::new(&args.login.base_url, Duration::from_secs(60))?;
     anyhow::ensure!(
         api.healthy().await,
@@ -416,15 +454,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.session_cache.display()
         );
     }
-
-    let billers: Vec<String> = match sessions.get(&Role::Biller) {
-        Some(s) if !s.is_empty() => s.iter().map(|s| s.token.clone()).collect(),
-        _ => vec![accounts.admin_token().to_owned()],
-    };
-    let bills = seed_bills(&api, &billers, &plan, &args).await?;
-    verify(&api, accounts.admin_token(), &plan, bills, &args).await?;
-    println!("seed: all done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    eprintln!(
+        "seed: users and sessions ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((api, accounts, sessions))
 }
 
 /// Streams the plan to ImportBags, with progress lines.
@@ -432,28 +466,36 @@ async fn import(
     args: &Args,
     plan: Arc<Plan>,
     mut rng: StdRng,
-    registry: &mut BagRegistryServiceClient<tonic::transport::Channel>,
+    registry: &BagRegistryServiceClient<tonic::transport::Channel>,
     token: &str,
 ) -> anyhow::Result<()> {
     let total = plan.total();
+    let streams = args.import_streams as usize;
     eprintln!(
-        "seed: importing {} bags in batches of {}",
+        "seed: importing {} bags in batches of about {} over {} concurrent streams",
         count(total),
-        count(u64::from(args.batch_size))
+        count(u64::from(args.batch_size)),
+        streams
     );
     // The generator runs on a blocking thread; the bounded channel keeps it at most two
     // batches ahead of what gRPC has taken.
-    let (tx, rx) = mpsc::channel::<ImportBagsRequest>(2);
+    let (tx, rx) = mpsc::channel::<ImportBagsRequest>(2 * streams);
     let batch_size = args.batch_size as usize;
     let generator = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(batch_size);
+        let mut batch: Vec<ImportBag> = Vec::with_capacity(batch_size + 1_000);
         let complete = plan.generate(&mut rng, |bag| {
-            batch.push(bag);
-            if batch.len() < batch_size {
-                return true;
+            // A batch ends before a parent (so its children are in the same batch and the
+            // concurrent streams never wait for each other), or at the server's limit.
+            let full = (bag.r#type == BagType::Parent as i32 && batch.len() >= batch_size)
+                || batch.len() >= MAX_BATCH;
+            if full {
+                let bags = std::mem::replace(&mut batch, Vec::with_capacity(batch_size + 1_000));
+                if tx.blocking_send(ImportBagsRequest { bags }).is_err() {
+                    return false;
+                }
             }
-            let bags = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-            tx.blocking_send(ImportBagsRequest { bags }).is_ok()
+            batch.push(bag);
+            true
         });
         if complete && !batch.is_empty() {
             // A send error means the call ended; its status says why.
@@ -462,11 +504,33 @@ async fn import(
     });
 
     let sent = Arc::new(AtomicU64::new(0));
-    let counted = sent.clone();
-    let stream = ReceiverStream::new(rx).map(move |batch| {
-        counted.fetch_add(batch.bags.len() as u64, Ordering::Relaxed);
-        batch
-    });
+    // Each stream takes the next batch when it has room for one: the busy ones take fewer.
+    let shared = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut calls = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let (own_tx, own_rx) = mpsc::channel::<ImportBagsRequest>(1);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(batch) = shared.lock().await.recv().await else {
+                    break;
+                };
+                if own_tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let counted = sent.clone();
+        let stream = ReceiverStream::new(own_rx).map(move |batch| {
+            counted.fetch_add(batch.bags.len() as u64, Ordering::Relaxed);
+            batch
+        });
+        let mut registry = registry.clone();
+        let request = client::request(stream, Some(token), None);
+        calls.push(tokio::spawn(
+            async move { registry.import_bags(request).await },
+        ));
+    }
 
     let started = Instant::now();
     let progress = tokio::spawn(progress(
@@ -475,15 +539,24 @@ async fn import(
         started,
         Duration::from_secs(args.progress_secs.max(1)),
     ));
-    let result = registry
-        .import_bags(client::request(stream, Some(token), None))
-        .await;
+    let mut results = Vec::with_capacity(calls.len());
+    for call in calls {
+        results.push(call.await.context("an import stream panicked")?);
+    }
     let elapsed = started.elapsed();
     progress.abort();
     generator.await.context("the bag generator panicked")?;
-    let resp = result
-        .map_err(|s| anyhow::anyhow!("ImportBags failed: {}", describe(&s)))?
-        .into_inner();
+    let mut resp = tracetrack_proto::registry::v1::ImportBagsResponse::default();
+    for result in results {
+        let part = result
+            .map_err(|s| anyhow::anyhow!("ImportBags failed: {}", describe(&s)))?
+            .into_inner();
+        resp.parents_created += part.parents_created;
+        resp.children_created += part.children_created;
+        resp.links_created += part.links_created;
+        resp.unchanged += part.unchanged;
+        resp.rejected.extend(part.rejected);
+    }
 
     let secs = elapsed.as_secs_f64();
     let sent = sent.load(Ordering::Relaxed);
