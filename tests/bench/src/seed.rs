@@ -276,6 +276,31 @@ impl Plan {
 
     /// Calls `emit` with every bag, in stream order: each parent, its children, then its share
     /// of the unlinked children. Stops early (returning false) when `emit` does.
+    /// The population in batches of about `batch_size`: a batch ends before a parent (so a
+    /// parent's children are in its batch, and concurrent streams never wait for each other), or
+    /// at the server's limit. False when `send` refused a batch.
+    fn batches(
+        &self,
+        rng: &mut StdRng,
+        batch_size: usize,
+        mut send: impl FnMut(Vec<ImportBag>) -> bool,
+    ) -> bool {
+        let mut batch: Vec<ImportBag> = Vec::with_capacity(batch_size + 1_000);
+        let complete = self.generate(rng, |bag| {
+            let full = (bag.r#type == BagType::Parent as i32 && batch.len() >= batch_size)
+                || batch.len() >= MAX_BATCH;
+            if full {
+                let bags = std::mem::replace(&mut batch, Vec::with_capacity(batch_size + 1_000));
+                if !send(bags) {
+                    return false;
+                }
+            }
+            batch.push(bag);
+            true
+        });
+        complete && (batch.is_empty() || send(batch))
+    }
+
     fn generate(&self, rng: &mut StdRng, mut emit: impl FnMut(ImportBag) -> bool) -> bool {
         let parents = self.parents.len() as u64;
         let mut children = Children::default();
@@ -482,25 +507,10 @@ async fn import(
     let (tx, rx) = mpsc::channel::<ImportBagsRequest>(2 * streams);
     let batch_size = args.batch_size as usize;
     let generator = tokio::task::spawn_blocking(move || {
-        let mut batch: Vec<ImportBag> = Vec::with_capacity(batch_size + 1_000);
-        let complete = plan.generate(&mut rng, |bag| {
-            // A batch ends before a parent (so its children are in the same batch and the
-            // concurrent streams never wait for each other), or at the server's limit.
-            let full = (bag.r#type == BagType::Parent as i32 && batch.len() >= batch_size)
-                || batch.len() >= MAX_BATCH;
-            if full {
-                let bags = std::mem::replace(&mut batch, Vec::with_capacity(batch_size + 1_000));
-                if tx.blocking_send(ImportBagsRequest { bags }).is_err() {
-                    return false;
-                }
-            }
-            batch.push(bag);
-            true
-        });
-        if complete && !batch.is_empty() {
+        plan.batches(&mut rng, batch_size, |bags| {
             // A send error means the call ended; its status says why.
-            let _ = tx.blocking_send(ImportBagsRequest { bags: batch });
-        }
+            tx.blocking_send(ImportBagsRequest { bags }).is_ok()
+        })
     });
 
     let sent = Arc::new(AtomicU64::new(0));
@@ -898,6 +908,39 @@ async fn progress(sent: Arc<AtomicU64>, total: u64, started: Instant, every: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_keep_each_parent_with_its_children() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let plan = Plan::new(60_000, lines().unwrap(), &mut rng).unwrap();
+        let mut batches: Vec<Vec<ImportBag>> = Vec::new();
+        assert!(plan.batches(&mut rng, 1_000, |b| {
+            batches.push(b);
+            true
+        }));
+        let total: usize = batches.iter().map(Vec::len).sum();
+        assert_eq!(total as u64, plan.total());
+        assert!(batches.len() > 20, "{} batches", batches.len());
+        for batch in &batches {
+            assert!(batch.len() <= MAX_BATCH);
+            let parents: std::collections::HashSet<&str> = batch
+                .iter()
+                .filter(|b| b.r#type == BagType::Parent as i32)
+                .map(|b| b.qr.as_str())
+                .collect();
+            for child in batch.iter().filter(|b| !b.parent_qr.is_empty()) {
+                assert!(
+                    parents.contains(child.parent_qr.as_str()),
+                    "{} without its parent {} in its batch",
+                    child.qr,
+                    child.parent_qr
+                );
+            }
+        }
+        // The same bags, in the same order, as without batches.
+        let (_, whole) = all(60_000);
+        assert!(batches.concat() == whole);
+    }
 
     fn all(bags: u64) -> (Plan, Vec<ImportBag>) {
         let mut rng = StdRng::seed_from_u64(7);
