@@ -114,10 +114,14 @@ impl Mutations {
         event: Option<NewEvent<'_>>,
     ) -> AppResult<(M, bool)> {
         let Some(key) = caller.idempotency_key.as_deref() else {
+            let wake = event.is_some();
             if let Some(e) = event {
                 self.event(&mut tx, e).await?;
             }
             tx.commit().await?;
+            if wake {
+                outbox::wake(self.schema);
+            }
             return Ok((resp, true));
         };
         let scope = caller.scope();
@@ -150,6 +154,9 @@ impl Mutations {
         }
         if q.fetch_optional(&mut *tx).await?.is_some() {
             tx.commit().await?;
+            if row.is_some() {
+                outbox::wake(self.schema);
+            }
             return Ok((resp, true));
         }
         tx.rollback().await?;

@@ -14,19 +14,43 @@
 //! what every consumer group has acknowledged and past the re-publication window; the stream's
 //! `MAXLEN` is the hard cap. `outbox_group_lag{service,group}` says from the publishing side how
 //! far each consumer group is behind, so an alert fires while a consumer is down.
+//!
+//! Wake-up (issue 18, direction 5): a mutation that committed an outbox row calls [`wake`], so
+//! the relay of this process publishes at once instead of at its next poll. The leader may be
+//! another replica, which still finds the row at its poll (`events.poll_interval_ms`): the poll
+//! is the fallback, the wake-up only shortens the wait on the leader's own writes.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prost::Message;
 use redis::aio::ConnectionManager;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracetrack_proto::events::v1::{Actor, EventEnvelope};
 use uuid::Uuid;
 
 use crate::config::{EventSettings, RedisSettings};
 use crate::error::AppResult;
+
+/// The in-process wake-up of `schema`'s relay (one per schema and process).
+fn waker(schema: &str) -> Arc<Notify> {
+    static WAKERS: OnceLock<Mutex<HashMap<String, Arc<Notify>>>> = OnceLock::new();
+    let mut map = WAKERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(schema.to_owned()).or_default().clone()
+}
+
+/// Wakes `schema`'s relay in this process, if it runs here: call it right AFTER a commit that
+/// wrote an outbox row (a wake-up before the commit finds nothing to publish). Cheap and never
+/// blocks; a wake-up while the relay is busy is kept (one permit), so none is lost.
+pub fn wake(schema: &str) {
+    waker(schema).notify_one();
+}
 
 /// The Redis stream a service's events go to. (`events-v2`: entry ids are publish sequences;
 /// the streams before them had Redis-made ids, which sequences cannot follow.)
@@ -167,6 +191,7 @@ impl Relay {
             return Ok(());
         };
         let stream = stream_key(&self.events.key_prefix, &self.service);
+        let wake = waker(&self.schema);
         self.requeue_unsequenced().await?;
         let mut last_gap_check = Instant::now() - Duration::from_secs(60);
         let mut last_lock_check = Instant::now();
@@ -198,6 +223,7 @@ impl Relay {
             if published < self.events.batch_size as usize {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(self.events.poll_interval_ms)) => {}
+                    _ = wake.notified() => {}
                     _ = stop.changed() => {}
                 }
             }
@@ -514,5 +540,16 @@ mod tests {
         assert_eq!(seq_of("0-0"), Some(0));
         assert_eq!(seq_of("7"), Some(7));
         assert_eq!(seq_of("x-0"), None);
+    }
+
+    /// A wake-up sent while the relay is not waiting (it is publishing) is kept for its next
+    /// wait, and reaches only the relay of its own schema.
+    #[tokio::test]
+    async fn a_wake_up_is_kept_until_the_relay_waits_and_stays_in_its_schema() {
+        let (a, b) = (waker("wake_test_a"), waker("wake_test_b"));
+        wake("wake_test_a");
+        assert!(futures::FutureExt::now_or_never(a.notified()).is_some());
+        assert!(futures::FutureExt::now_or_never(a.notified()).is_none());
+        assert!(futures::FutureExt::now_or_never(b.notified()).is_none());
     }
 }
