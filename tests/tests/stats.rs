@@ -536,3 +536,131 @@ async fn a_poison_event_in_a_batch_is_parked_and_the_rest_applied() {
             .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// Each bag's history is read from the audit rows (migration 0003): every kind of event that
+/// names a bag appears in that bag's history, and in the history of each bag it names.
+#[tokio::test]
+async fn bag_history_shows_every_kind_of_event_for_each_bag_it_names() {
+    let stack = BillingStack::start(1, 1).await;
+    let stats = stack.start_stats(&redis_url()).await;
+    let admin = stack.admin.clone();
+    stack.scan_parent(&admin, "SB41001", "akola").await.unwrap();
+    stack.scan_parent(&admin, "SB41002", "akola").await.unwrap();
+    stack.scan_child(&admin, "SB41001", "KID41").await.unwrap();
+    let mut r = stack.registry_client();
+    r.move_child(authed(
+        reg::MoveChildRequest {
+            child_qr: "KID41".into(),
+            parent_qr: "SB41002".into(),
+        },
+        &admin,
+    ))
+    .await
+    .unwrap();
+    r.unlink_child(authed(
+        reg::UnlinkChildRequest {
+            parent_qr: "SB41002".into(),
+            child_qr: "KID41".into(),
+        },
+        &admin,
+    ))
+    .await
+    .unwrap();
+    let mut billing = stack.billing();
+    billing
+        .create_bill(authed(
+            bill::CreateBillRequest {
+                bill_id: "BL-HIST-2".into(),
+                capacity: 1,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    billing
+        .attach_parent(authed(
+            bill::AttachParentRequest {
+                bill_id: "BL-HIST-2".into(),
+                parent_qr: "SB41002".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+
+    let mut c = client(&stats);
+    // `want` must appear in this order in the bag's history (other events may come between).
+    let wait_for = |qr: &'static str, want: &'static [&'static str]| {
+        let mut c = c.clone();
+        let admin = admin.clone();
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let h = c
+                    .get_bag_history(authed(pb::GetBagHistoryRequest { qr: qr.into() }, &admin))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let actions: Vec<String> = h.events.iter().map(|e| e.action.clone()).collect();
+                let mut rest = actions.iter();
+                if want.iter().all(|w| rest.any(|a| a == w)) {
+                    return actions;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "{qr} history {actions:?}, want in order {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let child = wait_for(
+        "KID41",
+        &[
+            "registry.child_linked",
+            "registry.child_moved",
+            "registry.child_unlinked",
+        ],
+    )
+    .await;
+    assert_eq!(
+        child,
+        [
+            "registry.child_linked",
+            "registry.child_moved",
+            "registry.child_unlinked"
+        ],
+        "the child's history is exactly its link, move and unlink"
+    );
+    let from = wait_for(
+        "SB41001",
+        &[
+            "registry.bag_registered",
+            "registry.child_linked",
+            "registry.child_moved",
+        ],
+    )
+    .await;
+    assert!(!from.iter().any(|a| a.starts_with("billing.")), "{from:?}");
+    wait_for(
+        "SB41002",
+        &[
+            "registry.bag_registered",
+            "registry.child_moved",
+            "registry.child_unlinked",
+            "billing.parent_attached",
+        ],
+    )
+    .await;
+    // Another bag's events stay out of it.
+    let none = c
+        .get_bag_history(authed(
+            pb::GetBagHistoryRequest { qr: "KID42".into() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.events.is_empty(), "{:?}", none.events);
+}

@@ -1,6 +1,6 @@
 //! How each event changes the read models. Every event lands in the audit trail (the event store
-//! the read models can be rebuilt from); known types also move the dashboard, activity and
-//! bag-history figures.
+//! the read models can be rebuilt from, and each bag's history, read through `stats.audit_bags`);
+//! known types also move the dashboard and activity figures.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -44,8 +44,6 @@ fn occurred_at(event: &EventEnvelope) -> Result<DateTime<Utc>, ApplyError> {
 pub struct Effects {
     /// (area, parents, children, unlinked) deltas.
     areas: Vec<(String, i64, i64, i64)>,
-    /// (qr, occurred_at, event id).
-    history: Vec<(String, DateTime<Utc>, Uuid)>,
     /// Successful child scans: (area, occurred_at).
     scans: Vec<(String, DateTime<Utc>)>,
     /// The same scans by user: (user, username, occurred_at).
@@ -64,13 +62,8 @@ impl Effects {
         }
     }
 
-    fn history(&mut self, qr: &str, at: DateTime<Utc>, id: Uuid) {
-        self.history.push((qr.to_owned(), at, id));
-    }
-
     fn extend(&mut self, other: Effects) {
         self.areas.extend(other.areas);
-        self.history.extend(other.history);
         self.scans.extend(other.scans);
         self.user_scans.extend(other.user_scans);
         self.logins.extend(other.logins);
@@ -80,9 +73,9 @@ impl Effects {
     /// One event's effects (`index` is its place among the events being applied). Poison when
     /// the event lacks what its type needs; then it has no effect at all.
     fn of(index: usize, event: &EventEnvelope, p: &Value) -> Result<Effects, ApplyError> {
-        let id: Uuid = event
+        event
             .event_id
-            .parse()
+            .parse::<Uuid>()
             .map_err(|_| poison(event, "bad event id"))?;
         let at = occurred_at(event)?;
         let mut fx = Effects::default();
@@ -95,12 +88,13 @@ impl Effects {
             }
             "registry.bag_registered" => {
                 let area = str_field(event, p, "area")?;
-                let qr = str_field(event, p, "bag")?;
+                // The QRs an event is about are read from its audit row (stats.audit_bags);
+                // an event without them is refused as before.
+                str_field(event, p, "bag")?;
                 match str_field(event, p, "kind")? {
                     "parent" => fx.area(area, 1, 0, 0),
                     _ => fx.area(area, 0, 1, 1),
                 }
-                fx.history(qr, at, id);
             }
             "registry.child_linked" => {
                 let area = str_field(event, p, "area")?;
@@ -112,13 +106,13 @@ impl Effects {
                     fx.area(before, 0, -1, -1);
                     fx.area(area, 0, 1, 0);
                 }
-                fx.history(str_field(event, p, "child_qr")?, at, id);
-                fx.history(str_field(event, p, "parent_qr")?, at, id);
+                str_field(event, p, "child_qr")?;
+                str_field(event, p, "parent_qr")?;
             }
             "registry.child_unlinked" => {
                 fx.area(str_field(event, p, "area")?, 0, 0, 1);
-                fx.history(str_field(event, p, "child_qr")?, at, id);
-                fx.history(str_field(event, p, "parent_qr")?, at, id);
+                str_field(event, p, "child_qr")?;
+                str_field(event, p, "parent_qr")?;
             }
             "registry.child_moved" => {
                 let area = str_field(event, p, "area")?;
@@ -126,11 +120,8 @@ impl Effects {
                 let was_unlinked = p.get("from_parent_qr").is_none_or(Value::is_null);
                 fx.area(from_area, 0, -1, if was_unlinked { -1 } else { 0 });
                 fx.area(area, 0, 1, 0);
-                fx.history(str_field(event, p, "child_qr")?, at, id);
-                fx.history(str_field(event, p, "to_parent_qr")?, at, id);
-                if let Some(from) = p.get("from_parent_qr").and_then(Value::as_str) {
-                    fx.history(from, at, id);
-                }
+                str_field(event, p, "child_qr")?;
+                str_field(event, p, "to_parent_qr")?;
             }
             "registry.bag_deleted" => {
                 let area = str_field(event, p, "area")?;
@@ -138,7 +129,7 @@ impl Effects {
                     "parent" => fx.area(area, -1, 0, 0),
                     _ => fx.area(area, 0, -1, -1),
                 }
-                fx.history(str_field(event, p, "bag")?, at, id);
+                str_field(event, p, "bag")?;
             }
             "registry.bags_imported" => {
                 for a in p
@@ -153,7 +144,7 @@ impl Effects {
                 }
             }
             "registry.parent_claimed" | "registry.parent_released" => {
-                fx.history(str_field(event, p, "parent_qr")?, at, id);
+                str_field(event, p, "parent_qr")?;
             }
             "registry.parent_returned" => {
                 // A returned parent and its children take the return ticket's area.
@@ -164,7 +155,7 @@ impl Effects {
                     fx.area(from, -1, -children, 0);
                     fx.area(area, 1, children, 0);
                 }
-                fx.history(str_field(event, p, "parent_qr")?, at, id);
+                str_field(event, p, "parent_qr")?;
             }
             "scan.recorded" => {
                 let kind = str_field(event, p, "kind")?;
@@ -182,14 +173,9 @@ impl Effects {
                     }
                 }
             }
-            t if t.starts_with("billing.") => {
-                // Return tickets are not bills (their own status is not a bill's).
-                if event.aggregate_type != "return_ticket" {
-                    fx.bills.push(index);
-                }
-                if let Some(parent) = p.get("parent_qr").and_then(Value::as_str) {
-                    fx.history(parent, at, id);
-                }
+            // Return tickets are not bills (their own status is not a bill's).
+            t if t.starts_with("billing.") && event.aggregate_type != "return_ticket" => {
+                fx.bills.push(index);
             }
             _ => {}
         }
@@ -208,9 +194,6 @@ impl StatsHandler {
     ) -> Result<(), ApplyError> {
         if !fx.areas.is_empty() {
             store::add_area_figures(conn, &fx.areas).await?;
-        }
-        if !fx.history.is_empty() {
-            store::add_bag_history(conn, &fx.history).await?;
         }
         if !fx.scans.is_empty() {
             store::add_scans(conn, &fx.scans, &self.time_zone).await?;

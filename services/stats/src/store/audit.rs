@@ -74,12 +74,13 @@ pub async fn list_audit(pool: &PgPool, f: &AuditFilter) -> AppResult<Vec<AuditRo
     Ok(q.build_query_as().fetch_all(pool).await?)
 }
 
-/// The events about a bag, oldest first (at most 1,000).
+/// The events about a bag, oldest first (at most 1,000): the audit rows whose `stats.audit_bags`
+/// (migration 0003, GIN-indexed) names the QR.
 pub async fn bag_history(pool: &PgPool, qr: &str) -> AppResult<Vec<AuditRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        r#"SELECT {AUDIT_COLUMNS} FROM stats.bag_history h
-           JOIN stats.audit_events a ON a.occurred_at = h.occurred_at AND a.event_id = h.event_id
-           WHERE h.qr = $1 ORDER BY h.occurred_at, h.event_id LIMIT 1000"#
+        r#"SELECT {AUDIT_COLUMNS} FROM stats.audit_events a
+           WHERE stats.audit_bags(a.event_type, a.payload) @> ARRAY[$1::text]
+           ORDER BY a.occurred_at, a.event_id LIMIT 1000"#
     )))
     .bind(qr)
     .fetch_all(pool)

@@ -42,26 +42,6 @@ pub async fn add_area_figures(
     Ok(())
 }
 
-/// Adds (qr, occurred_at, event id) entries to the bags' histories (each once).
-pub async fn add_bag_history(
-    conn: &mut PgConnection,
-    entries: &[(String, DateTime<Utc>, Uuid)],
-) -> Written {
-    let qrs: Vec<&str> = entries.iter().map(|h| h.0.as_str()).collect();
-    let ats: Vec<DateTime<Utc>> = entries.iter().map(|h| h.1).collect();
-    let ids: Vec<Uuid> = entries.iter().map(|h| h.2).collect();
-    sqlx::query(
-        r#"INSERT INTO stats.bag_history (qr, occurred_at, event_id)
-           SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) ON CONFLICT DO NOTHING"#,
-    )
-    .bind(qrs)
-    .bind(ats)
-    .bind(ids)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Counts (area, occurred_at) scans per minute and per local hour (in `tz`).
 pub async fn add_scans(
     conn: &mut PgConnection,
