@@ -1,25 +1,13 @@
-use clap::{Parser, Subcommand};
-use tracetrack_billing::config::DEFAULTS;
-use tracetrack_billing::{reconcile, startup, state::SCHEMA, Settings};
-use tracetrack_common::cli::{Binary, Standard};
+use clap::Subcommand;
+use tracetrack_billing::{reconcile, state::SCHEMA, Settings};
+use tracetrack_common::cli::{self, Binary};
 use tracetrack_common::client;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 
-#[derive(Parser)]
-#[command(
-    name = "tracetrack-billing",
-    about = "TraceTrack billing service",
-    version
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+tracetrack_common::service_main!(tracetrack_billing, "billing", SCHEMA, cli::nothing, own: Own => own);
 
 #[derive(Subcommand)]
-enum Command {
-    #[command(flatten)]
-    Standard(Standard),
+enum Own {
     /// Compare billing's attachments with bag-registry's bills (after a restore of one of them):
     /// one tab-separated line per difference; exit status 2 when there are any.
     Reconcile {
@@ -33,41 +21,17 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let command = Cli::parse()
-        .command
-        .unwrap_or(Command::Standard(Standard::Serve));
-    let settings: Settings = tracetrack_common::config::load(DEFAULTS)?;
-    let common = settings.common.clone();
-    let binary = Binary {
-        service: "billing",
-        schema: SCHEMA,
-        migrator: &startup::MIGRATOR,
-    };
-    let (registry_database_url, repair) = match command {
-        Command::Standard(c) => {
-            return tracetrack_common::run_standard!(
-                tracetrack_billing,
-                binary,
-                c,
-                &common,
-                settings,
-                tracetrack_common::cli::nothing
-            );
-        }
-        Command::Reconcile {
-            registry_database_url,
-            repair,
-        } => (registry_database_url, repair),
-    };
-    let _telemetry = binary.telemetry(&common)?;
-    let pool = binary.pool(&common)?;
+async fn own(command: Own, binary: &Binary, settings: Settings) -> anyhow::Result<()> {
+    let Own::Reconcile {
+        registry_database_url,
+        repair,
+    } = command;
+    let pool = binary.pool(&settings.common)?;
     let registry_pool = reconcile::registry_pool(&registry_database_url)?;
     let mut differences = reconcile::differences(&pool, &registry_pool).await?;
     if repair && !differences.is_empty() {
         // With gRPC TLS (tls.grpc), the repair calls bag-registry over it, as billing does.
-        tracetrack_common::app_tls::set_client_tls_from(&common.tls)?;
+        tracetrack_common::app_tls::set_client_tls_from(&settings.common.tls)?;
         let registry = BagRegistryServiceClient::new(client::upstream(
             &settings.registry_url,
             settings.registry_timeout_ms,

@@ -106,31 +106,55 @@ pub async fn nothing(_: PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The whole `main` of a service binary that has only the standard commands:
-/// `tracetrack_common::service_main!(tracetrack_billing, "billing")`, or with the service's own
-/// upkeep after migrating: `service_main!(tracetrack_scan, "scan", |pool| async move { … })`.
+/// The whole `main` of a service binary: `serve` (the default), `migrate` and `health`, and the
+/// binary's own commands if it has any.
+///
+/// - `tracetrack_common::service_main!(tracetrack_billing, "billing")`: the standard commands;
+/// - `service_main!(tracetrack_scan, "scan", SCHEMA, |pool| async move { … })`: with the
+///   service's own upkeep after migrating;
+/// - `service_main!(tracetrack_stats, "stats", SCHEMA, after_migrate, own: Own => own)`: with
+///   commands of its own, a `clap::Subcommand` enum `Own` flattened beside the standard ones and
+///   run by `async fn own(command: Own, binary: &Binary, settings: Settings)` (telemetry is on).
+///
 /// The crate must export `Application`, `Settings`, `config::DEFAULTS` and `startup::MIGRATOR`,
-/// and `state::SCHEMA` unless the four-argument form names the schema.
+/// and `state::SCHEMA` unless the longer forms name the schema.
 #[macro_export]
 macro_rules! service_main {
     ($krate:ident, $name:literal) => {
         $crate::service_main!($krate, $name, $krate::state::SCHEMA, $crate::cli::nothing);
     };
     ($krate:ident, $name:literal, $schema:path, $after_migrate:expr) => {
+        $crate::service_main!(
+            $krate,
+            $name,
+            $schema,
+            $after_migrate,
+            own: $crate::cli::NoCommands => $crate::cli::no_commands
+        );
+    };
+    ($krate:ident, $name:literal, $schema:path, $after_migrate:expr, own: $own:ty => $run_own:path) => {
         #[derive(clap::Parser)]
         #[command(name = concat!("tracetrack-", $name))]
         #[command(about = concat!("TraceTrack ", $name, " service"))]
         #[command(version)]
         struct Cli {
             #[command(subcommand)]
-            command: Option<$crate::cli::Standard>,
+            command: Option<Command>,
+        }
+
+        #[derive(clap::Subcommand)]
+        enum Command {
+            #[command(flatten)]
+            Standard($crate::cli::Standard),
+            #[command(flatten)]
+            Own($own),
         }
 
         #[tokio::main]
         async fn main() -> anyhow::Result<()> {
             let command = <Cli as clap::Parser>::parse()
                 .command
-                .unwrap_or($crate::cli::Standard::Serve);
+                .unwrap_or(Command::Standard($crate::cli::Standard::Serve));
             let settings: $krate::Settings = $crate::config::load($krate::config::DEFAULTS)?;
             let common = settings.common.clone();
             let binary = $crate::cli::Binary {
@@ -138,9 +162,26 @@ macro_rules! service_main {
                 schema: $schema,
                 migrator: &$krate::startup::MIGRATOR,
             };
-            $crate::run_standard!($krate, binary, command, &common, settings, $after_migrate)
+            match command {
+                Command::Standard(c) => {
+                    $crate::run_standard!($krate, binary, c, &common, settings, $after_migrate)
+                }
+                Command::Own(own) => {
+                    let _telemetry = binary.telemetry(&common)?;
+                    $run_own(own, &binary, settings).await
+                }
+            }
         }
     };
+}
+
+/// The own commands of a binary that has none.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum NoCommands {}
+
+/// Runs a command of [`NoCommands`] (there is none).
+pub async fn no_commands<S>(command: NoCommands, _: &Binary, _: S) -> anyhow::Result<()> {
+    match command {}
 }
 
 /// Runs one of the [`Standard`] commands of service crate `$krate` (`serve`: its `Application`
