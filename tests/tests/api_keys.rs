@@ -24,6 +24,45 @@ fn verifier(auth: &AuthServer, ttl: u64) -> RemoteVerifier {
     .unwrap()
 }
 
+/// The audit trail's items for `query`, as an admin reads it over HTTP, polled until there are
+/// `n` of them (events arrive on their own streams).
+async fn audit_items(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    admin: &str,
+    query: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let url = || gw.url(&format!("/api/v1/audit?{query}"));
+    let items = || async {
+        get_json(c, url(), admin).await["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    eventually(Duration::from_secs(20), query, || async {
+        items().await.len() == n
+    })
+    .await;
+    items().await
+}
+
+/// Polls until `v` refuses `token` (its cache forgets the key within its window).
+async fn refused_eventually(v: &RemoteVerifier, token: &str, what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        v.verify_user(token).await.unwrap().is_none()
+    })
+    .await;
+}
+
+/// `secs` seconds from now (negative: in the past).
+fn from_now(secs: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + secs,
+        nanos: 0,
+    }
+}
+
 async fn create_key(
     auth: &AuthServer,
     token: &str,
@@ -123,12 +162,7 @@ async fn an_admin_creates_a_dispatcher_key_that_acts_in_its_area_until_revoked()
     .await
     .unwrap();
     assert!(revoked.key.unwrap().revoked_at.is_some());
-    eventually(
-        Duration::from_secs(30),
-        "the revoked key refused",
-        || async { v.verify_user(&made.token).await.unwrap().is_none() },
-    )
-    .await;
+    refused_eventually(&v, &made.token, "the revoked key refused").await;
     auth.stop().await.unwrap();
 }
 
@@ -136,29 +170,18 @@ async fn an_admin_creates_a_dispatcher_key_that_acts_in_its_area_until_revoked()
 async fn an_expired_key_is_refused() {
     let auth = AuthServer::fresh().await;
     let admin = auth.admin_token().await;
-    let past = prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp() - 60,
-        nanos: 0,
-    };
+    let past = from_now(-60);
     assert_eq!(
         code(create_key(&auth, &admin, "old", pb::Role::Biller, "", Some(past)).await),
         ErrorCode::InvalidArgument
     );
-    let soon = prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp() + 2,
-        nanos: 0,
-    };
+    let soon = from_now(2);
     let made = create_key(&auth, &admin, "brief", pb::Role::Biller, "", Some(soon))
         .await
         .unwrap();
     // With a one-second cache: valid until the expiry passes, then refused.
     let v = verifier(&auth, 1);
-    eventually(
-        Duration::from_secs(30),
-        "the expired key refused",
-        || async { v.verify_user(&made.token).await.unwrap().is_none() },
-    )
-    .await;
+    refused_eventually(&v, &made.token, "the expired key refused").await;
     auth.stop().await.unwrap();
 }
 
@@ -378,24 +401,7 @@ async fn a_keys_uses_are_audited_by_its_name_and_it_reads_exports_and_epcis() {
     .await;
 
     // The audit trail, as an admin reads it over HTTP: polled until both scans arrived.
-    let scans = || async {
-        get_json(
-            &c,
-            gw.url("/api/v1/audit?action=scan.recorded&page_size=50"),
-            &admin,
-        )
-        .await["items"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
-    eventually(
-        Duration::from_secs(20),
-        "both scans in the audit trail",
-        || async { scans().await.len() == 2 },
-    )
-    .await;
-    let rows = scans().await;
+    let rows = audit_items(&c, &gw, &admin, "action=scan.recorded&page_size=50", 2).await;
     let by_key = rows
         .iter()
         .find(|e| e["actor_kind"] == "api_key")
@@ -424,29 +430,14 @@ async fn a_keys_uses_are_audited_by_its_name_and_it_reads_exports_and_epcis() {
     );
     // The keys' creation is audited as the admin's (auth's events arrive on their own stream:
     // polled); the ERP's reads are not events.
-    let created = || async {
-        get_json(
-            &c,
-            gw.url("/api/v1/audit?action=auth.api_key_created"),
-            &admin,
-        )
-        .await["items"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
-    eventually(
-        Duration::from_secs(20),
-        "both keys' creation in the audit trail",
-        || async { created().await.len() == 2 },
-    )
-    .await;
-    assert!(created()
-        .await
-        .iter()
-        .all(|e| e["actor_username"] == "admin"
-            && e["actor_kind"] == "user"
-            && e["aggregate_type"] == "api_key"));
+    assert!(
+        audit_items(&c, &gw, &admin, "action=auth.api_key_created", 2)
+            .await
+            .iter()
+            .all(|e| e["actor_username"] == "admin"
+                && e["actor_kind"] == "user"
+                && e["aggregate_type"] == "api_key")
+    );
     let all = get_json(&c, gw.url("/api/v1/audit?page_size=200"), &admin).await;
     let all = all["items"].as_array().unwrap();
     assert!(
