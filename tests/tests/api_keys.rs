@@ -211,15 +211,7 @@ async fn a_key_scans_over_http_bearer_but_never_from_a_cookie_nor_on_user_admin(
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK, "{:?}", r.text().await);
     // The scan is recorded as the key's: `key:<name>` (usernames have no ':').
-    let scans: serde_json::Value = c
-        .get(gw.url("/api/v1/scans"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let scans: serde_json::Value = get_json(&c, gw.url("/api/v1/scans"), &admin).await;
     assert!(
         scans["items"]
             .as_array()
@@ -277,15 +269,7 @@ async fn keys_are_made_listed_and_revoked_over_http_by_an_admin_only() {
             .unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN, "{path}");
     }
-    let list: serde_json::Value = c
-        .get(gw.url("/api/v1/api-keys"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(&c, gw.url("/api/v1/api-keys"), &admin).await;
     assert_eq!(list["items"][0]["name"], "erp");
     assert_eq!(list["items"][0]["created_by_username"], "admin");
     assert!(list["items"][0].get("token").is_none());
