@@ -8,11 +8,9 @@
 //! Each side is read with its own database URL (billing's configured one, the registry's given
 //! on the command line), so no role needs rights on the other's schema.
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
-
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+
+use crate::store::reconcile as store;
 
 /// One disagreement between the two services.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,48 +90,17 @@ impl std::fmt::Display for Difference {
 }
 
 /// A small pool on the registry's database (its runtime role's URL is enough: it only reads).
-pub fn registry_pool(url: &str) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new().max_connections(2).connect_lazy_with(
-        PgConnectOptions::from_str(url)?.application_name("tracetrack-reconcile"),
-    ))
-}
+pub use crate::store::reconcile::registry_pool;
 
 /// Every difference, ordered by parent. Attachments still `pending` or `detaching` are sagas in
 /// flight that the sweeper settles: they are reported with their state, so run it again after a
 /// minute before acting on them.
 pub async fn differences(billing: &PgPool, registry: &PgPool) -> anyhow::Result<Vec<Difference>> {
-    // parent → (bill, frozen)
-    let on_bills: BTreeMap<String, (String, bool)> = sqlx::query_as::<_, (String, String, bool)>(
-        "SELECT qr, bill_id, frozen FROM registry.bags WHERE kind = 'parent' AND bill_id IS NOT NULL",
-    )
-    .fetch_all(registry)
-    .await?
-    .into_iter()
-    .map(|(qr, bill, frozen)| (qr, (bill, frozen)))
-    .collect();
+    let on_bills = store::registry_parents_on_bills(registry).await?;
     // Frozen parents on no bill are wrong too (a restored registry can have them).
-    let frozen_free: Vec<String> = sqlx::query_scalar(
-        "SELECT qr FROM registry.bags WHERE kind = 'parent' AND bill_id IS NULL AND frozen",
-    )
-    .fetch_all(registry)
-    .await?;
-    // parent → (bill, state, bill status)
-    let attached: BTreeMap<String, (String, String, String)> =
-        sqlx::query_as::<_, (String, String, String, String)>(
-            "SELECT a.parent_qr, a.bill_id, a.state, b.status \
-               FROM billing.attachments a JOIN billing.bills b ON b.bill_id = a.bill_id",
-        )
-        .fetch_all(billing)
-        .await?
-        .into_iter()
-        .map(|(qr, bill, state, status)| (qr, (bill, state, status)))
-        .collect();
-    let bills: std::collections::BTreeSet<String> =
-        sqlx::query_scalar("SELECT bill_id FROM billing.bills")
-            .fetch_all(billing)
-            .await?
-            .into_iter()
-            .collect();
+    let frozen_free = store::registry_frozen_free(registry).await?;
+    let attached = store::attachments_with_status(billing).await?;
+    let bills = store::bill_ids(billing).await?;
 
     let mut out = Vec::new();
     for (qr, (bill, frozen)) in &on_bills {

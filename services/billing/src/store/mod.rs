@@ -7,6 +7,7 @@
 mod attachments;
 mod bills;
 mod leases;
+pub mod reconcile;
 mod returns;
 
 pub use attachments::*;
