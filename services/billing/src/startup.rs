@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
 use tracetrack_common::client;
-use tracetrack_common::server::ServiceRuntime;
+use tracetrack_common::server::{Background, ServiceRuntime};
 use tracetrack_proto::billing::v1 as pb;
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 
@@ -23,9 +21,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/billing");
 pub struct Application {
     runtime: ServiceRuntime,
     billing: Billing,
-    /// Stops the sweeper.
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The sweeper.
+    background: Background,
 }
 
 // The runtime's addresses and pool: `grpc_addr()`, `admin_addr()`, `pool()`.
@@ -42,7 +39,7 @@ impl Application {
             settings.registry_timeout_ms,
             &settings.common.auth,
         )?);
-        let (stop, stop_rx) = watch::channel(false);
+        let mut background = Background::default();
         let every = Duration::from_millis(settings.sweeper_interval_ms.max(10));
         let sweeper_enabled = settings.sweeper_enabled;
         let billing = Billing(Arc::new(Inner {
@@ -54,19 +51,17 @@ impl Application {
             registry,
             settings,
         }));
-        let mut tasks = Vec::new();
         if sweeper_enabled {
-            tasks.push(tokio::spawn(crate::sweeper::run(
+            background.spawn(crate::sweeper::run(
                 billing.clone(),
                 every,
-                stop_rx,
-            )));
+                background.stopped(),
+            ));
         }
         Ok(Self {
             runtime,
             billing,
-            stop,
-            tasks,
+            background,
         })
     }
 
@@ -77,18 +72,14 @@ impl Application {
         let routes = Routes::new(pb::billing_service_server::BillingServiceServer::new(
             self.billing,
         ));
-        let stop = self.stop;
-        let result = self
-            .runtime
-            .serve(routes, &["tracetrack.billing.v1.BillingService"], async {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await;
-        let _ = stop.send(true);
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        result
+        self.background
+            .serve(
+                self.runtime,
+                routes,
+                &["tracetrack.billing.v1.BillingService"],
+                shutdown,
+                Duration::from_secs(5),
+            )
+            .await
     }
 }

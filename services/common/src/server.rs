@@ -357,6 +357,60 @@ pub async fn probe_with(
         == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
 }
 
+/// A service's background tasks (a sweeper, the live feed's reader, partition upkeep), stopped
+/// together with the service: [`Background::stopped`] gives a task its stop signal,
+/// [`Background::spawn`] starts it, [`Background::serve`] serves and stops them.
+#[derive(Debug)]
+pub struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            tasks: Vec::new(),
+        }
+    }
+}
+
+impl Background {
+    /// Turns `true` when the service stops.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Serves `routes` on `runtime` until `shutdown`; the tasks are told to stop as soon as
+    /// shutdown begins (so draining in-flight RPCs does not wait for open streams), then each
+    /// gets up to `grace` to finish.
+    pub async fn serve(
+        self,
+        runtime: ServiceRuntime,
+        routes: Routes,
+        service_names: &[&str],
+        shutdown: impl Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let stop = self.stop;
+        let result = runtime
+            .serve(routes, service_names, async {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        let _ = stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+        result
+    }
+}
+
 /// A service's `Application` (holding its [`ServiceRuntime`] in a field `runtime`) derefs to
 /// the runtime, for its addresses and pool: `tracetrack_common::derefs_to_runtime!(Application);`.
 #[macro_export]

@@ -9,11 +9,10 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, watch};
-use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tracetrack_common::caller::{CallerResolver, RemoteVerifier};
 use tracetrack_common::client;
-use tracetrack_common::server::ServiceRuntime;
+use tracetrack_common::server::{Background, ServiceRuntime};
 use tracetrack_proto::registry::v1::bag_registry_service_client::BagRegistryServiceClient;
 use tracetrack_proto::scan::v1 as pb;
 
@@ -27,9 +26,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/scan");
 pub struct Application {
     runtime: ServiceRuntime,
     scan: Scan,
-    /// Stops the background tasks and ends open WatchScans streams.
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The partition upkeep and the live feed's reader; stopping them ends open WatchScans
+    /// streams.
+    background: Background,
 }
 
 // The runtime's addresses and pool: `grpc_addr()`, `admin_addr()`, `pool()`.
@@ -40,8 +39,7 @@ impl Application {
         let runtime =
             ServiceRuntime::build(SERVICE, SCHEMA, settings.common.clone(), &MIGRATOR).await?;
         let pool = runtime.pool.clone();
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut background = Background::default();
 
         // The monthly partitions: now when migrations ran at start-up (the database answered),
         // then periodically; in production (schema from the migrate Job) the first run retries
@@ -50,12 +48,12 @@ impl Application {
         if ready {
             store::ensure_partitions(&pool, chrono::Utc::now()).await?;
         }
-        tasks.push(tokio::spawn(maintain_partitions(
+        background.spawn(maintain_partitions(
             pool.clone(),
             Duration::from_secs(settings.partition_check_secs.max(1)),
             ready,
-            stop_rx.clone(),
-        )));
+            background.stopped(),
+        ));
 
         let callers = CallerResolver::new(Arc::new(RemoteVerifier::new(&settings.common.auth)?));
         // One shared channel; `registry_url` may list several replicas, comma-separated, and
@@ -70,15 +68,15 @@ impl Application {
         let stream =
             tracetrack_common::outbox::stream_key(&settings.common.events.key_prefix, SERVICE);
         let start = feed::tail_id(&settings.common.redis, &stream).await;
-        tasks.push(tokio::spawn(
+        background.spawn(
             Reader {
                 redis: settings.common.redis.clone(),
                 stream,
                 max_age: Duration::from_secs(settings.watch_max_age_secs),
                 feed: feed_tx.clone(),
             }
-            .run(start, stop_rx.clone()),
-        ));
+            .run(start, background.stopped()),
+        );
 
         let scan = Scan(Arc::new_cyclic(|inner| Inner {
             recorder: crate::recorder::Recorder::start(inner.clone(), &settings.record_batch),
@@ -90,13 +88,12 @@ impl Application {
             registry,
             feed: feed_tx,
             settings,
-            stop: stop_rx,
+            stop: background.stopped(),
         }));
         Ok(Self {
             runtime,
             scan,
-            stop,
-            tasks,
+            background,
         })
     }
 
@@ -105,20 +102,16 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let routes = Routes::new(pb::scan_service_server::ScanServiceServer::new(self.scan));
-        let stop = self.stop;
-        let result = self
-            .runtime
-            .serve(routes, &["tracetrack.scan.v1.ScanService"], async {
-                shutdown.await;
-                // End the live streams now, so draining in-flight RPCs does not wait for them.
-                let _ = stop.send(true);
-            })
-            .await;
-        let _ = stop.send(true);
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-        }
-        result
+        // The live streams end as shutdown begins, so draining in-flight RPCs does not wait.
+        self.background
+            .serve(
+                self.runtime,
+                routes,
+                &["tracetrack.scan.v1.ScanService"],
+                shutdown,
+                Duration::from_secs(2),
+            )
+            .await
     }
 }
 
