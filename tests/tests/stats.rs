@@ -236,18 +236,13 @@ async fn audit_trail_and_bag_history() {
         .await
         .unwrap();
     // Bill changes: created, edited, the parent attached, detached and attached again.
+    let req = bill::CreateBillRequest {
+        bill_id: "BL-HIST-1".into(),
+        capacity: 2,
+        ..Default::default()
+    };
+    stack.open_bill(&admin, req, &[]).await;
     let mut billing = stack.billing();
-    billing
-        .create_bill(authed(
-            bill::CreateBillRequest {
-                bill_id: "BL-HIST-1".into(),
-                capacity: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
     billing
         .update_bill(authed(
             bill::UpdateBillRequest {
@@ -566,28 +561,12 @@ async fn bag_history_shows_every_kind_of_event_for_each_bag_it_names() {
     ))
     .await
     .unwrap();
-    let mut billing = stack.billing();
-    billing
-        .create_bill(authed(
-            bill::CreateBillRequest {
-                bill_id: "BL-HIST-2".into(),
-                capacity: 1,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    billing
-        .attach_parent(authed(
-            bill::AttachParentRequest {
-                bill_id: "BL-HIST-2".into(),
-                parent_qr: "SB41002".into(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let req = bill::CreateBillRequest {
+        bill_id: "BL-HIST-2".into(),
+        capacity: 1,
+        ..Default::default()
+    };
+    stack.open_bill(&admin, req, &["SB41002".into()]).await;
 
     let mut c = client(&stats);
     // `want` must appear in this order in the bag's history (other events may come between).
