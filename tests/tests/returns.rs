@@ -535,15 +535,8 @@ async fn the_http_api_serves_tickets_returns_and_a_bills_figures() {
     assert_eq!(problem["code"], "parent_not_billed");
 
     // The bill's figures: dispatched 2 = 1 net + 1 returned.
-    let figures: serde_json::Value = http
-        .get(gw.url("/api/v1/bills/RB-H/returns"))
-        .bearer_auth(&bina)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let figures: serde_json::Value =
+        get_json(&http, gw.url("/api/v1/bills/RB-H/returns"), &bina).await;
     assert_eq!(figures["dispatched_parents"], 2);
     assert_eq!(figures["returned_parents"], 1);
     assert_eq!(figures["returned_child_count"], 3);
@@ -560,25 +553,11 @@ async fn the_http_api_serves_tickets_returns_and_a_bills_figures() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
-    let list: serde_json::Value = http
-        .get(gw.url("/api/v1/returns?status=committed"))
-        .bearer_auth(&bina)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value =
+        get_json(&http, gw.url("/api/v1/returns?status=committed"), &bina).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let detail: serde_json::Value = http
-        .get(gw.url(&format!("/api/v1/returns/{id}")))
-        .bearer_auth(&bina)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: serde_json::Value =
+        get_json(&http, gw.url(&format!("/api/v1/returns/{id}")), &bina).await;
     assert_eq!(detail["returns"][0]["parent_qr"], "SB84001");
     let doc = gw.openapi().await;
     for path in [
@@ -667,27 +646,17 @@ async fn a_return_reaches_the_audit_trail_bag_history_and_a_valid_epcis_export()
     assert_eq!(code, 0, "{out}");
 
     // The bag's history and the audit trail hold the return.
-    let history: serde_json::Value = c
-        .get(gw.url("/api/v1/bags/SB85001/history"))
-        .bearer_auth(&bina)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value =
+        get_json(&c, gw.url("/api/v1/bags/SB85001/history"), &bina).await;
     let text = history.to_string();
     assert!(text.contains("billing.parent_returned"), "{text}");
     assert!(text.contains("registry.parent_returned"), "{text}");
-    let audit: serde_json::Value = c
-        .get(gw.url("/api/v1/audit?action=billing.parent_returned"))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: serde_json::Value = get_json(
+        &c,
+        gw.url("/api/v1/audit?action=billing.parent_returned"),
+        &s.admin,
+    )
+    .await;
     assert!(audit.to_string().contains(&t.ticket_id), "{audit}");
     // The dashboard counts it among today's returns (the event has been applied by now; the
     // gateway may answer from its stream's snapshot, which follows within a moment).
