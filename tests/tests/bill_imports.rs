@@ -459,13 +459,17 @@ async fn attach_parents_replays_under_its_key_and_keeps_the_role_rules() {
     let (_, ravi) = s.user("ravi", Role::Dispatcher, "lucknow").await;
     let parents: Vec<String> = (1..=3).map(|i| format!("SB{:05}", 40000 + i)).collect();
     seed(&s, &parents, &[]).await;
-    let req = pb::CreateBillRequest {
-        bill_id: "GRPC-1".into(),
-        capacity: 3,
-        ..Default::default()
-    };
-    s.open_bill(&bina, req, &[]).await;
     let mut b = s.billing();
+    b.create_bill(authed(
+        pb::CreateBillRequest {
+            bill_id: "GRPC-1".into(),
+            capacity: 3,
+            ..Default::default()
+        },
+        &bina,
+    ))
+    .await
+    .unwrap();
     let req = || pb::AttachParentsRequest {
         bill_id: "grpc-1".into(),
         parent_qrs: vec![
@@ -633,12 +637,17 @@ async fn two_imports_of_one_bill_at_once_attach_each_parent_once() {
     let (_, bina) = s.user("bina", Role::Biller, "").await;
     let parents: Vec<String> = (1..=300).map(|i| format!("SB{:05}", 60000 + i)).collect();
     seed(&s, &parents, &[]).await;
-    let req = pb::CreateBillRequest {
-        bill_id: "RACE-1".into(),
-        capacity: 300,
-        ..Default::default()
-    };
-    s.open_bill(&bina, req, &[]).await;
+    s.billing()
+        .create_bill(authed(
+            pb::CreateBillRequest {
+                bill_id: "RACE-1".into(),
+                capacity: 300,
+                ..Default::default()
+            },
+            &bina,
+        ))
+        .await
+        .unwrap();
     // Two replicas, two keys, the same parents (one list reversed): every parent ends on the
     // bill once, each answered attached by exactly one of them.
     let send = |i: usize, list: Vec<String>| {
