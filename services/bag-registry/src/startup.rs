@@ -45,7 +45,7 @@ impl Application {
             lines,
             areas,
             callers: CallerResolver::new(Arc::new(verifier)),
-            links: crate::rpc::LinkBatcher::start(inner.clone(), &settings.link_batch),
+            links: tracetrack_common::batch::Batcher::start(inner.clone(), &settings.link_batch),
         }));
         Ok(Self { runtime, registry })
     }

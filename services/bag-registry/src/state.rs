@@ -31,7 +31,7 @@ pub struct Inner {
     pub areas: Vec<String>,
     pub callers: CallerResolver,
     /// LinkChild's group commit.
-    pub links: crate::rpc::LinkBatcher,
+    pub links: tracetrack_common::batch::Batcher<Inner>,
 }
 
 #[derive(Clone)]

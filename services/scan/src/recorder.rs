@@ -33,6 +33,7 @@ impl Batched for Inner {
             let (records, replies): (Vec<Record>, Vec<_>) = jobs.into_iter().unzip();
             match store::record_many(pool, &records).await {
                 Ok(done) => {
+                    tracetrack_common::outbox::wake(crate::state::SCHEMA);
                     for (reply, done) in replies.into_iter().zip(done) {
                         let _ = reply.send(Ok(done));
                     }
@@ -43,6 +44,7 @@ impl Batched for Inner {
                     for (record, reply) in records.into_iter().zip(replies) {
                         let _ = reply.send(record.alone(pool).await);
                     }
+                    tracetrack_common::outbox::wake(crate::state::SCHEMA);
                 }
             }
             return;
@@ -50,6 +52,7 @@ impl Batched for Inner {
         for (record, reply) in jobs {
             let _ = reply.send(record.alone(pool).await);
         }
+        tracetrack_common::outbox::wake(crate::state::SCHEMA);
     }
 }
 
@@ -59,7 +62,11 @@ impl Scan {
     pub(crate) async fn record(&self, record: Record) -> AppResult<bool> {
         match self.0.recorder.submit(record).await {
             Ok(done) => done,
-            Err(record) => record.alone(self.pool()).await,
+            Err(record) => {
+                let done = record.alone(self.pool()).await;
+                tracetrack_common::outbox::wake(crate::state::SCHEMA);
+                done
+            }
         }
     }
 }

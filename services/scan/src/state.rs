@@ -37,7 +37,7 @@ pub struct Inner {
     /// Turns true at shutdown: open WatchScans streams end so the server can drain.
     pub stop: watch::Receiver<bool>,
     /// Records' group commit.
-    pub recorder: crate::recorder::Recorder,
+    pub recorder: tracetrack_common::batch::Batcher<Inner>,
 }
 
 #[derive(Clone)]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use serde_json::json;
-use tracetrack_common::batch::{self, Batched, Batcher};
+use tracetrack_common::batch::{self, Batched};
 use tracetrack_common::caller::Caller;
 use tracetrack_common::idempotency;
 use tracetrack_common::mutation::BatchAnswer;
@@ -48,9 +48,6 @@ pub struct LinkJob {
 
 /// A job and where its answer goes.
 type Waiting = batch::Waiting<LinkJob, pb::LinkChildResponse>;
-
-/// The queue LinkChild hands its links to.
-pub type LinkBatcher = Batcher<Inner>;
 
 impl Batched for Inner {
     type Job = LinkJob;
@@ -204,6 +201,9 @@ impl Registry {
             outcomes[i] = Some(Outcome::Done(Box::new(Ok(resp.clone()))));
         }
         tx.commit().await?;
+        if links > 0 {
+            tracetrack_common::outbox::wake(crate::state::SCHEMA);
+        }
         metrics::counter!("registry_links_total").increment(links);
         Ok(results
             .into_iter()

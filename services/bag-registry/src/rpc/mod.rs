@@ -10,8 +10,6 @@ mod import;
 mod link_batch;
 mod links;
 
-pub use link_batch::LinkBatcher;
-
 use tonic::Streaming;
 use tracetrack_common::export::ExportStream;
 use tracetrack_domain::Role;
