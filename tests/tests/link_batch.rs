@@ -266,7 +266,10 @@ async fn scans_recorded_in_one_batch_share_a_commit_and_a_key_answers_once() {
     // repeats wait for later batches and get the first answer; one scan is recorded.
     let same = join_all((0..3).map(|_| scan("SB74001", "KS0001", "s-1"))).await;
     let first = same[0].as_ref().unwrap();
-    assert!(same.iter().all(|r| r.as_ref().ok() == Some(first)), "{same:?}");
+    assert!(
+        same.iter().all(|r| r.as_ref().ok() == Some(first)),
+        "{same:?}"
+    );
     // A refusal is recorded with the others in one batch and fails none of them.
     let mixed = join_all([
         scan("SB74002", "KS0001", "s-2"),
