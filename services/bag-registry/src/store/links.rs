@@ -51,6 +51,47 @@ pub async fn move_child(
     .map_err(|e| link_error(e, parent_qr))
 }
 
+/// The insert of a child linked into its parent (`link_into`, `link_many`), for a SELECT of the
+/// new row's values.
+const INSERT_CHILD: &str = "INSERT INTO registry.bags AS x (qr, kind, area, product_line, \
+     child_weight_kg, parent_qr, linked_by, linked_at, created_by)";
+
+/// An existing child is linked only when it is free; the row says whether it was created.
+const CLAIM_FREE_CHILD: &str = "ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, \
+     linked_by = EXCLUDED.linked_by, linked_at = EXCLUDED.linked_at, area = EXCLUDED.area, \
+     product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg \
+     WHERE x.kind = 'child' AND x.parent_qr IS NULL RETURNING *, (xmax = 0) AS inserted";
+
+/// A row of a link statement: a parent as the statement found it, or a child it linked.
+#[derive(sqlx::FromRow)]
+struct LinkStatementRow {
+    is_child: bool,
+    #[sqlx(flatten)]
+    bag: BagRow,
+    inserted: Option<bool>,
+    area_before: Option<String>,
+}
+
+/// What a [`LinkStatementRow`] is.
+enum Found {
+    Parent(BagRow),
+    Linked(LinkedRow),
+}
+
+impl LinkStatementRow {
+    fn split(self) -> Found {
+        if self.is_child {
+            Found::Linked(LinkedRow {
+                bag: self.bag,
+                inserted: self.inserted.unwrap_or(false),
+                area_before: self.area_before,
+            })
+        } else {
+            Found::Parent(self.bag)
+        }
+    }
+}
+
 /// LinkChild's read of the parent and its link in ONE statement (issue 18: a round trip less per
 /// scan): the parent as it was when the statement started (`None` when no bag has that QR) and,
 /// when the child was unknown or free and is now linked into it, the child's row. Nothing is
@@ -64,26 +105,14 @@ pub async fn link_into(
     linked_by: Uuid,
     area: Option<&str>,
 ) -> AppResult<(Option<BagRow>, Option<LinkedRow>)> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        is_child: bool,
-        #[sqlx(flatten)]
-        bag: BagRow,
-        inserted: Option<bool>,
-        area_before: Option<String>,
-    }
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<LinkStatementRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"WITH p AS (SELECT * FROM registry.bags WHERE qr = $2),
            old AS (SELECT area FROM registry.bags WHERE qr = $1),
            ins AS (
-             INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
+             {INSERT_CHILD}
              SELECT $1, 'child', p.area, p.product_line, p.child_weight_kg, p.qr, $3, now(), $3 FROM p
               WHERE p.kind = 'parent' AND ($4::text IS NULL OR p.area = $4)
-             ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, linked_by = EXCLUDED.linked_by,
-                                           linked_at = EXCLUDED.linked_at, area = EXCLUDED.area,
-                                           product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg
-               WHERE x.kind = 'child' AND x.parent_qr IS NULL
-             RETURNING *, (xmax = 0) AS inserted)
+             {CLAIM_FREE_CHILD})
            SELECT false AS is_child, {BAG_COLUMNS}, NULL::boolean AS inserted, NULL::text AS area_before FROM p b
            UNION ALL
            SELECT true, {BAG_COLUMNS}, b.inserted, (SELECT area FROM old) FROM ins b"#
@@ -97,14 +126,9 @@ pub async fn link_into(
     .map_err(|e| link_error(e, parent_qr))?;
     let (mut parent, mut linked) = (None, None);
     for r in rows {
-        if r.is_child {
-            linked = Some(LinkedRow {
-                bag: r.bag,
-                inserted: r.inserted.unwrap_or(false),
-                area_before: r.area_before,
-            });
-        } else {
-            parent = Some(r.bag);
+        match r.split() {
+            Found::Linked(child) => linked = Some(child),
+            Found::Parent(p) => parent = Some(p),
         }
     }
     Ok((parent, linked))
@@ -154,35 +178,23 @@ pub async fn link_many(
     conn: &mut PgConnection,
     links: &[LinkArgs<'_>],
 ) -> AppResult<(HashMap<String, BagRow>, HashMap<String, LinkedRow>)> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        is_child: bool,
-        #[sqlx(flatten)]
-        bag: BagRow,
-        inserted: Option<bool>,
-        area_before: Option<String>,
-    }
     let children: Vec<&str> = links.iter().map(|l| l.child).collect();
     let parents: Vec<&str> = links.iter().map(|l| l.parent).collect();
     let by: Vec<Uuid> = links.iter().map(|l| l.linked_by).collect();
     let areas: Vec<Option<&str>> = links.iter().map(|l| l.area).collect();
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<LinkStatementRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"WITH j AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[]) WITH ORDINALITY
                       AS j(child, parent, linker, area, ord)),
            p AS (SELECT * FROM registry.bags WHERE qr IN (SELECT parent FROM j)),
            old AS (SELECT qr, area FROM registry.bags WHERE qr IN (SELECT child FROM j)),
            ins AS (
-             INSERT INTO registry.bags AS x (qr, kind, area, product_line, child_weight_kg, parent_qr, linked_by, linked_at, created_by)
+             {INSERT_CHILD}
              SELECT j.child, 'child', p.area, p.product_line, p.child_weight_kg, p.qr, j.linker, now(), j.linker
                FROM j JOIN p ON p.qr = j.parent
               WHERE p.kind = 'parent' AND NOT p.frozen AND p.child_count < p.capacity
                 AND (j.area IS NULL OR p.area = j.area)
               ORDER BY j.ord
-             ON CONFLICT (qr) DO UPDATE SET parent_qr = EXCLUDED.parent_qr, linked_by = EXCLUDED.linked_by,
-                                           linked_at = EXCLUDED.linked_at, area = EXCLUDED.area,
-                                           product_line = EXCLUDED.product_line, child_weight_kg = EXCLUDED.child_weight_kg
-               WHERE x.kind = 'child' AND x.parent_qr IS NULL
-             RETURNING *, (xmax = 0) AS inserted)
+             {CLAIM_FREE_CHILD})
            SELECT false AS is_child, {BAG_COLUMNS}, NULL::boolean AS inserted, NULL::text AS area_before FROM p b
            UNION ALL
            SELECT true, {BAG_COLUMNS}, b.inserted, (SELECT area FROM old WHERE old.qr = b.qr) FROM ins b"#
@@ -195,15 +207,13 @@ pub async fn link_many(
     .await?;
     let (mut parents, mut linked) = (HashMap::new(), HashMap::new());
     for r in rows {
-        if r.is_child {
-            let row = LinkedRow {
-                bag: r.bag,
-                inserted: r.inserted.unwrap_or(false),
-                area_before: r.area_before,
-            };
-            linked.insert(row.bag.qr.clone(), row);
-        } else {
-            parents.insert(r.bag.qr.clone(), r.bag);
+        match r.split() {
+            Found::Linked(child) => {
+                linked.insert(child.bag.qr.clone(), child);
+            }
+            Found::Parent(p) => {
+                parents.insert(p.qr.clone(), p);
+            }
         }
     }
     Ok((parents, linked))
