@@ -276,5 +276,8 @@ fn random_operation_sequences_match_the_reference_model() {
             Ok(())
         })
     });
-    tally.assert_one_in(2);
+    // The sequences are random (a fresh seed each run) and about half their operations are
+    // refusals by design, so "one in two" failed whenever a run fell just below the mean
+    // (313 of 628 in CI); one in three still proves they do more than collect refusals.
+    tally.assert_one_in(3);
 }
