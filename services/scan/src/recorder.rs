@@ -29,28 +29,29 @@ impl Batched for Inner {
     async fn run(self: Arc<Self>, jobs: Vec<batch::Waiting<Record, bool>>) {
         metrics::histogram!("scan_record_batch_size").record(jobs.len() as f64);
         let pool = &self.pool;
-        if jobs.len() > 1 {
-            let (records, replies): (Vec<Record>, Vec<_>) = jobs.into_iter().unzip();
-            match store::record_many(pool, &records).await {
-                Ok(done) => {
-                    tracetrack_common::outbox::wake(crate::state::SCHEMA);
-                    for (reply, done) in replies.into_iter().zip(done) {
-                        let _ = reply.send(Ok(done));
-                    }
-                }
+        let (records, replies): (Vec<Record>, Vec<_>) = jobs.into_iter().unzip();
+        let batched = match records.len() {
+            1 => None,
+            n => match store::record_many(pool, &records).await {
+                Ok(done) => Some(done),
                 Err(e) => {
-                    tracing::debug!(error = %e, records = records.len(), "record batch ran one by one");
+                    tracing::debug!(error = %e, records = n, "record batch ran one by one");
                     metrics::counter!("scan_record_batches_serial_total").increment(1);
-                    for (record, reply) in records.into_iter().zip(replies) {
-                        let _ = reply.send(record.alone(pool).await);
-                    }
-                    tracetrack_common::outbox::wake(crate::state::SCHEMA);
+                    None
+                }
+            },
+        };
+        match batched {
+            Some(done) => {
+                for (reply, done) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(done));
                 }
             }
-            return;
-        }
-        for (record, reply) in jobs {
-            let _ = reply.send(record.alone(pool).await);
+            None => {
+                for (record, reply) in records.into_iter().zip(replies) {
+                    let _ = reply.send(record.alone(pool).await);
+                }
+            }
         }
         tracetrack_common::outbox::wake(crate::state::SCHEMA);
     }

@@ -77,36 +77,33 @@ enum Outcome {
 impl Registry {
     async fn run_batch(&self, jobs: Vec<Waiting>) {
         metrics::histogram!("registry_link_batch_size").record(jobs.len() as f64);
-        if jobs.len() == 1 {
-            for (job, reply) in jobs {
-                let _ = reply.send(self.link_alone(&job).await);
+        // A batch of one, or a batch that could not be sure of its answers, runs alone.
+        let outcomes = match jobs.len() {
+            1 => None,
+            n => match self
+                .link_batch(&jobs.iter().map(|(j, _)| j).collect::<Vec<_>>())
+                .await
+            {
+                Ok(outcomes) => Some(outcomes),
+                Err(e) => {
+                    tracing::debug!(error = %e, links = n, "link batch ran one by one");
+                    metrics::counter!("registry_link_batches_serial_total").increment(1);
+                    None
+                }
+            },
+        };
+        let outcomes = outcomes.unwrap_or_else(|| jobs.iter().map(|_| Outcome::Alone).collect());
+        let mut alone = Vec::new();
+        for ((job, reply), outcome) in jobs.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done(r) => {
+                    let _ = reply.send(*r);
+                }
+                Outcome::Alone => alone.push((job, reply)),
             }
-            return;
         }
-        let only: Vec<&LinkJob> = jobs.iter().map(|(j, _)| j).collect();
-        let outcomes = self.link_batch(&only).await;
-        match outcomes {
-            Ok(outcomes) => {
-                let mut alone = Vec::new();
-                for ((job, reply), outcome) in jobs.into_iter().zip(outcomes) {
-                    match outcome {
-                        Outcome::Done(r) => {
-                            let _ = reply.send(*r);
-                        }
-                        Outcome::Alone => alone.push((job, reply)),
-                    }
-                }
-                for (job, reply) in alone {
-                    let _ = reply.send(self.link_alone(&job).await);
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, links = jobs.len(), "link batch ran one by one");
-                metrics::counter!("registry_link_batches_serial_total").increment(1);
-                for (job, reply) in jobs {
-                    let _ = reply.send(self.link_alone(&job).await);
-                }
-            }
+        for (job, reply) in alone {
+            let _ = reply.send(self.link_alone(&job).await);
         }
     }
 
