@@ -697,3 +697,130 @@ async fn two_imports_of_one_bill_at_once_attach_each_parent_once() {
     .unwrap();
     assert_eq!((count, events), (300, 300));
 }
+
+/// Three imports into one already-open bill at once, over overlapping parents listed in
+/// different orders (ascending, descending, interleaved), round after round on a fresh bill.
+/// Each call answers every parent attached or already attached, and the bill ends holding the
+/// union once. Two reservations of the same parents in opposite orders used to wait for each
+/// other's insert and fail the whole call with `conflict` ("deadlock detected").
+#[tokio::test]
+async fn overlapping_imports_of_one_open_bill_in_any_order_never_deadlock() {
+    use tracetrack_proto::billing::v1 as pb;
+
+    const ROUNDS: usize = 12;
+    const PER_ROUND: usize = 150;
+    let s = BillingStack::start(1, 2).await;
+    let (_, bina) = s.user("bina", Role::Biller, "").await;
+    let all: Vec<String> = (1..=ROUNDS * PER_ROUND)
+        .map(|i| format!("SB{:05}", 70000 + i))
+        .collect();
+    seed(&s, &all, &[]).await;
+    // Every replica has met the caller (its Authenticate answer cached), so the calls of a
+    // round reach their reservations together.
+    for i in 0..2 {
+        let req = pb::ListBillsRequest::default();
+        s.billing_at(i)
+            .list_bills(authed(req, &bina))
+            .await
+            .unwrap();
+    }
+
+    let mut failures = Vec::new();
+    for (round, parents) in all.chunks(PER_ROUND).enumerate() {
+        let bill = format!("OVERLAP-{round}");
+        let req = pb::CreateBillRequest {
+            bill_id: bill.clone(),
+            capacity: 500,
+            ..Default::default()
+        };
+        // Open, with the first two parents on it already.
+        s.open_bill(&bina, req, &parents[..2]).await;
+        let ascending = parents[..PER_ROUND * 2 / 3].to_vec();
+        let descending: Vec<String> = parents[PER_ROUND / 3..].iter().rev().cloned().collect();
+        let interleaved: Vec<String> = parents
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .chain(parents.iter().step_by(2))
+            .cloned()
+            .collect();
+        let send = |i: usize, list: Vec<String>| {
+            let mut b = s.billing_at(i);
+            let (token, bill) = (bina.clone(), bill.clone());
+            async move {
+                let req = pb::AttachParentsRequest {
+                    bill_id: bill,
+                    parent_qrs: list,
+                };
+                b.attach_parents(with_key(
+                    authed(req, &token),
+                    &format!("overlap-{round}-{i}"),
+                ))
+                .await
+            }
+        };
+        let answers = tokio::join!(
+            send(0, ascending),
+            send(1, descending),
+            send(2, interleaved)
+        );
+        let mut attached = std::collections::BTreeMap::<String, usize>::new();
+        for answer in [answers.0, answers.1, answers.2] {
+            let answer = match answer {
+                Ok(a) => a.into_inner(),
+                Err(status) => {
+                    failures.push(format!(
+                        "round {round}: {:?} {}",
+                        AppError::from_status(&status).code,
+                        status.message()
+                    ));
+                    continue;
+                }
+            };
+            for r in &answer.results {
+                assert!(
+                    r.code.is_empty() && (r.attached || r.already_attached),
+                    "round {round}: {}: {} {}",
+                    r.parent_qr,
+                    r.code,
+                    r.message
+                );
+                if r.attached {
+                    *attached.entry(r.parent_qr.clone()).or_default() += 1;
+                }
+            }
+        }
+        if failures
+            .iter()
+            .any(|f| f.starts_with(&format!("round {round}:")))
+        {
+            continue;
+        }
+        // The two opened with the bill were already attached; each of the others was
+        // attached by exactly one of the calls.
+        assert_eq!(attached.len(), PER_ROUND - 2, "round {round}");
+        assert!(attached.values().all(|n| *n == 1), "round {round}");
+        let (confirmed, parent_count, unsettled, events): (i64, i32, i32, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM billing.attachments WHERE bill_id = b.bill_id AND state = 'confirmed'), \
+                    b.parent_count, b.unsettled_count, \
+                    (SELECT count(*) FROM billing.outbox WHERE event_type = 'billing.parent_attached' AND aggregate_id = b.bill_id) \
+               FROM billing.bills b WHERE b.bill_id = $1",
+        )
+        .bind(&bill)
+        .fetch_one(s.billing_pool())
+        .await
+        .unwrap();
+        let n = PER_ROUND as i64;
+        assert_eq!(
+            (confirmed, i64::from(parent_count), unsettled, events),
+            (n, n, 0, n),
+            "round {round}"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} calls failed in {ROUNDS} rounds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -196,6 +196,11 @@ pub enum Unsettled {
 /// row yet (each with its own lease: `clock_timestamp()`), the trigger taking a place for each.
 /// All or nothing: when they do not all fit the statement fails (`bill_full`) and the caller
 /// reserves one by one. The parents reserved, with their stamps.
+///
+/// The rows go in QR order (the unique index's), whatever the request's order: an insert that
+/// meets a parent another uncommitted reservation holds waits for that transaction, so two
+/// imports of the same parents in opposite orders each waited for the other (`deadlock
+/// detected`, answered `conflict`). In one order, the later one just waits for the earlier.
 pub async fn reserve_many<'e>(
     db: impl PgExecutor<'e>,
     bill_id: &str,
@@ -204,8 +209,8 @@ pub async fn reserve_many<'e>(
 ) -> AppResult<Vec<(String, Stamp)>> {
     sqlx::query_as(
         "INSERT INTO billing.attachments (parent_qr, bill_id, state, attached_by, state_changed_at) \
-         SELECT q, $2, 'pending', $3, clock_timestamp() FROM unnest($1::text[]) WITH ORDINALITY AS r(q, n) \
-          ORDER BY n \
+         SELECT q, $2, 'pending', $3, clock_timestamp() FROM unnest($1::text[]) AS r(q) \
+          ORDER BY q COLLATE \"C\" \
          ON CONFLICT ON CONSTRAINT attachments_parent_on_one_bill DO NOTHING \
          RETURNING parent_qr, state_changed_at",
     )
