@@ -7,8 +7,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash scripts/stack.sh up >/dev/null
 eval "$(bash scripts/stack.sh env | sed 's/^/export /')"
-# Each test makes its own database and leaves it for looking into a failure; the ones the last
-# run left are dropped now (about 10 MB each, 130 a run).
+# Each test makes its own database and drops it when it passes (tests/src/lib.rs,
+# fresh_database); a failed test's is kept for looking into, and those the last runs kept (or
+# left when killed) are dropped now (about 10 MB each).
 bash scripts/stack.sh psql -d postgres -Atc \
   "SELECT datname FROM pg_database WHERE datname ~ '^tt_(run_)?[0-9a-f]{32}$'" \
   | while read -r db; do

@@ -66,7 +66,9 @@ pub fn redis_url() -> String {
     env("TRACETRACK_TEST_REDIS")
 }
 
-/// A fresh database on the test cluster; its URL.
+/// A fresh database on the test cluster; its URL. It is dropped when the test is over (see
+/// [`Databases`]), unless the test failed: then it is kept for looking into, and its name is
+/// printed (`make test` drops what the last run kept).
 pub async fn fresh_database() -> String {
     let admin = pg_admin_url();
     let name = format!("tt_{}", uuid::Uuid::new_v4().simple());
@@ -77,7 +79,88 @@ pub async fn fresh_database() -> String {
         .execute(&mut conn)
         .await
         .unwrap();
+    note_panics();
+    DATABASES.with(|d| d.0.borrow_mut().push(name.clone()));
     with_database(&admin, &name)
+}
+
+thread_local! {
+    /// The databases this thread made. libtest runs each test on a thread of its own and joins
+    /// it before going on, so they are dropped when the test is over: after its runtime, its
+    /// in-process services and their pools are gone.
+    static DATABASES: Databases = const { Databases(std::cell::RefCell::new(Vec::new())) };
+    /// Whether this thread panicked: a failed assertion (a panic in a task of a current-thread
+    /// runtime counts too), so its databases are kept.
+    static PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the panicking thread in [`PANICKED`], then reports the panic as before.
+fn note_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = PANICKED.try_with(|p| p.set(true));
+            previous(info);
+        }));
+    });
+}
+
+/// A test thread's databases, dropped (`WITH (FORCE)`: a connection left over is ended) when
+/// the thread ends, or kept when it panicked. Runs in a thread destructor, so it never panics:
+/// a failure is printed.
+struct Databases(std::cell::RefCell<Vec<String>>);
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        let names = std::mem::take(self.0.get_mut());
+        if names.is_empty() {
+            return;
+        }
+        if PANICKED.try_with(std::cell::Cell::get).unwrap_or(true) {
+            say(&format!(
+                "the test failed; its database kept: {}",
+                names.join(", ")
+            ));
+            return;
+        }
+        let Ok(admin) = std::env::var("TRACETRACK_TEST_PG") else {
+            return;
+        };
+        // A thread of its own, with its own runtime: this thread's are being torn down.
+        let dropping = std::thread::Builder::new()
+            .name("drop-test-databases".into())
+            .spawn(move || drop_databases(&admin, &names));
+        match dropping.map(std::thread::JoinHandle::join) {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => say(&format!("dropping the test's database failed: {e}")),
+            Ok(Err(_)) | Err(_) => say("dropping the test's database failed"),
+        }
+    }
+}
+
+/// A line on stderr, ignoring a failure to write it (`eprintln!` would panic, and a panic in a
+/// thread destructor aborts).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn drop_databases(admin: &str, names: &[String]) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await?;
+        for name in names {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await?;
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// The same server URL, another database.
