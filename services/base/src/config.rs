@@ -274,6 +274,10 @@ pub struct EventSettings {
     pub key_prefix: String,
     /// How often the relay looks for unpublished rows.
     pub poll_interval_ms: u64,
+    /// Woken by a commit, the relay publishes no sooner than this long after its previous
+    /// publish began, so the commits in between share one publish (one statement, one pipeline)
+    /// instead of one each. 0: at once.
+    pub publish_gap_ms: u64,
     pub batch_size: i64,
     /// Approximate cap of each stream (XADD MAXLEN ~).
     pub stream_max_len: usize,
@@ -291,6 +295,7 @@ impl Default for EventSettings {
         Self {
             key_prefix: "tracetrack".into(),
             poll_interval_ms: 100,
+            publish_gap_ms: 10,
             batch_size: 500,
             stream_max_len: 1_000_000,
             republish_window_secs: 24 * 3600,

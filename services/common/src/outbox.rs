@@ -18,7 +18,9 @@
 //! Wake-up (issue 18, direction 5): a mutation that committed an outbox row calls [`wake`], so
 //! the relay of this process publishes at once instead of at its next poll. The leader may be
 //! another replica, which still finds the row at its poll (`events.poll_interval_ms`): the poll
-//! is the fallback, the wake-up only shortens the wait on the leader's own writes.
+//! is the fallback, the wake-up only shortens the wait on the leader's own writes. A wake-up
+//! within `events.publish_gap_ms` of the previous publish waits out the rest of that gap, so at
+//! moderate rates the commits of those milliseconds share one publish.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -133,6 +135,8 @@ pub async fn enqueue(
 
 /// seq, event id, type, aggregate id, envelope.
 type PublishedRow = (i64, Uuid, String, String, Vec<u8>);
+/// A row as the publish statement returns it: [`PublishedRow`] and its `created_at`.
+type PublishingRow = (i64, Uuid, String, String, Vec<u8>, chrono::DateTime<Utc>);
 
 /// The entry id of publish sequence `seq`.
 pub fn entry_id(seq: i64) -> String {
@@ -219,12 +223,20 @@ impl Relay {
                 self.cleanup(&mut redis, &stream).await?;
                 last_cleanup = Instant::now();
             }
+            let began = Instant::now();
             let published = self.publish_batch(&mut redis, &stream).await?;
             if published < self.events.batch_size as usize {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(self.events.poll_interval_ms)) => {}
-                    _ = wake.notified() => {}
-                    _ = stop.changed() => {}
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(self.events.poll_interval_ms)) => false,
+                    _ = wake.notified() => true,
+                    _ = stop.changed() => false,
+                };
+                let gap = Duration::from_millis(self.events.publish_gap_ms);
+                if woken && began.elapsed() < gap {
+                    tokio::select! {
+                        _ = tokio::time::sleep(gap - began.elapsed()) => {}
+                        _ = stop.changed() => {}
+                    }
                 }
             }
         }
@@ -376,40 +388,39 @@ impl Relay {
         redis: &mut ConnectionManager,
         stream: &str,
     ) -> anyhow::Result<usize> {
-        let oldest: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-            format!(
-                r#"SELECT created_at FROM "{}".outbox WHERE published_at IS NULL ORDER BY id LIMIT 1"#,
-                self.schema
-            ),
-        ))
-        .fetch_optional(&self.pool)
-        .await?;
-        let oldest_age = oldest
-            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
-        metrics::gauge!("outbox_oldest_unpublished_age_seconds", "service" => self.service.clone())
-            .set(oldest_age);
-        if oldest.is_none() {
-            return Ok(0);
-        }
-        let mut rows: Vec<PublishedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<PublishingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"WITH batch AS (
                    SELECT id FROM "{s}".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE),
                numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM batch),
                bump AS (
                    UPDATE "{s}".outbox_sequence SET last_seq = last_seq + (SELECT count(*) FROM batch)
+                   WHERE EXISTS (SELECT FROM batch)
                    RETURNING last_seq - (SELECT count(*) FROM batch) AS base)
                UPDATE "{s}".outbox o SET seq = bump.base + numbered.n, published_at = now()
                FROM numbered, bump WHERE o.id = numbered.id
-               RETURNING o.seq, o.event_id, o.event_type, o.aggregate_id, o.envelope"#,
+               RETURNING o.seq, o.event_id, o.event_type, o.aggregate_id, o.envelope, o.created_at"#,
             s = self.schema
         )))
         .bind(self.events.batch_size)
         .fetch_all(&self.pool)
         .await?;
+        // The batch holds the oldest unpublished rows (lowest ids), so its oldest is the
+        // outbox's oldest; an empty batch means nothing waits.
+        let oldest_age = rows
+            .iter()
+            .map(|r| r.5)
+            .min()
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics::gauge!("outbox_oldest_unpublished_age_seconds", "service" => self.service.clone())
+            .set(oldest_age);
         if rows.is_empty() {
             return Ok(0);
         }
+        let mut rows: Vec<PublishedRow> = rows
+            .into_iter()
+            .map(|(seq, id, kind, aggregate, envelope, _)| (seq, id, kind, aggregate, envelope))
+            .collect();
         rows.sort_by_key(|r| r.0);
         self.xadd(redis, stream, &rows).await?;
         metrics::counter!("outbox_published_total", "service" => self.service.clone())
