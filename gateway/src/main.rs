@@ -27,6 +27,9 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static GLOBAL: tracetrack_base::MiMalloc = tracetrack_base::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

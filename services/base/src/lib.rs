@@ -24,3 +24,6 @@ pub mod time;
 pub mod tls;
 
 pub use error::{AppError, AppResult};
+/// The global allocator every TraceTrack binary declares (`#[global_allocator]`): mimalloc, as
+/// measured in BENCHMARKS.md (issue 18).
+pub use mimalloc::MiMalloc;

@@ -150,6 +150,9 @@ macro_rules! service_main {
             Own($own),
         }
 
+        #[global_allocator]
+        static GLOBAL: $crate::MiMalloc = $crate::MiMalloc;
+
         #[tokio::main]
         async fn main() -> anyhow::Result<()> {
             let command = <Cli as clap::Parser>::parse()

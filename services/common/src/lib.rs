@@ -11,7 +11,7 @@
 
 pub use tracetrack_base::{
     app_tls, caller, client, config, deadline, error, metadata, metrics, page, redis, shutdown,
-    telemetry, time,
+    telemetry, time, MiMalloc,
 };
 
 pub mod batch;
