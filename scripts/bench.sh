@@ -8,7 +8,8 @@
 #     database holds them already) plus the benchmark users and bills, verified through the API;
 #  4. runs the standard profile through the gateway's HTTP API with the load generator pinned to
 #     one core (taskset; the services are not pinned): scan-storm closed loop, scan-storm at
-#     1,000 scans/s, mixed with 1,000 virtual users, lookup at 1,000/s and closed loop;
+#     1,000 scans/s, mixed with 1,000 virtual users and with 50 (the old system's scale), lookup
+#     at 1,000/s and closed loop;
 #  5. runs pgbench (TPC-B, scale 20, database tt_pgbench on the same Postgres) and relates the
 #     scan throughput to its TPS;
 #  6. appends the results, the command, date, commit and core count to BENCHMARKS.md and keeps
@@ -157,6 +158,8 @@ bench_run() { # label args…
 bench_run scan-storm --scenario scan-storm --vus "$STORM_VUS"
 bench_run "scan-storm@${RATE}" --scenario scan-storm --vus "$STORM_VUS" --rate "$RATE"
 bench_run mixed --scenario mixed --vus "$MIXED_VUS"
+# The old system's own scale (SPEC §6: every operation's p99 ≤ 50 ms at 50 users).
+bench_run "mixed@50" --scenario mixed --vus 50
 bench_run "lookup@${RATE}" --scenario lookup --vus 200 --rate "$RATE"
 bench_run lookup --scenario lookup --vus "$LOOKUP_VUS"
 
