@@ -53,7 +53,7 @@ pub async fn parked_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
 pub async fn truncate_read_models(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "TRUNCATE stats.area_figures, stats.scans_by_minute, stats.scans_by_hour, stats.bills, \
-         stats.bill_status_counts, stats.user_activity, stats.user_scans_daily, stats.bag_history",
+         stats.bill_status_counts, stats.user_activity, stats.user_scans_daily",
     )
     .execute(conn)
     .await?;
