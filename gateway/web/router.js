@@ -16,9 +16,13 @@ export function go(hash) { if (location.hash !== hash) location.hash = hash; els
 /** A session (new or found): send its queue; learn areas, product lines and error codes. */
 export function signedIn() { flush({ force: true }); loadMeta(); }
 /** GET /api/v1/meta, kept for pages opened offline (then the kept copy is used). */
+let metaLoading = null;
 function loadMeta() {
-  return api("GET", "/meta").then((m) => meta.set(m)).catch(() => { if (!meta.value) meta.set(meta.cached()); });
+  metaLoading = api("GET", "/meta").then((m) => meta.set(m)).catch(() => { if (!meta.value) meta.set(meta.cached()); });
+  return metaLoading;
 }
+/** Resolves once the sign-in's /meta has answered (or failed): for pages that need it first. */
+export const metaLoaded = () => metaLoading || Promise.resolve();
 
 const NAV = [
   ["scan", "nav_scan", "S"], ["bags", "nav_bags", "B"], ["bills", "nav_bills", "₹"], ["dashboard", "nav_stats", "D"],

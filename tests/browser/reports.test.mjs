@@ -27,9 +27,13 @@ async function axe(page) {
 
 test("a biller reads the bill summary and the end-of-day preview, and sends the report now", async () => {
   // bypassCSP only so that the test can inject axe-core.
-  // The biller's phone is on Indian time, like the business day the reports count (the page takes
-  // "today" from the device: in UTC the run failed between 18:30 and 24:00 UTC).
-  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, baseURL: BASE, bypassCSP: true, timezoneId: "Asia/Kolkata" });
+  // The biller's phone is set to a zone whose date is not the business day's (Asia/Kolkata) at
+  // this instant: one of UTC+14 and UTC-12 always is. The page must still open on the business
+  // day (its "today" comes from /api/v1/meta's time_zone), or the summary would miss the bills.
+  const day = (tz) => new Date().toLocaleDateString("en-CA", { timeZone: tz });
+  const business = day("Asia/Kolkata");
+  const phoneZone = ["Pacific/Kiritimati", "Etc/GMT+12"].find((z) => day(z) !== business);
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, baseURL: BASE, bypassCSP: true, timezoneId: phoneZone });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -42,6 +46,7 @@ test("a biller reads the bill summary and the end-of-day preview, and sends the 
 
   await page.goto("/#/reports");
   await page.waitForSelector("#summary table");
+  assert.equal(await page.inputValue("#sform [name=from]"), business, `phone in ${phoneZone}`);
   const summary = await page.textContent("#summary");
   assert.match(summary, new RegExp(process.env.TT_USER));
   assert.match(summary, /Total/);

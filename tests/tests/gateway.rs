@@ -659,6 +659,8 @@ async fn meta_serves_areas_product_lines_and_the_error_table() {
     assert!(lines
         .iter()
         .all(|l| l["capacity"].as_i64().unwrap() > 0 && l["parent_pattern"].is_string()));
+    // The business time zone the web client's reports take "today" in (the gateway's default).
+    assert_eq!(meta["time_zone"], "Asia/Kolkata");
     // The whole error table, each code as the domain crate has it.
     let codes = meta["error_codes"].as_array().unwrap();
     assert_eq!(codes.len(), tracetrack_domain::ErrorCode::ALL.len());

@@ -49,6 +49,9 @@ pub struct Meta {
     pub areas: Vec<Area>,
     pub product_lines: Vec<ProductLine>,
     pub error_codes: Vec<ErrorCodeInfo>,
+    /// The business time zone (IANA name, `organisation.time_zone`): the day reports count and
+    /// the web client's "today", whatever the device's clock zone.
+    pub time_zone: String,
 }
 
 /// Areas, product lines and the error-code table (any signed-in user).
@@ -62,6 +65,7 @@ async fn meta(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Meta>> 
     )
     .await?;
     Ok(Json(Meta {
+        time_zone: state.0.settings.organisation.time_zone.name().to_owned(),
         areas: r.areas.into_iter().map(|name| Area { name }).collect(),
         product_lines: r
             .product_lines

@@ -3,10 +3,17 @@
 import { html, render } from "../html.js";
 import { t, num, when } from "../i18n.js";
 import { api, query } from "../api.js";
-import { can, prefs } from "../store.js";
+import { can, prefs, meta } from "../store.js";
 import { $, main, note, errWords } from "../ui.js";
+import { metaLoaded } from "../router.js";
 
-const today = () => new Date().toLocaleDateString("en-CA"); // YYYY-MM-DD, the phone's day
+/** Today (YYYY-MM-DD) in the business time zone the reports count in (from /api/v1/meta), so a
+ * phone set to another zone still opens on the business day; the device's day without it. */
+const today = () => {
+  const tz = meta.value && meta.value.time_zone;
+  try { if (tz) return new Date().toLocaleDateString("en-CA", { timeZone: tz }); } catch { /* unknown zone */ }
+  return new Date().toLocaleDateString("en-CA");
+};
 const kg = (v) => num(Math.round(v * 100) / 100);
 
 function summaryTable(s) {
@@ -35,6 +42,7 @@ function dailyView(r) {
 
 export async function reports(_arg, params) {
   if (!can.manage()) return render(main(), html`<h1>${t("forbidden")}</h1>`);
+  await metaLoaded();
   const day0 = params.get("day") || "";
   render(main(), html`<h1>${t("rep_title")}</h1><div id="msg" class="msg" hidden></div>
     <section class="card"><h2>${t("rep_summary")}</h2>
