@@ -148,73 +148,68 @@ impl Registry {
             }
         }
 
-        let mut results = Vec::with_capacity(jobs.len());
-        for (i, j) in jobs.iter().enumerate() {
-            results.push(self.answer_of(j, &before, &after, &linked, count_after[i]));
-        }
-        let mut answers = Vec::new();
-        let mut answered = Vec::new();
-        for (i, r) in results.iter().enumerate() {
-            if let Ok((resp, event)) = r {
-                answers.push(BatchAnswer {
-                    caller: &jobs[i].caller,
-                    request_hash: idempotency::request_hash("LinkChild", &jobs[i].req),
+        let results: Vec<_> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| self.answer_of(j, &before, &after, &linked, count_after[i]))
+            .collect();
+        // Every answer is stored under its key (with its event), in job order.
+        let answers = jobs
+            .iter()
+            .zip(&results)
+            .filter_map(|(j, r)| {
+                let (resp, event) = r.as_ref().ok()?;
+                Some(BatchAnswer {
+                    caller: &j.caller,
+                    request_hash: idempotency::request_hash("LinkChild", &j.req),
                     response: resp.encode_to_vec(),
                     event: event.as_ref().map(|payload| {
                         self.new_event(
-                            &jobs[i].caller,
+                            &j.caller,
                             "registry.child_linked",
-                            &jobs[i].child_id,
+                            &j.child_id,
                             payload.clone(),
                         )
                     }),
-                });
-                answered.push(i);
-            }
-        }
-        let claimed = MUTATIONS.claim_answers(&mut tx, answers).await?;
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
-        outcomes.resize_with(jobs.len(), || None);
+                })
+            })
+            .collect();
+        // Whether each stored answer got its key, in the same order.
+        let mut claimed = MUTATIONS.claim_answers(&mut tx, answers).await?.into_iter();
         let mut links = 0;
-        for (&i, claimed) in answered.iter().zip(claimed) {
-            let Ok((resp, event)) = &results[i] else {
-                continue;
-            };
-            if !claimed {
-                if event.is_some() {
-                    // A key held by an earlier request, on a request that changed something:
-                    // that change must not be kept.
-                    return Err(AppError::new(
-                        ErrorCode::Conflict,
-                        "a key in the batch is held",
-                    ));
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for (j, r) in jobs.iter().zip(results) {
+            outcomes.push(match r {
+                Ok((resp, event)) => {
+                    if claimed.next() != Some(true) {
+                        if event.is_some() {
+                            // A key held by an earlier request, on a request that changed
+                            // something: that change must not be kept.
+                            return Err(AppError::new(
+                                ErrorCode::Conflict,
+                                "a key in the batch is held",
+                            ));
+                        }
+                        Outcome::Alone
+                    } else {
+                        if event.is_some() {
+                            links += 1;
+                        }
+                        Outcome::Done(Box::new(Ok(resp)))
+                    }
                 }
-                outcomes[i] = Some(Outcome::Alone);
-                continue;
-            }
-            if event.is_some() {
-                links += 1;
-            }
-            outcomes[i] = Some(Outcome::Done(Box::new(Ok(resp.clone()))));
+                // A refusal: with a key, alone (an earlier request's answer wins, as alone).
+                Err(_) if j.caller.idempotency_key.is_some() => Outcome::Alone,
+                Err(e) if e.code == ErrorCode::Conflict => Outcome::Alone,
+                Err(e) => Outcome::Done(Box::new(Err(e))),
+            });
         }
         tx.commit().await?;
         if links > 0 {
             tracetrack_common::outbox::wake(crate::state::SCHEMA);
         }
         metrics::counter!("registry_links_total").increment(links);
-        Ok(results
-            .into_iter()
-            .zip(outcomes)
-            .zip(jobs)
-            .map(|((r, o), j)| match (r, o) {
-                (_, Some(o)) => o,
-                // A refusal: with a key, alone (an earlier request's answer wins, as alone).
-                (Err(_), None) if j.caller.idempotency_key.is_some() => Outcome::Alone,
-                (Err(e), None) if e.code == ErrorCode::Conflict => Outcome::Alone,
-                (Err(e), None) => Outcome::Done(Box::new(Err(e))),
-                (Ok(_), None) => Outcome::Alone,
-            })
-            .collect())
+        Ok(outcomes)
     }
 
     /// One job's answer (and its event's payload when it linked) from what the batch's
