@@ -282,6 +282,61 @@ async fn services_and_the_gateway_speak_verified_tls_and_pick_up_a_new_certifica
         .is_err());
 
     eprintln!("login and scans over HTTPS answered");
+    // The data tools against the same stack (issue 18's note: they had no TLS): with --ca-file
+    // they log in over HTTPS and import over verified gRPC; without it the HTTPS gateway is
+    // refused.
+    let dir = pki.path("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let book = dir.join("labels.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "Sr. No.").unwrap();
+    ws.write_string(0, 1, "Scanned").unwrap();
+    for n in 1..=30u32 {
+        ws.write_number(n, 0, f64::from(n)).unwrap();
+        let label = format!(
+            "LABEL NO.:{:07} LOT NO.:STAR44GG24611, D.O.T.:30/09/2025",
+            710_000 + n
+        );
+        ws.write_string(n, 1, label).unwrap();
+    }
+    ws.write_string(31, 0, "Parent Code").unwrap();
+    ws.write_string(31, 1, "SB71002").unwrap();
+    std::fs::write(&book, wb.save_to_buffer().unwrap()).unwrap();
+    let import = |ca: bool| {
+        let mut c = tokio::process::Command::new(workspace_bin("tracetrack-import-labels"));
+        c.arg(&book)
+            .args(["--area", "lucknow", "--gateway-url", &url("")])
+            .args([
+                "--registry-url",
+                &format!("http://localhost:{registry_port}"),
+            ])
+            .args(["--password", ADMIN_PASSWORD])
+            .env_remove("TRACETRACK_TLS__GRPC__CA_FILE")
+            .kill_on_drop(true);
+        if ca {
+            c.args(["--ca-file", &s(pki.path("ca.crt"))]);
+        }
+        async move { c.output().await.unwrap() }
+    };
+    let out = import(false).await;
+    assert!(!out.status.success(), "an https:// gateway without a CA");
+    let out = import(true).await;
+    assert!(
+        out.status.success(),
+        "import over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bag: serde_json::Value = https
+        .get(url("/api/v1/bags/SB71002"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bag["child_count"], 30, "{bag}");
     // Refused: a client trusting another CA, one expecting another name, a plaintext one.
     let other = tls_health(registry_port, &pki.other_ca_pem(), "localhost").await;
     assert!(

@@ -1,11 +1,29 @@
 //! Logging in through the gateway and opening channels, for the command-line tools.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
-use tracetrack_common::client;
+use tracetrack_common::{app_tls, client};
+
+/// The CA bundle given with `--ca-file` (PEM), for the gateway's `https://` address.
+static CA_PEM: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Trusts the CA (PEM, one or more certificates) in `ca_file` for this process's calls, as a
+/// service with `tls.grpc` does: gRPC `http://` endpoints are then dialled as `https://` and
+/// their certificates verified against it, and an `https://` gateway URL is verified against it
+/// too. Call before [`login`] and [`open`]; without it the tools speak plain HTTP and gRPC (and
+/// an `https://` gateway URL is refused, as no CA is trusted).
+pub fn trust_ca(ca_file: &Path) -> anyhow::Result<()> {
+    let name = ca_file.to_string_lossy();
+    let pem = std::fs::read(ca_file).with_context(|| format!("reading {name}"))?;
+    app_tls::set_client_tls(Some(app_tls::ReloadingCa::new(&name)?));
+    let _ = CA_PEM.set(pem);
+    Ok(())
+}
 
 /// The gateway's HTTP address when none is given (`make run`'s).
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:8080";
@@ -22,11 +40,16 @@ pub fn open(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
 pub async fn login(gateway_url: &str, username: &str, password: &str) -> anyhow::Result<String> {
     let base = gateway_url.trim_end_matches('/');
     let context = || format!("logging in as {username} at {base}");
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .connect_timeout(Duration::from_secs(5))
-        .build()
-        .context("building the HTTP client")?;
+        .use_rustls_tls();
+    if let Some(pem) = CA_PEM.get() {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).context("the CA file")? {
+            http = http.add_root_certificate(cert);
+        }
+    }
+    let http = http.build().context("building the HTTP client")?;
     let resp = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({ "username": username, "password": password }))

@@ -34,6 +34,11 @@ struct Args {
     /// An admin's username.
     #[arg(long, default_value = "admin")]
     username: String,
+    /// The CA (PEM) that signed the services' and the gateway's certificates, when they speak
+    /// TLS: gRPC URLs are then dialled as https:// and verified, and an https:// gateway too
+    /// (the services' own variable, so the tool runs as it is inside a service's pod).
+    #[arg(long, env = "TRACETRACK_TLS__GRPC__CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Defaults to $TRACETRACK_ADMIN_PASSWORD.
     #[arg(long, env = "TRACETRACK_ADMIN_PASSWORD", hide_env_values = true)]
     password: String,
@@ -51,6 +56,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(ca) = &args.ca_file {
+        tracetrack_dataio::session::trust_ca(ca)?;
+    }
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let parsed = labels::parse_workbook(&bytes, &ProductLine::defaults())?;
