@@ -231,10 +231,11 @@ impl Relay {
                     _ = wake.notified() => true,
                     _ = stop.changed() => false,
                 };
-                let gap = Duration::from_millis(self.events.publish_gap_ms);
-                if woken && began.elapsed() < gap {
+                let rest = Duration::from_millis(self.events.publish_gap_ms)
+                    .saturating_sub(began.elapsed());
+                if woken && !rest.is_zero() {
                     tokio::select! {
-                        _ = tokio::time::sleep(gap - began.elapsed()) => {}
+                        _ = tokio::time::sleep(rest) => {}
                         _ = stop.changed() => {}
                     }
                 }
