@@ -133,10 +133,8 @@ pub async fn enqueue(
     Ok(row.event_id)
 }
 
-/// seq, event id, type, aggregate id, envelope.
-type PublishedRow = (i64, Uuid, String, String, Vec<u8>);
-/// A row as the publish statement returns it: [`PublishedRow`] and its `created_at`.
-type PublishingRow = (i64, Uuid, String, String, Vec<u8>, chrono::DateTime<Utc>);
+/// seq, event id, type, aggregate id, envelope, created_at.
+type PublishedRow = (i64, Uuid, String, String, Vec<u8>, chrono::DateTime<Utc>);
 
 /// The entry id of publish sequence `seq`.
 pub fn entry_id(seq: i64) -> String {
@@ -306,7 +304,7 @@ impl Relay {
         let mut again = 0u64;
         while cursor < last {
             let rows: Vec<PublishedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                r#"SELECT seq, event_id, event_type, aggregate_id, envelope FROM "{}".outbox
+                r#"SELECT seq, event_id, event_type, aggregate_id, envelope, created_at FROM "{}".outbox
                    WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"#,
                 self.schema
             )))
@@ -360,7 +358,7 @@ impl Relay {
         rows: &[PublishedRow],
     ) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
-        for (seq, event_id, event_type, aggregate_id, envelope) in rows {
+        for (seq, event_id, event_type, aggregate_id, envelope, _) in rows {
             pipe.cmd("XADD")
                 .arg(stream)
                 .arg("MAXLEN")
@@ -389,7 +387,7 @@ impl Relay {
         redis: &mut ConnectionManager,
         stream: &str,
     ) -> anyhow::Result<usize> {
-        let rows: Vec<PublishingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut rows: Vec<PublishedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"WITH batch AS (
                    SELECT id FROM "{s}".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE),
                numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM batch),
@@ -418,10 +416,6 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut rows: Vec<PublishedRow> = rows
-            .into_iter()
-            .map(|(seq, id, kind, aggregate, envelope, _)| (seq, id, kind, aggregate, envelope))
-            .collect();
         rows.sort_by_key(|r| r.0);
         self.xadd(redis, stream, &rows).await?;
         metrics::counter!("outbox_published_total", "service" => self.service.clone())
